@@ -1,0 +1,186 @@
+"""``python -m avae_tutorial {train,evaluate,align,reproduce}``: the package's jobs from the shell."""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+__all__ = ["main", "build_parser"]
+
+
+def _device(name: str | None) -> str:
+    import torch
+
+    if name in (None, "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit(f"error: --device {name} asked for, but CUDA is not available here; use --device cpu")
+    return name
+
+
+def _load_model(spec: str):
+    from . import pretrained
+    from .checkpoint import load_checkpoint, model_from_checkpoint
+
+    if Path(spec).suffix == ".pt" or Path(spec).exists():
+        return model_from_checkpoint(load_checkpoint(spec))
+    return pretrained.load_pretrained(spec)
+
+
+def _angles(text: str) -> list[float]:
+    """``"0:360:15"`` (start:stop:step, stop excluded) or ``"0,90,180"``."""
+    try:
+        if ":" in text:
+            start, stop, step = (float(v) for v in text.split(":"))
+            if step <= 0:
+                raise ValueError
+            return [start + i * step for i in range(math.ceil((stop - start) / step))]
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected start:stop:step or a comma list of degrees, got {text!r}") from None
+
+
+def cmd_train(a) -> int:
+    from .data import load_mnist
+    from .train import TrainConfig, fit
+
+    cfg = TrainConfig(regime=a.regime, latent_dim=a.latent, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr,
+                      train_limit=a.train_limit, test_limit=a.test_limit, seed=a.seed)  # fmt: skip
+    _, hist = fit(cfg, load_mnist("train"), load_mnist("test"), checkpoint=a.out, resume=not a.restart,
+                  device=_device(a.device))  # fmt: skip
+    print(json.dumps({"checkpoint": str(a.out), "test_loss": hist["test_loss"][-1], "train_loss": hist["train_loss"][-1],
+                      "seconds": round(sum(hist["seconds"]), 1)}))  # fmt: skip
+    return 0
+
+
+def cmd_evaluate(a) -> int:
+    from .data import load_mnist
+    from .evaluate import loss_per_angle, write_rows
+
+    dev = _device(a.device)
+    vae = _load_model(a.model).to(dev)
+    x = load_mnist("test", canvas=vae.canvas, limit=a.n)[0].to(dev)
+    rows = loss_per_angle(vae, x, a.angles, aligned=False)
+    if not a.no_align:
+        rows += loss_per_angle(vae, x, a.angles, aligned=True, config=a.preset)
+    for r in rows:
+        print(f"{r['angle_deg']:6.1f} deg  aligned={str(r['aligned']):5s}  loss {r['loss']:8.2f} nats")
+    if a.out:
+        write_rows(rows, a.out)
+        print(f"wrote {a.out}")
+    return 0
+
+
+def cmd_align(a) -> int:
+    import time
+
+    import torch
+
+    from .align import align
+    from .data import load_mnist, random_affines, random_rotations
+
+    dev = _device(a.device)
+    vae = _load_model(a.model).to(dev)
+    x = load_mnist("test", canvas=vae.canvas, limit=a.n)[0].to(dev)
+    if a.perturb == "rotation":
+        x = random_rotations(x, seed=a.seed)[0]
+    elif a.perturb == "affine":
+        x = random_affines(x, seed=a.seed)[0]
+    t0 = time.perf_counter()
+    res = align(vae, x, a.family, a.preset, progress=True)
+    if dev.startswith("cuda"):
+        torch.cuda.synchronize()
+    out = {"n": len(x), "family": a.family, "preset": a.preset, "perturb": a.perturb, "device": dev,
+           "loss_identity": float(res.loss0.mean()), "loss_aligned": float(res.loss.mean()),
+           "seconds": round(time.perf_counter() - t0, 3)}  # fmt: skip
+    print(json.dumps(out, indent=2))
+    if a.out:
+        Path(a.out).write_text(json.dumps(out, indent=2))
+    return 0
+
+
+def cmd_reproduce(a) -> int:
+    from .reproduce import ReproConfig, reproduce
+
+    rc = ReproConfig(epochs=a.epochs, sweep_epochs=a.sweep_epochs, train_limit=a.train_limit or None,
+                     eval_n=a.eval_n, affine_n=a.affine_n)  # fmt: skip
+    m = reproduce(rc, out=a.out, only=a.only, device=_device(a.device), runs=a.runs, evaluate_only=a.evaluate_only)
+    print(json.dumps({k: {"test_loss": v["metrics"]["test_loss"], "train_seconds": v["train_seconds"]}
+                      for k, v in m["models"].items()}, indent=2))  # fmt: skip
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .align import FAMILIES
+    from .reproduce import ReproConfig
+    from .train import REGIMES
+
+    p = argparse.ArgumentParser(prog="python -m avae_tutorial", description="Affine VAEs: train, evaluate, align.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a VAE in one of three regimes", description="Train a VAE.")
+    t.add_argument("--regime", choices=REGIMES, default="upright")
+    t.add_argument("--latent", type=int, default=8)
+    t.add_argument("--epochs", type=int, default=10)
+    t.add_argument("--batch-size", type=int, default=128)
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--train-limit", type=int, default=None, help="use the first N training digits")
+    t.add_argument("--test-limit", type=int, default=1000)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--out", type=Path, default=Path("runs/model.pt"), help="checkpoint (resumed if present)")
+    t.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
+    t.add_argument("--device", default="auto")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="loss per rotation angle, with and without alignment",
+                       description="Mean loss of test digits turned by each angle.")  # fmt: skip
+    e.add_argument("model", help="a pretrained name (e.g. vae-upright) or a checkpoint .pt")
+    e.add_argument("--angles", type=_angles, default=_angles("0:360:15"), help="degrees: start:stop:step or a,b,c")
+    e.add_argument("--n", type=int, default=500, help="test digits")
+    e.add_argument("--preset", choices=("default", "fast"), default="default")
+    e.add_argument("--no-align", action="store_true")
+    e.add_argument("--out", type=Path, help="write .csv or .json")
+    e.add_argument("--device", default="auto")
+    e.set_defaults(func=cmd_evaluate)
+
+    g = sub.add_parser("align", help="search the transform of test digits", description="Align test digits.")
+    g.add_argument("model", help="a pretrained name or a checkpoint .pt")
+    g.add_argument("--family", choices=FAMILIES, default="rotation")
+    g.add_argument("--preset", choices=("default", "fast"), default="default")
+    g.add_argument("--perturb", choices=("none", "rotation", "affine"), default="rotation")
+    g.add_argument("--n", type=int, default=500)
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--out", type=Path, help="write the summary as JSON")
+    g.add_argument("--device", default="auto")
+    g.set_defaults(func=cmd_align)
+
+    d = ReproConfig()
+    r = sub.add_parser("reproduce", help="train and evaluate every shipped model",
+                       description="Train every shipped model with fit() and write the results files.")  # fmt: skip
+    r.add_argument("--epochs", type=int, default=d.epochs)
+    r.add_argument("--sweep-epochs", type=int, default=d.sweep_epochs)
+    r.add_argument("--train-limit", type=int, default=d.train_limit, help="0 for all 60,000")
+    r.add_argument("--eval-n", type=int, default=d.eval_n)
+    r.add_argument("--affine-n", type=int, default=d.affine_n)
+    r.add_argument("--only", nargs="+", help="train only these models (no evaluation)")
+    r.add_argument("--evaluate-only", action="store_true")
+    r.add_argument("--out", type=Path, help="default: the package's pretrained/ folder")
+    r.add_argument("--runs", type=Path, default=Path("runs"), help="resumable training checkpoints")
+    r.add_argument("--device", default="auto")
+    r.set_defaults(func=cmd_reproduce)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, TypeError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

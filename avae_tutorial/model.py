@@ -1,0 +1,111 @@
+"""The convolutional VAE of the seed and the affine wrapper around it (chapter 2)."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+
+from ._checks import check_images, check_same_device
+from .transforms import invert, warp
+
+__all__ = ["VAEConfig", "VAE", "AffineVAE"]
+
+
+@dataclass(frozen=True)
+class VAEConfig:
+    latent_dim: int = 8
+    canvas: int = 40
+
+
+def _sizes(canvas: int) -> tuple[int, int, int, int]:
+    s1 = canvas - 4  # 5x5
+    s2 = (s1 - 4) // 2 + 1  # 4x4 / 2
+    s3 = (s2 - 3) // 2 + 1  # 3x3 / 2
+    s4 = s3 - 4  # 5x5
+    return s1, s2, s3, s4
+
+
+def _block(conv: nn.Module, channels: int) -> nn.Sequential:
+    return nn.Sequential(conv, nn.BatchNorm2d(channels), nn.ELU())
+
+
+class VAE(nn.Module):
+    """Conv VAE: encoder 32-32-64-16 channels (5x5, 4x4/2, 3x3/2, 5x5), mirrored decoder.
+
+    ``encode(x) -> (mu, logvar)`` (``logvar`` is the log-variance), ``decode(z) -> probabilities``.
+    """
+
+    def __init__(self, latent_dim: int = 8, canvas: int = 40):
+        super().__init__()
+        if not isinstance(latent_dim, int) or latent_dim < 1:
+            raise ValueError(f"latent_dim: expected a positive int, got {latent_dim!r}")
+        if not isinstance(canvas, int) or _sizes(canvas)[3] < 1:
+            raise ValueError(f"canvas: expected an int >= 28 (the conv stack needs it), got {canvas!r}")
+        self.config = VAEConfig(latent_dim, canvas)
+        s1, s2, s3, s4 = _sizes(canvas)
+        self._flat = (16, s4, s4)
+        n = 16 * s4 * s4
+        self.encoder = nn.Sequential(  # 40x40 =>
+            _block(nn.Conv2d(1, 32, 5), 32),  # 36x36
+            _block(nn.Conv2d(32, 32, 4, stride=2), 32),  # 17x17
+            _block(nn.Conv2d(32, 64, 3, stride=2), 64),  # 8x8
+            _block(nn.Conv2d(64, 16, 5), 16),  # 4x4
+            nn.Flatten(),
+        )
+        self.to_mu = nn.Linear(n, latent_dim)
+        self.to_logvar = nn.Linear(n, latent_dim)
+        self.from_z = nn.Sequential(nn.Linear(latent_dim, n), nn.ELU())
+        self.decoder = nn.Sequential(  # 4x4 =>
+            _block(nn.ConvTranspose2d(16, 64, 5), 64),  # 8x8
+            _block(nn.ConvTranspose2d(64, 32, 3, stride=2, output_padding=s2 - (2 * s3 + 1)), 32),  # 17x17
+            _block(nn.ConvTranspose2d(32, 32, 4, stride=2, output_padding=s1 - (2 * s2 + 2)), 32),  # 36x36
+            nn.ConvTranspose2d(32, 1, 5),  # 40x40 logits
+        )
+
+    @property
+    def latent_dim(self) -> int:
+        return self.config.latent_dim
+
+    @property
+    def canvas(self) -> int:
+        return self.config.canvas
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.encoder(x)  # (B, 16*s4*s4)
+        return self.to_mu(h), self.to_logvar(h)  # (B, L), (B, L)
+
+    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.from_z(z).view(-1, *self._flat))  # (B, 1, canvas, canvas)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.decode_logits(z))
+
+    def forward(self, x: torch.Tensor, sample: bool = False):
+        """``x -> (x_hat, mu, logvar)``; ``z = mu`` unless ``sample`` (reparameterization)."""
+        check_images(x, canvas=self.canvas)
+        check_same_device(self, x)
+        mu, logvar = self.encode(x)
+        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if sample else mu
+        return self.decode(z), mu, logvar
+
+    def config_dict(self) -> dict:
+        return asdict(self.config)
+
+
+class AffineVAE(nn.Module):
+    """``x_hat = warp(decode(z(warp(x, A))), A^-1)``: a VAE wrapped in an affine warp and its inverse.
+
+    The forward pass takes the transform explicitly; choosing it is :func:`avae_tutorial.align`'s job.
+    """
+
+    def __init__(self, vae: VAE):
+        super().__init__()
+        self.vae = vae
+
+    def forward(self, x: torch.Tensor, A: torch.Tensor | None = None, sample: bool = False):
+        """``(x, A) -> (x_hat, mu, logvar)``; ``A=None`` is the identity (the plain VAE)."""
+        if A is None:
+            return self.vae(x, sample=sample)
+        x_hat, mu, logvar = self.vae(warp(x, A), sample=sample)
+        return warp(x_hat, invert(A)), mu, logvar

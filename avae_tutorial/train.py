@@ -1,0 +1,180 @@
+"""Training in three regimes (chapter 4): upright, rotated, and rotated with per-batch alignment.
+
+* ``upright``: plain VAE training on MNIST as it is.
+* ``rotated``: every digit turned by a fresh random angle each epoch (data augmentation).
+* ``aligned``: as ``rotated``, but before each SGD step every image's rotation is chosen by
+  :func:`avae_tutorial.align` (a cheap setting, warm-started at the orientation at which the
+  digit was encoded in the previous epoch); the step then trains on ``warp(x, A)``.
+
+For ``aligned`` the history records, per epoch, the orientation at which each training digit
+was encoded: its perturbation angle plus the chosen correction (chapter 5's histograms).
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from ._checks import check_choice, check_images
+from .align import AlignConfig, align, eval_mode
+from .checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from .loss import avae_loss
+from .model import VAE
+from .transforms import rotation, warp
+
+__all__ = ["TrainConfig", "fit", "REGIMES", "evaluation_angles"]
+
+REGIMES = ("upright", "rotated", "aligned")
+
+
+@dataclass
+class TrainConfig:
+    regime: str = "upright"
+    latent_dim: int = 8
+    canvas: int = 40
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 5e-4
+    train_limit: int | None = None  # first N training digits (None: all 60,000)
+    test_limit: int = 1000  # test digits for the per-epoch test loss
+    seed: int = 0
+    align: dict = field(default_factory=lambda: asdict(AlignConfig(restarts=8, top_k=1, steps=2, lr=0.1)))
+
+    def __post_init__(self):
+        check_choice(self.regime, REGIMES, "regime")
+        for name in ("latent_dim", "epochs", "batch_size", "test_limit"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name}: expected a positive int, got {v!r}")
+        if self.train_limit is not None and (not isinstance(self.train_limit, int) or self.train_limit < 1):
+            raise ValueError(f"train_limit: expected a positive int or None, got {self.train_limit!r}")
+        AlignConfig(**self.align)  # validates
+
+
+def evaluation_angles(n: int, seed: int) -> torch.Tensor:
+    """Fixed, seeded angles in [0, 2pi) for rotated evaluation sets."""
+    return torch.rand(n, generator=torch.Generator().manual_seed(seed)) * (2 * math.pi)
+
+
+def _epoch_angles(n: int, seed: int, epoch: int) -> torch.Tensor:
+    return evaluation_angles(n, seed * 100_003 + epoch)
+
+
+def _test_loss(vae: VAE, x: torch.Tensor, batch: int = 500) -> float:
+    with eval_mode(vae), torch.no_grad():
+        return float(torch.cat([avae_loss(vae, x[i : i + batch], check=False) for i in range(0, len(x), batch)]).mean())
+
+
+def fit(
+    config: TrainConfig,
+    train: tuple[torch.Tensor, torch.Tensor],
+    test: tuple[torch.Tensor, torch.Tensor] | None = None,
+    checkpoint: str | Path | None = None,
+    resume: bool = True,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+) -> tuple[VAE, dict]:
+    """Train a :class:`VAE` as ``config`` says; returns ``(vae, history)``.
+
+    Args:
+        train, test: ``(x, y)`` upright digits as :func:`load_mnist` returns them; the regime
+            rotates them itself. ``test`` defaults to the last ``test_limit`` training digits.
+        checkpoint: file written atomically after every epoch (config, weights, optimizer,
+            history); with ``resume`` an existing file is continued from its last epoch.
+        device: where to train (default: where ``train`` lives).
+
+    ``history`` has per-epoch ``train_loss``, ``test_loss`` (nats, ``z = mu``, eval mode, on
+    upright test digits for ``upright`` and on randomly rotated ones otherwise), ``seconds``,
+    and for ``aligned`` ``orientation (epochs, N)``: radians in [-pi, pi) at which each training
+    digit was encoded, with ``labels (N,)``.
+    """
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config: expected a TrainConfig, got {type(config).__name__}")
+    x, y = train
+    check_images(x, name="train x", canvas=config.canvas)
+    if config.train_limit is not None:
+        x, y = x[: config.train_limit], y[: config.train_limit]
+    if test is None:
+        test = (x[-config.test_limit :], y[-config.test_limit :])
+    device = torch.device(device) if device is not None else x.device
+    x, y = x.to(device), y.to(device)
+    x_test = test[0][: config.test_limit].to(device)
+    if config.regime != "upright":
+        x_test = warp(x_test, rotation(evaluation_angles(len(x_test), config.seed + 1).to(device)))
+
+    torch.manual_seed(config.seed)
+    vae = VAE(config.latent_dim, config.canvas).to(device)
+    opt = torch.optim.Adam(vae.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    history = {"epoch": [], "train_loss": [], "test_loss": [], "seconds": []}
+    if config.regime == "aligned":
+        history["labels"] = y.cpu()
+        history["orientation"] = torch.empty(0, len(x))
+    start = 0
+    if checkpoint is not None and resume and Path(checkpoint).exists():
+        ckpt = load_checkpoint(checkpoint, map_location=device)
+        if ckpt["config"] != asdict(config):
+            raise ValueError(f"checkpoint {checkpoint} was written by another config: {ckpt['config']}")
+        vae = model_from_checkpoint(ckpt).to(device)
+        opt = torch.optim.Adam(vae.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        opt.load_state_dict(ckpt["optimizer"])
+        history, start = ckpt["history"], ckpt["epoch"]
+
+    align_cfg = AlignConfig(**config.align)
+    for epoch in range(start, config.epochs):
+        t0 = time.perf_counter()
+        torch.manual_seed(config.seed * 1_000 + epoch)  # reparameterization noise, resumable
+        order = torch.randperm(len(x), generator=torch.Generator().manual_seed(config.seed * 1_000 + epoch))
+        angles = _epoch_angles(len(x), config.seed, epoch).to(device)
+        orient = torch.zeros(len(x))
+        prev = history["orientation"][-1].to(device) if config.regime == "aligned" and epoch > 0 else None
+        vae.train()
+        total, count = 0.0, 0
+        bar = tqdm(range(0, len(x), config.batch_size), desc=f"{config.regime} epoch {epoch + 1}/{config.epochs}",
+                   disable=not progress, leave=False)  # fmt: skip
+        for b, s in enumerate(bar):
+            idx = order[s : s + config.batch_size].to(device)
+            xb = x[idx]
+            A = None
+            if config.regime != "upright":
+                xb = warp(xb, rotation(angles[idx]))
+            if config.regime == "aligned":
+                init = None if prev is None else (prev[idx] - angles[idx])[:, None]  # same orientation as last epoch
+                res = align(vae, xb, "rotation", align_cfg, init=init, progress=False)
+                A = res.A
+                orient[idx.cpu()] = torch.remainder(angles[idx] + res.params[:, 0] + math.pi, 2 * math.pi).cpu() - math.pi
+            loss = avae_loss(vae, xb, A, sample=True, check=False).mean()
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"non-finite training loss ({loss.item()}) at epoch {epoch + 1}, batch {b + 1}; "
+                    f"the last good checkpoint is kept at {checkpoint}"
+                )
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(idx)
+            count += len(idx)
+            bar.set_postfix(loss=f"{total / count:.1f}")
+        history["epoch"].append(epoch + 1)
+        history["train_loss"].append(total / count)
+        history["test_loss"].append(_test_loss(vae, x_test))
+        history["seconds"].append(time.perf_counter() - t0)
+        if config.regime == "aligned":
+            history["orientation"] = torch.cat([history["orientation"], orient[None]])
+        if progress:
+            tqdm.write(
+                f"[{config.regime} L={config.latent_dim}] epoch {epoch + 1}: train {history['train_loss'][-1]:.2f} "
+                f"test {history['test_loss'][-1]:.2f} nats ({history['seconds'][-1]:.0f}s)"
+            )
+        if checkpoint is not None:
+            save_checkpoint(
+                {"config": asdict(config), "model": vae.state_dict(), "optimizer": opt.state_dict(),
+                 "epoch": epoch + 1, "history": history},
+                checkpoint,
+            )  # fmt: skip
+    vae.eval()
+    return vae, history

@@ -1,0 +1,141 @@
+"""Geometry: affine matrices and the one function that warps images with them.
+
+Convention
+----------
+* A transform is a batch of matrices ``A`` of shape ``(B, 2, 3)`` acting on normalized
+  image coordinates in ``[-1, 1]`` (x to the right, y downwards, as an image is displayed),
+  with ``align_corners=False`` everywhere.
+* ``warp(x, A)`` *samples*: output pixel at ``p`` takes the input value at ``A @ [p, 1]``
+  (the semantics of ``torch.nn.functional.affine_grid``). Points that fall outside the
+  canvas read zero (background).
+* ``rotation(angle)`` with a positive angle turns the picture **counter-clockwise as
+  displayed**; ``warp(x, rotation(pi/2))`` equals ``torch.rot90(x, 1, dims=(-2, -1))``.
+* Angles are radians. Composition: ``warp(warp(x, A), B) == warp(x, compose(A, B))``.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from ._checks import check_angles, check_matrices
+
+__all__ = [
+    "rotation",
+    "affine",
+    "warp",
+    "invert",
+    "compose",
+    "identity",
+    "to_homogeneous",
+    "angle_of",
+    "AFFINE_PARAMS",
+]
+
+ALIGN_CORNERS = False
+AFFINE_PARAMS = ("angle", "shear", "log_sx", "log_sy", "tx", "ty")
+
+
+def identity(batch: int, device=None, dtype=torch.float32) -> torch.Tensor:
+    """``(B, 2, 3)`` identity transforms."""
+    return torch.eye(2, 3, device=device, dtype=dtype).expand(batch, 2, 3).clone()
+
+
+def rotation(angle: torch.Tensor) -> torch.Tensor:
+    """Rotation matrices ``(B, 2, 3)`` from angles ``(B,)`` in radians.
+
+    A positive angle turns the picture counter-clockwise as displayed (see module docstring).
+    """
+    angle = check_angles(angle)
+    c, s = torch.cos(angle), torch.sin(angle)
+    zero = torch.zeros_like(angle)
+    return torch.stack([torch.stack([c, -s, zero], -1), torch.stack([s, c, zero], -1)], -2)  # (B, 2, 3)
+
+
+def affine(params: torch.Tensor) -> torch.Tensor:
+    """Affine matrices ``(B, 2, 3)`` from parameters ``(B, 4)`` or ``(B, 6)``.
+
+    Columns: ``angle`` (radians, as :func:`rotation`), ``shear`` (radians, x-shear angle),
+    ``log_sx``, ``log_sy`` (log of the scale of the picture along x and y) and optionally
+    ``tx``, ``ty`` (translation of the picture in normalized units). The picture is first
+    scaled, then sheared, then rotated, then translated; the returned matrix is the
+    *sampling* matrix of that picture transform, i.e. its inverse.
+    """
+    if not isinstance(params, torch.Tensor) or params.dim() != 2 or params.shape[1] not in (4, 6):
+        got = tuple(params.shape) if isinstance(params, torch.Tensor) else type(params).__name__
+        raise ValueError(f"params: expected shape (B, 4) or (B, 6) [{', '.join(AFFINE_PARAMS)}], got {got}")
+    if not params.is_floating_point() or not torch.isfinite(params).all():
+        raise ValueError("params: expected finite floating-point values")
+    angle, shear, log_sx, log_sy = params[:, 0], params[:, 1], params[:, 2], params[:, 3]
+    B = params.shape[0]
+    one, zero = torch.ones_like(angle), torch.zeros_like(angle)
+    # Picture-space maps (forward, 3x3): P = T R H S; sampling matrix = P^-1 = S^-1 H^-1 R^-1 T^-1.
+    S_inv = torch.diag_embed(torch.stack([torch.exp(-log_sx), torch.exp(-log_sy), one], -1))
+    H_inv = _h3(torch.stack([one, -torch.tan(shear), zero], -1), torch.stack([zero, one, zero], -1))
+    R_inv = to_homogeneous(rotation(angle))  # rotation() is already a sampling matrix
+    M = S_inv @ H_inv @ R_inv
+    if params.shape[1] == 6:
+        T_inv = _h3(torch.stack([one, zero, -params[:, 4]], -1), torch.stack([zero, one, -params[:, 5]], -1))
+        M = M @ T_inv
+    return M[:, :2, :].reshape(B, 2, 3)
+
+
+def _h3(row0: torch.Tensor, row1: torch.Tensor) -> torch.Tensor:
+    row2 = torch.zeros_like(row0)
+    row2[:, 2] = 1
+    return torch.stack([row0, row1, row2], -2)
+
+
+def to_homogeneous(A: torch.Tensor) -> torch.Tensor:
+    """``(B, 2, 3)`` -> ``(B, 3, 3)`` with last row ``[0, 0, 1]``."""
+    last = torch.zeros_like(A[:, :1, :])
+    last[:, 0, 2] = 1
+    return torch.cat([A, last], dim=1)
+
+
+def invert(A: torch.Tensor) -> torch.Tensor:
+    """Inverse transforms through the 3x3 homogeneous matrix: ``warp(warp(x, A), invert(A)) ~ x``."""
+    A = check_matrices(A)
+    det = A[:, 0, 0] * A[:, 1, 1] - A[:, 0, 1] * A[:, 1, 0]
+    scale = A[:, :, :2].abs().amax(dim=(1, 2)).clamp_min(torch.finfo(A.dtype).tiny)
+    bad = det.abs() <= 1e-6 * scale**2
+    if bad.any():
+        idx = bad.nonzero().flatten()[:5].tolist()
+        raise ValueError(f"A: singular affine matrix at batch index {idx} (determinant ~0); it has no inverse")
+    return torch.linalg.inv(to_homogeneous(A))[:, :2, :]
+
+
+def compose(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
+    """The transform equal to warping by ``A`` then by ``B``: ``warp(warp(x, A), B) == warp(x, compose(A, B))``."""
+    A, B = check_matrices(A), check_matrices(B, batch=A.shape[0], name="B")
+    return (to_homogeneous(A) @ to_homogeneous(B))[:, :2, :]
+
+
+def warp(x: torch.Tensor, A: torch.Tensor, padding_mode: str = "zeros") -> torch.Tensor:
+    """Warp images ``x (B, C, H, W)`` by sampling matrices ``A (B, 2, 3)`` (bilinear, ``align_corners=False``).
+
+    This is the only place in the package that resamples images.
+    """
+    if not isinstance(x, torch.Tensor) or x.dim() != 4:
+        got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"x: expected images of shape (B, C, H, W), got {got}")
+    A = check_matrices(A, batch=x.shape[0])
+    if A.device != x.device:
+        raise ValueError(f"A is on {A.device} but x is on {x.device}")
+    grid = F.affine_grid(A.to(x.dtype), list(x.shape), align_corners=ALIGN_CORNERS)  # (B, H, W, 2)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode=padding_mode, align_corners=ALIGN_CORNERS)
+
+
+def angle_of(A: torch.Tensor) -> torch.Tensor:
+    """Rotation angle (radians, in ``(-pi, pi]``) of the rotation part of ``A``, read with ``atan2``.
+
+    Exact for pure rotations; for general affine matrices it is the angle of the first column.
+    """
+    A = check_matrices(A)
+    return torch.atan2(A[:, 1, 0], A[:, 0, 0])
+
+
+def wrap_angle(angle: torch.Tensor) -> torch.Tensor:
+    """Wrap radians to ``[-pi, pi)``."""
+    return torch.remainder(angle + math.pi, 2 * math.pi) - math.pi
