@@ -1,6 +1,7 @@
 # avae-tutorial: build the book and run the tests.
 #   make venv   create .venv and install the package with its test and book extras
-#   make test   unit tests, then every notebook in quick mode (nbval), then a quick-mode book build
+#   make test   unit tests, then every notebook in quick mode (nbval), then a quick-mode book build,
+#               then the built site in headless Chromium and its links
 #   make book   full-mode book build into _build/html
 #   make clean  remove build outputs (keeps .venv)
 #
@@ -23,7 +24,7 @@ JB_FLAGS   ?= -W -n --all
 # Kernels started by nbval and jupyter-book resolve "python" through PATH.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: help venv test test-unit test-notebooks book-quick book clean
+.PHONY: help venv test test-unit test-notebooks test-site book-quick book clean
 
 help:
 	@echo "make venv | test | book | clean"
@@ -42,14 +43,21 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -e '.[test,book]'
 	touch $(STAMP)
 
-# Sequential on purpose (also under make -j): cheapest failures first.
+# Sequential on purpose (also under make -j): cheapest failures first. The last step reads the
+# book that the step before it built: headless Chromium over every page, and the link check
+# (screenshots in _build/screenshots/).
 test: venv
-	AVAE_MODE=quick $(BIN)/python -m pytest tests
+	AVAE_MODE=quick $(BIN)/python -m pytest -m "not site" tests
 	AVAE_MODE=quick $(BIN)/python -m pytest --nbval-lax book/
 	AVAE_MODE=quick $(BIN)/jupyter-book build . $(JB_FLAGS)
+	AVAE_MODE=quick $(BIN)/python -m pytest -m site tests
 
 test-unit: venv
-	AVAE_MODE=quick $(BIN)/python -m pytest tests
+	AVAE_MODE=quick $(BIN)/python -m pytest -m "not site" tests
+
+# The rendered site alone (builds the book first when _build/html is missing or stale).
+test-site: venv
+	AVAE_MODE=quick $(BIN)/python -m pytest -m site tests
 
 test-notebooks: venv
 	AVAE_MODE=quick $(BIN)/python -m pytest --nbval-lax book/

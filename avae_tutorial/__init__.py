@@ -16,6 +16,7 @@ from .checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from .data import load_mnist, pad_to_canvas, random_affines, random_rotations, synthetic_digits
 from .loss import avae_loss, loss_terms
 from .model import VAE, AffineVAE, VAEConfig
+from .pretrained import load_pretrained
 from .train import REGIMES, TrainConfig, fit
 from .transforms import affine, angle_of, compose, identity, invert, rotation, warp
 
@@ -27,5 +28,5 @@ __all__ = [
     "VAE", "VAEConfig", "AffineVAE", "avae_loss", "loss_terms",
     "align", "AlignConfig", "AlignResult", "FAMILIES", "PRESETS",
     "fit", "TrainConfig", "REGIMES",
-    "save_checkpoint", "load_checkpoint", "model_from_checkpoint",
+    "save_checkpoint", "load_checkpoint", "model_from_checkpoint", "load_pretrained",
 ]  # fmt: skip

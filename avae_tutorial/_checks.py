@@ -1,85 +1,184 @@
 """Input validation shared by every public entry point.
 
-Each check raises one ``ValueError`` / ``TypeError`` whose message names what was
-expected and what was received, so a user never meets a silent NaN or a shape
-error from deep inside torch.
+Each check raises one ``ValueError`` / ``TypeError`` whose message names the argument, what
+was expected and what was received, and, where there is one, the usual fix; so a user never
+meets a silent NaN or a shape error from deep inside torch. Checks read only metadata first
+(type, dtype, shape, device); value checks (finite, range) are skipped on the ``meta`` device,
+which has no values.
 """
 from __future__ import annotations
 
 import torch
 
-__all__ = ["check_images", "check_matrices", "check_angles", "check_choice", "check_same_device"]
+__all__ = [
+    "check_images",
+    "check_warp_images",
+    "check_matrices",
+    "check_angles",
+    "check_choice",
+    "check_same_device",
+    "check_positive_int",
+    "check_labels",
+    "check_device",
+]
 
 
 def _describe(t: torch.Tensor) -> str:
     return f"tensor of shape {tuple(t.shape)}, dtype {t.dtype}, device {t.device}"
 
 
-def check_images(x, name: str = "x", canvas: int | None = None) -> torch.Tensor:
-    """Validate a batch of images: float tensor (B, 1, H, W), values in [0, 1], finite, B > 0."""
+def _has_values(t: torch.Tensor) -> bool:
+    return t.device.type != "meta"
+
+
+def _rank_hint(x: torch.Tensor) -> str:
+    if x.dim() == 2:
+        return "; for one (H, W) image use x[None, None]"
+    if x.dim() == 3:
+        return "; for a batch (B, H, W) add the channel axis with x.unsqueeze(1), for one (1, H, W) image use x[None]"
+    if x.dim() == 4 and x.shape[1] == 3:
+        return "; convert RGB to grey first, e.g. x.mean(1, keepdim=True)"
+    if x.dim() == 4 and x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
+        return "; channels-last images need x.permute(0, 3, 1, 2)"
+    return ""
+
+
+def _check_float_images(x, name: str, shape: str, values: str = " with values in [0, 1]") -> torch.Tensor:
     if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name}: expected a torch.Tensor of shape (B, 1, H, W), got {type(x).__name__}")
-    if x.dtype == torch.uint8 or not x.is_floating_point():
+        raise TypeError(f"{name}: expected a torch.Tensor of shape {shape}, got {type(x).__name__}")
+    if not x.is_floating_point():
         raise TypeError(
-            f"{name}: expected floating-point images in [0, 1], got {_describe(x)}; "
-            f"convert with `{name}.float() / 255` for 0-255 images"
+            f"{name}: expected floating-point images{values}, got {_describe(x)}; "
+            f"convert 0-255 images with `{name.split()[-1]}.float() / 255`"
         )
+    return x
+
+
+def check_images(x, name: str = "x", canvas: int | None = None) -> torch.Tensor:
+    """Validate a batch of images: float tensor ``(B, 1, H, W)``, ``B > 0``, finite, values in [0, 1].
+
+    With ``canvas``, ``H == W == canvas`` (the model's input size) is required as well.
+    """
+    x = _check_float_images(x, name, "(B, 1, H, W)")
     if x.dim() != 4 or x.shape[1] != 1:
-        hint = " (add a channel axis with x.unsqueeze(1))" if x.dim() == 3 else ""
-        raise ValueError(f"{name}: expected shape (B, 1, H, W) with one channel, got {_describe(x)}{hint}")
+        raise ValueError(f"{name}: expected shape (B, 1, H, W) with one channel, got {_describe(x)}{_rank_hint(x)}")
     if x.shape[0] == 0:
         raise ValueError(f"{name}: expected a non-empty batch, got {_describe(x)}")
     if canvas is not None and (x.shape[-2] != canvas or x.shape[-1] != canvas):
         raise ValueError(
             f"{name}: the model expects {canvas}x{canvas} images, got {x.shape[-2]}x{x.shape[-1]}; "
-            f"pad or resize to the model's canvas (see avae_tutorial.pad_to_canvas)"
+            f"pad 28x28 digits with avae_tutorial.pad_to_canvas(x, {canvas}) or use a model built for this size"
         )
+    if not _has_values(x):
+        return x
     if not torch.isfinite(x).all():
         raise ValueError(f"{name}: contains NaN or inf values ({_describe(x)})")
     lo, hi = float(x.min()), float(x.max())
     if lo < 0.0 or hi > 1.0:
-        raise ValueError(f"{name}: expected pixel values in [0, 1], got range [{lo:.4g}, {hi:.4g}]")
+        hint = "; for 0-255 pixel values divide by 255" if lo >= 0.0 and hi <= 255.0 else ""
+        raise ValueError(
+            f"{name}: expected pixel values in [0, 1] (Bernoulli probabilities), got range [{lo:.4g}, {hi:.4g}]{hint}"
+        )
     return x
 
 
-def check_matrices(A, batch: int | None = None, name: str = "A") -> torch.Tensor:
-    """Validate affine matrices: float tensor (B, 2, 3), finite."""
+def check_warp_images(x, name: str = "x") -> torch.Tensor:
+    """Validate what :func:`warp` resamples: finite float ``(B, C, H, W)``, ``B > 0``; any real values."""
+    x = _check_float_images(x, name, "(B, C, H, W)", values="")
+    if x.dim() != 4:
+        raise ValueError(f"{name}: expected images of shape (B, C, H, W), got {_describe(x)}{_rank_hint(x)}")
+    if min(x.shape) == 0:
+        raise ValueError(f"{name}: expected a non-empty batch of non-empty images, got {_describe(x)}")
+    if _has_values(x) and not torch.isfinite(x).all():
+        raise ValueError(f"{name}: contains NaN or inf values ({_describe(x)})")
+    return x
+
+
+def check_matrices(A, batch: int | None = None, name: str = "A", of: str = "one per image") -> torch.Tensor:
+    """Validate affine matrices: float tensor ``(B, 2, 3)``, finite; ``B == batch`` when given."""
     if not isinstance(A, torch.Tensor):
         raise TypeError(f"{name}: expected a torch.Tensor of shape (B, 2, 3), got {type(A).__name__}")
     if not A.is_floating_point():
-        raise TypeError(f"{name}: expected a floating-point tensor, got {_describe(A)}")
+        raise TypeError(f"{name}: expected a floating-point tensor, got {_describe(A)}; convert with {name}.float()")
     if A.dim() != 3 or tuple(A.shape[1:]) != (2, 3):
-        raise ValueError(f"{name}: expected shape (B, 2, 3), got {_describe(A)}")
+        hint = ""
+        if tuple(A.shape) == (2, 3):
+            hint = f"; for one matrix add the batch axis with {name}[None]"
+        elif A.dim() == 3 and tuple(A.shape[1:]) == (3, 3):
+            hint = f"; for homogeneous 3x3 matrices drop the last row with {name}[:, :2]"
+        elif A.dim() == 1:
+            hint = "; for angles build the matrices with avae_tutorial.rotation(angle)"
+        raise ValueError(f"{name}: expected shape (B, 2, 3), got {_describe(A)}{hint}")
+    if A.shape[0] == 0:
+        raise ValueError(f"{name}: expected at least one matrix, got {_describe(A)}")
     if batch is not None and A.shape[0] != batch:
-        raise ValueError(f"{name}: expected {batch} matrices (one per image), got {A.shape[0]}")
-    if not torch.isfinite(A).all():
+        raise ValueError(f"{name}: expected {batch} matrices ({of}), got {A.shape[0]}")
+    if _has_values(A) and not torch.isfinite(A).all():
         raise ValueError(f"{name}: contains NaN or inf values")
     return A
 
 
 def check_angles(angle, name: str = "angle") -> torch.Tensor:
-    """Validate angles: a 1-d float tensor (B,) in radians, finite."""
+    """Validate angles: a 1-d float tensor ``(B,)`` of radians, ``B > 0``, finite."""
     if not isinstance(angle, torch.Tensor):
-        raise TypeError(f"{name}: expected a 1-d torch.Tensor of radians, got {type(angle).__name__}")
+        raise TypeError(
+            f"{name}: expected a 1-d torch.Tensor of radians, got {type(angle).__name__}; "
+            f"wrap numbers with torch.tensor([...])"
+        )
     if not angle.is_floating_point():
-        raise TypeError(f"{name}: expected a floating-point tensor of radians, got {_describe(angle)}")
+        raise TypeError(
+            f"{name}: expected a floating-point tensor of radians, got {_describe(angle)}; "
+            f"for degrees use torch.deg2rad({name}.float())"
+        )
     if angle.dim() != 1:
-        raise ValueError(f"{name}: expected shape (B,), got {_describe(angle)}")
-    if not torch.isfinite(angle).all():
+        raise ValueError(f"{name}: expected shape (B,), got {_describe(angle)}; flatten with {name}.reshape(-1)")
+    if angle.shape[0] == 0:
+        raise ValueError(f"{name}: expected at least one angle, got {_describe(angle)}")
+    if _has_values(angle) and not torch.isfinite(angle).all():
         raise ValueError(f"{name}: contains NaN or inf values")
     return angle
 
 
 def check_choice(value, choices, name: str) -> str:
-    if value not in choices:
+    """``value`` must be one of ``choices``; the message lists them."""
+    if not isinstance(value, str) or value not in choices:
         raise ValueError(f"unknown {name} {value!r}; expected one of: {', '.join(map(repr, choices))}")
     return value
 
 
-def check_same_device(model: torch.nn.Module, x: torch.Tensor) -> None:
+def check_positive_int(value, name: str, minimum: int = 1) -> int:
+    """``value`` must be an ``int`` (not a bool) ``>= minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        kind = "a positive int" if minimum == 1 else f"an int >= {minimum}"
+        raise ValueError(f"{name}: expected {kind}, got {value!r}")
+    return value
+
+
+def check_labels(y, n: int, name: str = "y") -> torch.Tensor:
+    """Validate labels: an integer tensor ``(N,)`` with one label per image."""
+    if not isinstance(y, torch.Tensor) or y.dim() != 1 or y.shape[0] != n:
+        got = _describe(y) if isinstance(y, torch.Tensor) else type(y).__name__
+        raise ValueError(f"{name}: expected a 1-d tensor with one label per image ({n},), got {got}")
+    if y.is_floating_point() or y.is_complex():
+        raise TypeError(f"{name}: expected integer class labels, got {_describe(y)}; convert with y.long()")
+    return y
+
+
+def check_same_device(model: torch.nn.Module, x: torch.Tensor, name: str = "images") -> None:
+    """The model's parameters and ``x`` must live on the same device."""
     p = next(model.parameters(), None)
-    if p is not None and p.device != x.device:
+    if p is not None and isinstance(x, torch.Tensor) and p.device != x.device:
         raise ValueError(
-            f"the model is on {p.device} but the images are on {x.device}; "
-            f"move one of them, e.g. x = x.to({str(p.device)!r})"
+            f"the model is on {p.device} but the {name} are on {x.device}; "
+            f"move one of them, e.g. x = x.to({str(p.device)!r}) or model.to(x.device)"
         )
+
+
+def check_device(device) -> torch.device:
+    """A device that exists and works here (``"cuda"`` on a machine without a GPU does not)."""
+    try:
+        dev = torch.device(device)
+        torch.empty(0, device=dev)
+    except (RuntimeError, AssertionError, TypeError) as e:
+        raise ValueError(f"device: {device!s} is not usable here ({str(e).splitlines()[0]}); use 'cpu'") from e
+    return dev

@@ -2,12 +2,23 @@
 
 Per image, batched over images *and* candidates (no Python loop over either):
 
-1. **score** ``restarts`` starting transforms in one no-grad pass: a regular grid of angles
-   (the identity among them) plus, if given, caller-supplied ``init`` angles;
-2. **refine** the best ``top_k`` per image with ``steps`` Adam steps on the transform
-   parameters only (the model is in eval mode and its weights get no gradients);
-3. **keep** the best loss seen per image; the identity is always scored, so the result is
+1. **score** ``restarts`` starting angles in one no-grad pass: a regular grid from 0 (the
+   identity is its first point, scored as the plain VAE) plus, if given, caller-supplied
+   ``init`` candidates (an amortized first guess: last epoch's orientation, a pose network);
+2. **choose** the best ``top_k`` *basins*: candidates whose loss is below both neighbours on
+   the circle of angles, ranked by the minimum of the parabola through the three (free: no
+   extra forward pass);
+3. **refine** each chosen basin for ``steps`` steps. Rotation: successive parabolic
+   interpolation inside the bracket of the two neighbours (one no-grad forward pass per step;
+   on a smooth valley each step roughly squares the error). Affine families: Adam on the
+   transform parameters only, from the parabola's angle (forward and backward per step);
+4. **keep** the best loss seen per image. The identity is always scored, so the result is
    never worse than the plain VAE.
+
+The model is searched in eval mode and its weights get no gradients (:func:`eval_mode`).
+Cost, in forward passes of the VAE per image: ``restarts + K + top_k * steps`` for rotation,
+about ``restarts + K + top_k * 3 * steps`` for affine (a backward costs about two forwards).
+``python -m avae_tutorial bench`` measures it against the seed's search.
 
 Families: ``"rotation"`` (one angle) and ``"affine"`` (angle, shear, log-scales; see
 :func:`avae_tutorial.transforms.affine`), optionally with translation (``"affine_t"``).
@@ -21,12 +32,12 @@ from dataclasses import dataclass, replace
 import torch
 from tqdm.auto import tqdm
 
-from ._checks import check_choice, check_images, check_same_device
+from ._checks import check_choice, check_images, check_positive_int, check_same_device
 from .loss import avae_loss
 from .model import VAE
 from .transforms import affine, rotation
 
-__all__ = ["align", "AlignConfig", "AlignResult", "FAMILIES", "PRESETS"]
+__all__ = ["align", "AlignConfig", "AlignResult", "FAMILIES", "PRESETS", "search_cost"]
 
 FAMILIES = ("rotation", "affine", "affine_t")
 _N_PARAMS = {"rotation": 1, "affine": 4, "affine_t": 6}
@@ -34,13 +45,18 @@ _N_PARAMS = {"rotation": 1, "affine": 4, "affine_t": 6}
 
 @dataclass(frozen=True)
 class AlignConfig:
-    """Search settings. ``restarts`` candidates scored, best ``top_k`` refined for ``steps``."""
+    """Search settings: a grid of ``restarts`` angles scored, the best ``top_k`` basins refined.
+
+    ``steps``: refinement steps per basin (rotation: one loss evaluation each, parabolic;
+    affine: Adam steps with step size ``lr``). ``chunk``: (image, candidate) rows evaluated at
+    once; it bounds memory (on a CPU, 256-512 rows are fastest per row).
+    """
 
     restarts: int = 24
     top_k: int = 2
-    steps: int = 8
-    lr: float = 0.04
-    chunk: int = 512  # (image, candidate) rows evaluated at once: bounds memory; larger is not faster on CPU
+    steps: int = 3
+    lr: float = 0.05
+    chunk: int = 512
 
     def __post_init__(self):
         for name in ("restarts", "top_k", "chunk"):
@@ -52,13 +68,26 @@ class AlignConfig:
             raise ValueError(f"lr: expected a positive float, got {self.lr!r}")
 
 
-#: Named settings per family: "default" (quality), "fast" (a coarse grid and a short refinement).
-#: Shear and scale need more Adam steps than an angle alone.
+#: Named settings per family. Rotation "default" matches the seed's 30 x 20 Adam search in loss
+#: at about 1/100 of its time; "fast" costs about 15 VAE evaluations per image (measured by
+#: ``python -m avae_tutorial bench``). Shear and scale need Adam steps.
 PRESETS = {
-    "rotation": {"default": AlignConfig(), "fast": AlignConfig(restarts=12, top_k=1, steps=2, lr=0.1)},
-    "affine": {"default": AlignConfig(steps=24, lr=0.05), "fast": AlignConfig(restarts=12, top_k=1, steps=8, lr=0.1)},
+    "rotation": {
+        "default": AlignConfig(restarts=24, top_k=2, steps=3),
+        "fast": AlignConfig(restarts=12, top_k=1, steps=3),
+    },
+    "affine": {
+        "default": AlignConfig(restarts=24, top_k=2, steps=24, lr=0.05),
+        "fast": AlignConfig(restarts=12, top_k=1, steps=8, lr=0.1),
+    },
 }
 PRESETS["affine_t"] = PRESETS["affine"]
+
+
+def search_cost(config: AlignConfig, family: str = "rotation", n_init: int = 0) -> int:
+    """Forward-pass equivalents per image of :func:`align` at most (a backward counts as two)."""
+    per_step = 1 if family == "rotation" else 3
+    return config.restarts + n_init + config.top_k * (config.steps * per_step + (family != "rotation"))
 
 
 @dataclass
@@ -110,31 +139,105 @@ def _loss(vae: VAE, x: torch.Tensor, params: torch.Tensor, family: str) -> torch
     return avae_loss(vae, x, params_to_matrix(params, family), check=False)
 
 
-def _score(vae, x, params, family, chunk) -> torch.Tensor:
-    """Loss of every (image, candidate) pair: ``x (B,1,H,W)``, ``params (B, R, P)`` -> ``(B, R)``."""
-    B, R, P = params.shape
-    flat_p = params.reshape(B * R, P)
-    idx = torch.arange(B, device=x.device).repeat_interleave(R)  # image index of each row
-    out = torch.empty(B * R, device=x.device, dtype=x.dtype)
+def _losses(vae, x, idx, params, family, chunk) -> torch.Tensor:
+    """No-grad loss of rows ``(x[idx], params)``: ``idx (N,)``, ``params (N, P)`` -> ``(N,)``."""
+    out = torch.empty(idx.shape[0], device=x.device, dtype=x.dtype)
     with torch.no_grad():
-        for s in range(0, B * R, chunk):
-            e = min(s + chunk, B * R)
-            out[s:e] = _loss(vae, x[idx[s:e]], flat_p[s:e], family)
-    return out.view(B, R)
+        for s in range(0, idx.shape[0], chunk):
+            out[s : s + chunk] = _loss(vae, x[idx[s : s + chunk]], params[s : s + chunk], family)
+    return out
 
 
-def _refine(vae, x, params, family, cfg: AlignConfig) -> tuple[torch.Tensor, torch.Tensor]:
+def _score(vae, x, cand, loss0, family, chunk) -> torch.Tensor:
+    """Loss of every (image, candidate) pair, ``cand (B, R, P)`` -> ``(B, R)``.
+
+    Candidate 0 is the grid's angle 0, the identity: its score is ``loss0``, the plain VAE's.
+    """
+    B, R, P = cand.shape
+    rest = cand[:, 1:].reshape(B * (R - 1), P)
+    idx = torch.arange(B, device=x.device).repeat_interleave(R - 1)  # image index of each row
+    scores = _losses(vae, x, idx, rest, family, chunk).view(B, R - 1)
+    return torch.cat([loss0[:, None], scores], 1)
+
+
+def _parabola(a, b, c, fa, fb, fc) -> tuple[torch.Tensor, torch.Tensor]:
+    """Minimum ``(t, f(t))`` of the parabola through ``(a, fa), (b, fb), (c, fc)``, ``a < b < c``.
+
+    Newton form ``f(t) = fa + d1 (t - a) + q (t - a)(t - b)``; with no upward curvature the
+    midpoint of the longer side is returned (a golden-section-like fallback).
+    """
+    d1 = (fb - fa) / (b - a)
+    q = ((fc - fb) / (c - b) - d1) / (c - a)
+    ok = q > 1e-12
+    qs = torch.where(ok, q, torch.ones_like(q))
+    t = torch.where(ok, 0.5 * (a + b) - d1 / (2 * qs), torch.where(c - b > b - a, 0.5 * (b + c), 0.5 * (a + b)))
+    t = torch.minimum(torch.maximum(t, a), c)
+    return t, torch.where(ok, fa + d1 * (t - a) + q * (t - a) * (t - b), fb)
+
+
+def _basins(angle: torch.Tensor, scores: torch.Tensor, k: int):
+    """The best ``k`` local minima on the circle of candidate angles, per image.
+
+    ``angle, scores (B, R)`` -> ``(a, b, c, fa, fb, fc, j, valid)``, each ``(B, k)``: the bracket
+    of each minimum (its two neighbours, unwrapped around it), its candidate index ``j`` and
+    whether the image has that many minima. Ranked by the parabola's predicted minimum.
+    """
+    B, R = scores.shape
+    order = torch.remainder(angle, 2 * math.pi).argsort(1)  # (B, R) candidates by angle
+    th, f = angle.gather(1, order), scores.gather(1, order)
+    prev, nxt = torch.roll(torch.arange(R, device=th.device), 1), torch.roll(torch.arange(R, device=th.device), -1)
+    gap_l = torch.remainder(th - th[:, prev], 2 * math.pi).clamp_min(1e-4)  # a lone candidate: 2pi apart
+    gap_r = torch.remainder(th[:, nxt] - th, 2 * math.pi).clamp_min(1e-4)
+    if R == 1:
+        gap_l, gap_r = torch.full_like(th, 2 * math.pi), torch.full_like(th, 2 * math.pi)
+    fa, fc = f[:, prev], f[:, nxt]
+    _, pred = _parabola(th - gap_l, th, th + gap_r, fa, f, fc)
+    pred = torch.where((f <= fa) & (f <= fc), torch.minimum(pred, f), torch.full_like(f, math.inf))
+    k = min(k, R)
+    rank, pos = pred.topk(k, dim=1, largest=False)  # (B, k)
+
+    def pick(t):
+        return t.gather(1, pos)
+
+    b = pick(th)
+    return b - pick(gap_l), b, b + pick(gap_r), pick(fa), pick(f), pick(fc), order.gather(1, pos), rank < math.inf
+
+
+def _refine_rotation(vae, x, img, a, b, c, fa, fb, fc, steps, chunk):
+    """Successive parabolic interpolation in brackets ``a < b < c`` with ``fb <= fa, fc`` (rows ``(N,)``).
+
+    Each step evaluates the parabola's minimum ``t`` and shrinks the bracket around the best
+    point; returns the best ``(b, fb)`` per row.
+    """
+    for _ in range(steps):
+        t, _ = _parabola(a, b, c, fa, fb, fc)
+        tol = 0.02 * (c - a)  # never re-evaluate (almost) the same point
+        side = torch.where(c - b > b - a, tol, -tol)
+        t = torch.where((t - b).abs() < tol, b + side, t).clamp(a + tol, c - tol)
+        ft = _losses(vae, x, img, t[:, None], "rotation", chunk)
+        better, left = ft < fb, t < b
+        a, fa, c, fc = (
+            torch.where(better, torch.where(left, a, b), torch.where(left, t, a)),
+            torch.where(better, torch.where(left, fa, fb), torch.where(left, ft, fa)),
+            torch.where(better, torch.where(left, b, c), torch.where(left, c, t)),
+            torch.where(better, torch.where(left, fb, fc), torch.where(left, fc, ft)),
+        )
+        b, fb = torch.where(better, t, b), torch.where(better, ft, fb)
+    return b, fb
+
+
+def _refine_adam(vae, x, params, family, cfg: AlignConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """Adam on ``params (N, P)`` for ``x (N,...)``; returns the best ``(params, loss)`` seen per row."""
     params = params.clone().requires_grad_(True)
     opt = torch.optim.Adam([params], lr=cfg.lr)
     best_p = params.detach().clone()
     best_l = torch.full((params.shape[0],), math.inf, device=x.device, dtype=x.dtype)
-    for _ in range(cfg.steps + 1):
+    for step in range(cfg.steps + 1):
         loss = _loss(vae, x, params, family)  # (N,)
         better = loss.detach() < best_l
         best_l = torch.where(better, loss.detach(), best_l)
         best_p[better] = params.detach()[better]
-        if _ == cfg.steps:
+        if step == cfg.steps:
             break
         (grad,) = torch.autograd.grad(loss.sum(), params)  # rows are independent
         params.grad = grad
@@ -178,7 +281,7 @@ def align(
         family: ``"rotation"``, ``"affine"`` or ``"affine_t"`` (affine with translation).
         config: an :class:`AlignConfig` or a preset name (``"default"``, ``"fast"``).
         init: optional extra starting parameters per image, ``(B, P)`` or ``(B, K, P)``
-            (for example the previous epoch's result during training).
+            (for example the previous epoch's result during training); scored with the grid.
         batch_size: images processed together; memory grows with
             ``batch_size * restarts`` up to ``config.chunk`` rows at once.
         progress: show a progress bar (default: when there is more than one batch).
@@ -191,14 +294,19 @@ def align(
         config = PRESETS[family][check_choice(config, tuple(PRESETS[family]), "config preset")]
     if not isinstance(config, AlignConfig):
         raise TypeError(f"config: expected an AlignConfig or a preset name, got {type(config).__name__}")
-    check_images(x, canvas=vae.canvas)
     check_same_device(vae, x)
+    check_images(x, canvas=vae.canvas)
+    check_positive_int(batch_size, "batch_size")
     P = _N_PARAMS[family]
     if init is not None:
         if not isinstance(init, torch.Tensor) or init.dim() not in (2, 3) or init.shape[0] != x.shape[0] \
                 or init.shape[-1] != P:  # fmt: skip
             got = tuple(init.shape) if isinstance(init, torch.Tensor) else type(init).__name__
             raise ValueError(f"init: expected shape ({x.shape[0]}, {P}) or ({x.shape[0]}, K, {P}), got {got}")
+        if not init.is_floating_point():
+            raise TypeError(f"init: expected floating-point parameters (radians), got {init.dtype}; use init.float()")
+        if init.device.type != "meta" and not torch.isfinite(init).all():
+            raise ValueError("init: contains NaN or inf values")
         init = (init[:, None] if init.dim() == 2 else init).to(x)
     starts = _candidates(config.restarts, family, x.device, x.dtype)  # (R, P)
     n_batches = math.ceil(x.shape[0] / batch_size)
@@ -218,35 +326,53 @@ def align(
 
 def _align_batch(vae, x, family, cfg, starts, extra):
     B = x.shape[0]
+    with torch.no_grad():
+        loss0 = avae_loss(vae, x, check=False)  # (B,) the plain VAE, no warp at all
     cand = starts.expand(B, *starts.shape)  # (B, R, P)
     if extra is not None:
         cand = torch.cat([cand, extra], 1)  # (B, R + K, P)
-    scores = _score(vae, x, cand, family, cfg.chunk)  # (B, R')
-    with torch.no_grad():
-        loss0 = avae_loss(vae, x, check=False)  # (B,) the plain VAE, no warp at all
-    k = min(cfg.top_k, cand.shape[1])
-    top = scores.topk(k, dim=1, largest=False).indices  # (B, k)
-    p0 = torch.gather(cand, 1, top[..., None].expand(B, k, cand.shape[2]))  # (B, k, P)
-    best_p, best_l = p0[:, 0], scores.gather(1, top[:, :1]).squeeze(1)
+    scores = _score(vae, x, cand, loss0, family, cfg.chunk)  # (B, R')
+    j0 = scores.argmin(1)
+    best_l, best_p = scores.gather(1, j0[:, None]).squeeze(1), cand[torch.arange(B), j0]  # (B,), (B, P)
     if cfg.steps > 0:
-        x_rep = x.repeat_interleave(k, 0)  # (B*k, 1, H, W)
-        ref_p, ref_l = [], []
-        n = max(1, cfg.chunk // 4)  # gradients cost memory: smaller chunks
-        for s in range(0, B * k, n):
-            with torch.enable_grad():
-                p_, l_ = _refine(vae, x_rep[s : s + n], p0.reshape(B * k, -1)[s : s + n], family, cfg)
-            ref_p.append(p_)
-            ref_l.append(l_)
-        ref_p, ref_l = torch.cat(ref_p).view(B, k, -1), torch.cat(ref_l).view(B, k)
-        j = ref_l.argmin(1)  # (B,)
-        cand_l = ref_l.gather(1, j[:, None]).squeeze(1)
-        better = cand_l < best_l
-        best_l = torch.where(better, cand_l, best_l)
-        best_p = torch.where(better[:, None], ref_p[torch.arange(B), j], best_p)
+        a, b, c, fa, fb, fc, j, valid = _basins(cand[..., 0], scores, cfg.top_k)  # each (B, k)
+        img = torch.arange(B, device=x.device)[:, None].expand_as(b)[valid]  # (N,) image of each basin
+        if family == "rotation":
+            rb, rl = _refine_rotation(vae, x, img, a[valid], b[valid], c[valid], fa[valid], fb[valid], fc[valid],
+                                      cfg.steps, cfg.chunk)  # fmt: skip
+            rp = rb[:, None]
+        else:
+            p0 = cand.gather(1, j[..., None].expand(*j.shape, cand.shape[2]))[valid]  # (N, P)
+            p0[:, 0] = _parabola(a[valid], b[valid], c[valid], fa[valid], fb[valid], fc[valid])[0]
+            rp, rl = _refine_adam_chunked(vae, x, img, p0, family, cfg)
+        best_p, best_l = _best_per_image(best_p, best_l, img, rp, rl)
     keep0 = loss0 <= best_l  # never worse than the identity
     best_p = torch.where(keep0[:, None], torch.zeros_like(best_p), best_p)
     best_l = torch.where(keep0, loss0, best_l)
     return best_p.detach(), best_l.detach(), loss0
+
+
+def _refine_adam_chunked(vae, x, img, p0, family, cfg):
+    """:func:`_refine_adam` over rows ``(x[img], p0)`` in chunks (gradients cost memory)."""
+    n = max(1, cfg.chunk // 4)
+    out_p, out_l = [], []
+    for s in range(0, img.shape[0], n):
+        with torch.enable_grad():
+            p_, l_ = _refine_adam(vae, x[img[s : s + n]], p0[s : s + n], family, cfg)
+        out_p.append(p_)
+        out_l.append(l_)
+    return torch.cat(out_p), torch.cat(out_l)
+
+
+def _best_per_image(best_p, best_l, img, rp, rl):
+    """Fold refined rows ``(img (N,), rp (N, P), rl (N,))`` into the per-image best ``(B, P), (B,)``."""
+    B = best_l.shape[0]
+    low = torch.full((B,), math.inf, device=rl.device, dtype=rl.dtype).scatter_reduce(0, img, rl, "amin")
+    better = low < best_l
+    hit = better[img] & (rl == low[img])  # a row achieving its image's new best
+    best_p = best_p.clone()
+    best_p[img[hit]] = rp[hit].to(best_p.dtype)
+    return best_p, torch.where(better, low, best_l)
 
 
 def with_overrides(config: AlignConfig | str, family: str = "rotation", **kw) -> AlignConfig:

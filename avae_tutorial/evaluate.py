@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ._checks import check_images
+from ._checks import check_images, check_same_device
 from .align import AlignConfig, align, eval_mode
 from .data import random_affines
 from .loss import avae_loss
@@ -22,6 +22,8 @@ __all__ = ["loss_per_angle", "affine_comparison", "mean_loss", "write_rows"]
 
 def mean_loss(vae: VAE, x: torch.Tensor, batch: int = 1000) -> torch.Tensor:
     """Per-image loss ``(N,)`` of the plain VAE (``z = mu``, eval mode), batched."""
+    check_same_device(vae, x)
+    check_images(x, canvas=vae.canvas)
     with eval_mode(vae), torch.no_grad():
         return torch.cat([avae_loss(vae, x[i : i + batch], check=False) for i in range(0, len(x), batch)])
 
@@ -38,6 +40,7 @@ def loss_per_angle(
 
     Returns rows ``{"angle_deg", "loss", "loss_std", "n", "aligned"}``.
     """
+    check_same_device(vae, x)
     check_images(x, canvas=vae.canvas)
     rows = []
     for deg in tqdm(list(angles_deg), desc="angles", disable=not progress):

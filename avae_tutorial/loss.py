@@ -5,7 +5,7 @@ import torch
 
 from ._checks import check_images, check_matrices, check_same_device
 from .model import VAE
-from .transforms import invert, warp
+from .transforms import _invert, _warp, invert, warp
 
 __all__ = ["avae_loss", "loss_terms", "EPS"]
 
@@ -25,16 +25,19 @@ def loss_terms(
     (Kingma & Welling 2014, appendix B).
     """
     if check:
-        check_images(x, canvas=vae.canvas)
         check_same_device(vae, x)
+        check_images(x, canvas=vae.canvas)
         if A is not None:
             check_matrices(A, batch=x.shape[0])
-    xw = x if A is None else warp(x, A)
+            check_same_device(vae, A, name="matrices A")
+    # check=False: the caller (the search, the training loop) has validated its inputs once.
+    warp_, invert_ = (warp, invert) if check else (_warp, _invert)
+    xw = x if A is None else warp_(x, A)
     mu, logvar = vae.encode(xw)  # (B, L), (B, L)
     z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if sample else mu
     x_hat = vae.decode(z)  # (B, 1, H, W)
     if A is not None:
-        x_hat = warp(x_hat, invert(A))
+        x_hat = warp_(x_hat, invert_(A))
     p = EPS + (1 - 2 * EPS) * x_hat
     rec = -(x * torch.log(p) + (1 - x) * torch.log1p(-p)).flatten(1).sum(1)  # (B,)
     kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(1)  # (B,)

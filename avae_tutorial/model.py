@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn as nn
 
-from ._checks import check_images, check_same_device
+from ._checks import check_images, check_positive_int, check_same_device
 from .transforms import invert, warp
 
 __all__ = ["VAEConfig", "VAE", "AffineVAE"]
@@ -16,6 +16,10 @@ __all__ = ["VAEConfig", "VAE", "AffineVAE"]
 class VAEConfig:
     latent_dim: int = 8
     canvas: int = 40
+
+
+#: The smallest canvas the conv stack accepts (the 28x28 MNIST digits themselves).
+MIN_CANVAS = 28
 
 
 def _sizes(canvas: int) -> tuple[int, int, int, int]:
@@ -38,10 +42,8 @@ class VAE(nn.Module):
 
     def __init__(self, latent_dim: int = 8, canvas: int = 40):
         super().__init__()
-        if not isinstance(latent_dim, int) or latent_dim < 1:
-            raise ValueError(f"latent_dim: expected a positive int, got {latent_dim!r}")
-        if not isinstance(canvas, int) or _sizes(canvas)[3] < 1:
-            raise ValueError(f"canvas: expected an int >= 28 (the conv stack needs it), got {canvas!r}")
+        check_positive_int(latent_dim, "latent_dim")
+        check_positive_int(canvas, "canvas", minimum=MIN_CANVAS)
         self.config = VAEConfig(latent_dim, canvas)
         s1, s2, s3, s4 = _sizes(canvas)
         self._flat = (16, s4, s4)
@@ -83,8 +85,8 @@ class VAE(nn.Module):
 
     def forward(self, x: torch.Tensor, sample: bool = False):
         """``x -> (x_hat, mu, logvar)``; ``z = mu`` unless ``sample`` (reparameterization)."""
-        check_images(x, canvas=self.canvas)
         check_same_device(self, x)
+        check_images(x, canvas=self.canvas)
         mu, logvar = self.encode(x)
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if sample else mu
         return self.decode(z), mu, logvar

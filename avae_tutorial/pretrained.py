@@ -11,6 +11,7 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
+from ._checks import check_device
 from .checkpoint import load_checkpoint, model_from_checkpoint, sha256_file
 from .model import VAE
 
@@ -55,6 +56,7 @@ def _verified(name: str) -> dict:
 
 def load_pretrained(name: str, device=None) -> VAE:
     """A shipped :class:`VAE` in eval mode, its file checked against the manifest's sha256."""
+    device = check_device(device) if device is not None else None
     vae = model_from_checkpoint(_verified(name))
     return vae.to(device) if device is not None else vae
 

@@ -19,11 +19,11 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ._checks import check_choice, check_images
+from ._checks import check_choice, check_device, check_images, check_labels, check_positive_int
 from .align import AlignConfig, align, eval_mode
 from .checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from .loss import avae_loss
-from .model import VAE
+from .model import MIN_CANVAS, VAE, _sizes
 from .transforms import rotation, warp
 
 __all__ = ["TrainConfig", "fit", "REGIMES", "evaluation_angles"]
@@ -48,12 +48,20 @@ class TrainConfig:
     def __post_init__(self):
         check_choice(self.regime, REGIMES, "regime")
         for name in ("latent_dim", "epochs", "batch_size", "test_limit"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name}: expected a positive int, got {v!r}")
-        if self.train_limit is not None and (not isinstance(self.train_limit, int) or self.train_limit < 1):
-            raise ValueError(f"train_limit: expected a positive int or None, got {self.train_limit!r}")
-        AlignConfig(**self.align)  # validates
+            check_positive_int(getattr(self, name), name)
+        check_positive_int(self.canvas, "canvas", minimum=MIN_CANVAS)
+        check_positive_int(self.seed, "seed", minimum=0)
+        if self.train_limit is not None:
+            check_positive_int(self.train_limit, "train_limit")
+        if not (isinstance(self.lr, (int, float)) and self.lr > 0):
+            raise ValueError(f"lr: expected a positive float, got {self.lr!r}")
+        if not (isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0):
+            raise ValueError(f"weight_decay: expected a float >= 0, got {self.weight_decay!r}")
+        fields = set(AlignConfig.__dataclass_fields__)
+        if not isinstance(self.align, dict) or not set(self.align) <= fields:
+            extra = sorted(set(self.align) - fields) if isinstance(self.align, dict) else self.align
+            raise ValueError(f"align: expected a dict with keys among {sorted(fields)}, got unknown {extra!r}")
+        AlignConfig(**self.align)  # validates the values
 
 
 def evaluation_angles(n: int, seed: int) -> torch.Tensor:
@@ -65,9 +73,34 @@ def _epoch_angles(n: int, seed: int, epoch: int) -> torch.Tensor:
     return evaluation_angles(n, seed * 100_003 + epoch)
 
 
-def _test_loss(vae: VAE, x: torch.Tensor, batch: int = 500) -> float:
+def _test_loss(vae: VAE, x: torch.Tensor, align_cfg: AlignConfig | None = None, batch: int = 500) -> float:
+    """Mean test loss: the plain VAE's, or after ``align`` with ``align_cfg`` (the aligned regime)."""
+    if align_cfg is not None:
+        return float(align(vae, x, "rotation", align_cfg, batch_size=batch, progress=False).loss.mean())
     with eval_mode(vae), torch.no_grad():
         return float(torch.cat([avae_loss(vae, x[i : i + batch], check=False) for i in range(0, len(x), batch)]).mean())
+
+
+def _pair(data, name: str, canvas: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate ``(x, y)``: images as :func:`load_mnist` returns them and one label per image."""
+    if not isinstance(data, (tuple, list)) or len(data) != 2:
+        raise TypeError(f"{name}: expected a pair (x, y) as load_mnist returns, got {type(data).__name__}")
+    x, y = data
+    check_images(x, name=f"{name} x", canvas=canvas)
+    check_labels(y, len(x), name=f"{name} y")
+    return x, y
+
+
+def _check_batches(n: int, batch_size: int, canvas: int) -> None:
+    """At least two training images; and on canvases 28-31, whose encoder ends in 1x1 feature maps,
+    no batch of a single image (BatchNorm cannot compute statistics from one value per channel)."""
+    if n < 2:
+        raise ValueError(f"train: expected at least 2 training images, got {n}")
+    if n % batch_size == 1 and _sizes(canvas)[3] == 1:
+        raise ValueError(
+            f"train: {n} images in batches of {batch_size} leave a last batch of one image, which BatchNorm "
+            f"cannot train on at canvas {canvas}; change batch_size or train_limit by one"
+        )
 
 
 def fit(
@@ -89,19 +122,23 @@ def fit(
         device: where to train (default: where ``train`` lives).
 
     ``history`` has per-epoch ``train_loss``, ``test_loss`` (nats, ``z = mu``, eval mode, on
-    upright test digits for ``upright`` and on randomly rotated ones otherwise), ``seconds``,
+    upright test digits for ``upright`` and on randomly rotated ones otherwise; for ``aligned``
+    after the same rotation search as in training), ``seconds``,
     and for ``aligned`` ``orientation (epochs, N)``: radians in [-pi, pi) at which each training
     digit was encoded, with ``labels (N,)``.
+
+    Raises ``ValueError`` for bad data (fewer than 2 training images, a last batch of one image
+    at canvas 28-31, images not on the config's canvas) or a checkpoint written by another config, and
+    ``FloatingPointError`` (naming the epoch and batch) when the loss stops being finite.
     """
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config: expected a TrainConfig, got {type(config).__name__}")
-    x, y = train
-    check_images(x, name="train x", canvas=config.canvas)
+    x, y = _pair(train, "train", config.canvas)
     if config.train_limit is not None:
         x, y = x[: config.train_limit], y[: config.train_limit]
-    if test is None:
-        test = (x[-config.test_limit :], y[-config.test_limit :])
-    device = torch.device(device) if device is not None else x.device
+    _check_batches(len(x), config.batch_size, config.canvas)
+    test = (x[-config.test_limit :], y[-config.test_limit :]) if test is None else _pair(test, "test", config.canvas)
+    device = check_device(device) if device is not None else x.device
     x, y = x.to(device), y.to(device)
     x_test = test[0][: config.test_limit].to(device)
     if config.regime != "upright":
@@ -118,7 +155,11 @@ def fit(
     if checkpoint is not None and resume and Path(checkpoint).exists():
         ckpt = load_checkpoint(checkpoint, map_location=device)
         if ckpt["config"] != asdict(config):
-            raise ValueError(f"checkpoint {checkpoint} was written by another config: {ckpt['config']}")
+            diff = {k: (ckpt["config"].get(k), v) for k, v in asdict(config).items() if ckpt["config"].get(k) != v}
+            raise ValueError(
+                f"checkpoint {checkpoint} was written by another config (field: checkpoint's, this run's): {diff}; "
+                f"pass resume=False (CLI: --restart) to start over, or another checkpoint path"
+            )
         vae = model_from_checkpoint(ckpt).to(device)
         opt = torch.optim.Adam(vae.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         opt.load_state_dict(ckpt["optimizer"])
@@ -149,9 +190,10 @@ def fit(
                 orient[idx.cpu()] = torch.remainder(angles[idx] + res.params[:, 0] + math.pi, 2 * math.pi).cpu() - math.pi
             loss = avae_loss(vae, xb, A, sample=True, check=False).mean()
             if not torch.isfinite(loss):
+                kept = f"the last good checkpoint is kept at {checkpoint}" if checkpoint else "no checkpoint was asked for"
                 raise FloatingPointError(
-                    f"non-finite training loss ({loss.item()}) at epoch {epoch + 1}, batch {b + 1}; "
-                    f"the last good checkpoint is kept at {checkpoint}"
+                    f"non-finite training loss ({loss.item()}) at epoch {epoch + 1}, batch {b + 1}; {kept}; "
+                    f"try a smaller lr (now {config.lr})"
                 )
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -161,7 +203,7 @@ def fit(
             bar.set_postfix(loss=f"{total / count:.1f}")
         history["epoch"].append(epoch + 1)
         history["train_loss"].append(total / count)
-        history["test_loss"].append(_test_loss(vae, x_test))
+        history["test_loss"].append(_test_loss(vae, x_test, align_cfg if config.regime == "aligned" else None))
         history["seconds"].append(time.perf_counter() - t0)
         if config.regime == "aligned":
             history["orientation"] = torch.cat([history["orientation"], orient[None]])

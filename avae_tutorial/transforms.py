@@ -19,7 +19,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ._checks import check_angles, check_matrices
+from ._checks import check_angles, check_matrices, check_warp_images
 
 __all__ = [
     "rotation",
@@ -62,11 +62,17 @@ def affine(params: torch.Tensor) -> torch.Tensor:
     scaled, then sheared, then rotated, then translated; the returned matrix is the
     *sampling* matrix of that picture transform, i.e. its inverse.
     """
-    if not isinstance(params, torch.Tensor) or params.dim() != 2 or params.shape[1] not in (4, 6):
-        got = tuple(params.shape) if isinstance(params, torch.Tensor) else type(params).__name__
-        raise ValueError(f"params: expected shape (B, 4) or (B, 6) [{', '.join(AFFINE_PARAMS)}], got {got}")
-    if not params.is_floating_point() or not torch.isfinite(params).all():
-        raise ValueError("params: expected finite floating-point values")
+    names = ", ".join(AFFINE_PARAMS)
+    if not isinstance(params, torch.Tensor):
+        got = type(params).__name__
+        raise TypeError(f"params: expected a torch.Tensor of shape (B, 4) or (B, 6) [{names}], got {got}")
+    if params.dim() != 2 or params.shape[0] == 0 or params.shape[1] not in (4, 6):
+        hint = "; for one transform add the batch axis with params[None]" if params.dim() == 1 else ""
+        raise ValueError(f"params: expected shape (B, 4) or (B, 6) [{names}], got shape {tuple(params.shape)}{hint}")
+    if not params.is_floating_point():
+        raise TypeError(f"params: expected a floating-point tensor (radians, log-scales), got {params.dtype}")
+    if params.device.type != "meta" and not torch.isfinite(params).all():
+        raise ValueError("params: contains NaN or inf values")
     angle, shear, log_sx, log_sy = params[:, 0], params[:, 1], params[:, 2], params[:, 3]
     B = params.shape[0]
     one, zero = torch.ones_like(angle), torch.zeros_like(angle)
@@ -95,7 +101,10 @@ def to_homogeneous(A: torch.Tensor) -> torch.Tensor:
 
 
 def invert(A: torch.Tensor) -> torch.Tensor:
-    """Inverse transforms through the 3x3 homogeneous matrix: ``warp(warp(x, A), invert(A)) ~ x``."""
+    """Inverse transforms through the 3x3 homogeneous matrix: ``warp(warp(x, A), invert(A)) ~ x``.
+
+    Raises ``ValueError`` for a singular (non-invertible) matrix.
+    """
     A = check_matrices(A)
     det = A[:, 0, 0] * A[:, 1, 1] - A[:, 0, 1] * A[:, 1, 0]
     scale = A[:, :, :2].abs().amax(dim=(1, 2)).clamp_min(torch.finfo(A.dtype).tiny)
@@ -103,26 +112,39 @@ def invert(A: torch.Tensor) -> torch.Tensor:
     if bad.any():
         idx = bad.nonzero().flatten()[:5].tolist()
         raise ValueError(f"A: singular affine matrix at batch index {idx} (determinant ~0); it has no inverse")
+    return _invert(A)
+
+
+def _invert(A: torch.Tensor) -> torch.Tensor:
+    """:func:`invert` without the checks (for hot loops whose inputs are already checked)."""
     return torch.linalg.inv(to_homogeneous(A))[:, :2, :]
 
 
 def compose(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
     """The transform equal to warping by ``A`` then by ``B``: ``warp(warp(x, A), B) == warp(x, compose(A, B))``."""
-    A, B = check_matrices(A), check_matrices(B, batch=A.shape[0], name="B")
+    A, B = check_matrices(A), check_matrices(B, batch=A.shape[0], name="B", of="as many as A")
+    if A.device != B.device:
+        raise ValueError(f"A is on {A.device} but B is on {B.device}; move one of them, e.g. B.to(A.device)")
     return (to_homogeneous(A) @ to_homogeneous(B))[:, :2, :]
 
 
 def warp(x: torch.Tensor, A: torch.Tensor, padding_mode: str = "zeros") -> torch.Tensor:
     """Warp images ``x (B, C, H, W)`` by sampling matrices ``A (B, 2, 3)`` (bilinear, ``align_corners=False``).
 
-    This is the only place in the package that resamples images.
+    ``x`` may hold any finite real values (images, probabilities, feature maps). This is the
+    only place in the package that resamples images.
     """
-    if not isinstance(x, torch.Tensor) or x.dim() != 4:
-        got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-        raise ValueError(f"x: expected images of shape (B, C, H, W), got {got}")
+    x = check_warp_images(x)
     A = check_matrices(A, batch=x.shape[0])
     if A.device != x.device:
-        raise ValueError(f"A is on {A.device} but x is on {x.device}")
+        raise ValueError(f"A is on {A.device} but x is on {x.device}; move one of them, e.g. A = A.to(x.device)")
+    if padding_mode not in ("zeros", "border", "reflection"):
+        raise ValueError(f"unknown padding_mode {padding_mode!r}; expected one of: 'zeros', 'border', 'reflection'")
+    return _warp(x, A, padding_mode)
+
+
+def _warp(x: torch.Tensor, A: torch.Tensor, padding_mode: str = "zeros") -> torch.Tensor:
+    """:func:`warp` without the checks (for hot loops whose inputs are already checked)."""
     grid = F.affine_grid(A.to(x.dtype), list(x.shape), align_corners=ALIGN_CORNERS)  # (B, H, W, 2)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode=padding_mode, align_corners=ALIGN_CORNERS)
 

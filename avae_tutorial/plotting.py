@@ -1,0 +1,423 @@
+"""Matplotlib figures of the book: digits, loss per angle, loss landscapes, the latent sweep, the hero.
+
+A flat list of functions. Each draws with ``matplotlib.pyplot`` and returns its Figure (or the
+Axes it drew on, when it can draw into a caller's ``ax``); none calls ``plt.show()``.
+
+Convention: angles are radians in code and degrees on the axes. Functions that take *rows*
+read the dicts that :func:`avae_tutorial.evaluate.loss_per_angle` and the shipped results
+files (``load_results``) contain, whose angles are already in degrees (``angle_deg``).
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+__all__ = [
+    "to_images",
+    "show_images",
+    "show_grid",
+    "plot_loss_vs_angle",
+    "local_minima",
+    "plot_landscape",
+    "landscape_figure",
+    "plot_sweep",
+    "hero_figure",
+]
+
+CMAP = "gray"  # digits are white strokes on black, as MNIST stores them
+
+
+def to_images(x) -> np.ndarray:
+    """Images as a float numpy array ``(N, H, W)`` from ``(N, 1, H, W)``, ``(N, H, W)`` or ``(H, W)``."""
+    a = x.detach().float().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x, dtype=np.float32)
+    if a.ndim == 4 and a.shape[1] == 1:
+        a = a[:, 0]
+    elif a.ndim == 2:
+        a = a[None]
+    if a.ndim != 3:
+        raise ValueError(f"x: expected images of shape (N, 1, H, W), (N, H, W) or (H, W), got {a.shape}")
+    return a
+
+
+def _imshow(ax, img: np.ndarray, title: str | None = None) -> None:
+    ax.imshow(img, cmap=CMAP, vmin=0.0, vmax=1.0, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title is not None:
+        ax.set_title(title, fontsize=9)
+
+
+def show_images(x, titles: Sequence[str] | None = None, nrow: int = 8, size: float = 1.3) -> plt.Figure:
+    """A grid of images, ``nrow`` per row, each with an optional title; returns the Figure."""
+    imgs = to_images(x)  # (N, H, W)
+    n = len(imgs)
+    if titles is not None and len(titles) != n:
+        raise ValueError(f"titles: expected {n} titles (one per image), got {len(titles)}")
+    if not isinstance(nrow, int) or nrow < 1:
+        raise ValueError(f"nrow: expected a positive int, got {nrow!r}")
+    cols, rows = min(nrow, n), math.ceil(n / nrow)
+    fig, axes = plt.subplots(rows, cols, figsize=(size * cols, (size + 0.25) * rows), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        if i < n:
+            _imshow(ax, imgs[i], None if titles is None else titles[i])
+        else:
+            ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def show_grid(
+    rows: Sequence,
+    row_labels: Sequence[str] | None = None,
+    col_titles: Sequence[str] | None = None,
+    captions: Sequence[Sequence[str]] | None = None,
+    size: float = 1.3,
+) -> plt.Figure:
+    """Rows of images with the same number of columns: ``rows[r]`` is ``(C, 1, H, W)`` (or ``(C, H, W)``).
+
+    ``row_labels`` go on the left, ``col_titles`` above the first row and ``captions[r][c]``
+    under each image (for example its loss). Returns the Figure.
+    """
+    grids = [to_images(r) for r in rows]
+    n_cols = len(grids[0])
+    if any(len(g) != n_cols for g in grids):
+        raise ValueError(f"rows: expected the same number of images in every row, got {[len(g) for g in grids]}")
+    for name, labels, want in (("row_labels", row_labels, len(grids)), ("col_titles", col_titles, n_cols)):
+        if labels is not None and len(labels) != want:
+            raise ValueError(f"{name}: expected {want} labels, got {len(labels)}")
+    fig, axes = plt.subplots(len(grids), n_cols, figsize=(size * n_cols + 0.6, (size + 0.45) * len(grids)), squeeze=False)
+    for r, grid in enumerate(grids):
+        for c, img in enumerate(grid):
+            ax = axes[r, c]
+            _imshow(ax, img, col_titles[c] if (col_titles is not None and r == 0) else None)
+            if captions is not None:
+                ax.set_xlabel(captions[r][c], fontsize=8)
+        if row_labels is not None:
+            axes[r, 0].set_ylabel(row_labels[r], fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def _rows_by_label(series) -> dict[str, list[dict]]:
+    if isinstance(series, Mapping):
+        return {str(k): list(v) for k, v in series.items()}
+    return {"": list(series)}
+
+
+def plot_loss_vs_angle(series, ax: plt.Axes | None = None, band: bool = True, ylabel: str = "loss (nats)") -> plt.Axes:
+    """Mean loss against the rotation angle (degrees).
+
+    ``series`` is a list of rows ``{"angle_deg", "loss"[, "loss_std", "n"]}`` (as
+    :func:`~avae_tutorial.evaluate.loss_per_angle` returns) or a mapping ``label -> rows``.
+    With ``band`` and ``loss_std``/``n`` in the rows, a shaded band shows +-1 standard error of
+    the mean. Returns the Axes.
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.4, 3.6))
+    top = 0.0
+    for label, rows in _rows_by_label(series).items():
+        if not rows:
+            raise ValueError(f"series {label!r}: no rows")
+        rows = sorted(rows, key=lambda r: r["angle_deg"])
+        deg = np.array([r["angle_deg"] for r in rows], dtype=float)
+        loss = np.array([r["loss"] for r in rows], dtype=float)
+        top = max(top, float(deg.max()))
+        (line,) = ax.plot(deg, loss, marker="o", markersize=3, label=label or None)
+        if band and all("loss_std" in r and "n" in r for r in rows):
+            se = np.array([r["loss_std"] / math.sqrt(r["n"]) for r in rows])
+            ax.fill_between(deg, loss - se, loss + se, color=line.get_color(), alpha=0.2, linewidth=0)
+    ax.set_xlabel("rotation of the input (degrees, counter-clockwise)")
+    ax.set_ylabel(ylabel)
+    ax.set_xticks(np.arange(0, 45 * math.ceil(top / 45) + 1, 45))
+    ax.grid(alpha=0.3)
+    if any(label for label in _rows_by_label(series)):
+        ax.legend(fontsize=8)
+    return ax
+
+
+def local_minima(losses, circular: bool = True, prominence: float = 0.0) -> np.ndarray:
+    """Indices of the local minima of a sampled curve ``losses (K,)``, lowest first.
+
+    ``circular``: the curve wraps around (angles over a full turn). A minimum is kept when the
+    curve rises by more than ``prominence`` on both sides before it reaches a lower value (a
+    plateau counts once, at its first sample).
+    """
+    v = np.asarray(losses.detach().cpu() if isinstance(losses, torch.Tensor) else losses, dtype=float).ravel()
+    k = len(v)
+    if k < 3:
+        raise ValueError(f"losses: expected at least 3 samples, got {k}")
+    found = []
+    for i in range(k):
+        if not circular and i in (0, k - 1):
+            continue
+        if v[i - 1] <= v[i] or v[i] > v[(i + 1) % k]:
+            continue
+        if all(_rise(v, i, step, circular) > prominence for step in (-1, 1)):
+            found.append(i)
+    return np.array(sorted(found, key=lambda i: v[i]), dtype=int)
+
+
+def _rise(v: np.ndarray, i: int, step: int, circular: bool) -> float:
+    """How far the curve climbs from ``v[i]`` walking by ``step`` before it drops below ``v[i]``."""
+    k, top, j = len(v), v[i], i
+    for _ in range(k - 1):
+        j += step
+        if not circular and not 0 <= j < k:
+            break
+        if v[j % k] < v[i]:
+            break
+        top = max(top, v[j % k])
+    return top - v[i]
+
+
+def plot_landscape(
+    angles,
+    losses,
+    minima=None,
+    ax: plt.Axes | None = None,
+    exact=None,
+    found=None,
+    label: str | None = None,
+) -> plt.Axes:
+    """The loss as a function of the candidate rotation (``angles`` radians, shown in degrees on [0, 360)).
+
+    ``minima``: indices into ``angles`` to mark (e.g. from :func:`local_minima`; the lowest is
+    drawn as a star); ``exact``: the rotation (radians) that exactly undoes a known
+    perturbation, drawn as a dashed line; ``found``: the rotation a search returned, a dotted
+    line. Returns the Axes.
+    """
+    a = np.asarray(angles.detach().cpu() if isinstance(angles, torch.Tensor) else angles, dtype=float).ravel()
+    v = np.asarray(losses.detach().cpu() if isinstance(losses, torch.Tensor) else losses, dtype=float).ravel()
+    if a.shape != v.shape:
+        raise ValueError(f"angles and losses: expected the same length, got {a.shape} and {v.shape}")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4.0, 2.8))
+    deg = np.degrees(a) % 360.0
+    order = np.argsort(deg)
+    ax.plot(deg[order], v[order], color="0.2", linewidth=1.2, label=label)
+    if exact is not None:
+        ax.axvline(math.degrees(float(exact)) % 360.0, color="tab:green", linestyle="--", linewidth=1, label="exact undo")
+    if found is not None:
+        ax.axvline(math.degrees(float(found)) % 360.0, color="tab:blue", linestyle=":", linewidth=1.5, label="search")
+    if minima is not None and len(minima):
+        idx = np.asarray(minima, dtype=int)
+        best = idx[np.argmin(v[idx])]
+        ax.scatter(deg[idx], v[idx], color="tab:red", s=18, zorder=3, label="local minima")
+        ax.scatter([deg[best]], [v[best]], color="tab:red", marker="*", s=110, zorder=4)
+    ax.set_xlim(0, 360)
+    ax.set_xticks(np.arange(0, 361, 90))
+    ax.set_xlabel("candidate rotation (degrees)")
+    ax.set_ylabel("loss (nats)")
+    ax.grid(alpha=0.3)
+    return ax
+
+
+def landscape_figure(
+    images,
+    angles,
+    losses,
+    titles: Sequence[str] | None = None,
+    exact=None,
+    found=None,
+    prominence: float = 1.0,
+    size: float = 2.5,
+) -> plt.Figure:
+    """Several digits over their loss landscapes: images ``(K, H, W)`` on top, ``losses (K, A)`` below.
+
+    ``angles (A,)`` radians are the candidate rotations; ``exact`` and ``found`` ``(K,)``
+    radians are drawn as in :func:`plot_landscape`; local minima deeper than ``prominence``
+    nats are marked. Returns the Figure.
+    """
+    imgs = to_images(images)
+    v = np.asarray(losses.detach().cpu() if isinstance(losses, torch.Tensor) else losses, dtype=float)
+    if v.ndim != 2 or len(v) != len(imgs):
+        raise ValueError(f"losses: expected shape ({len(imgs)}, A), one row per image, got {v.shape}")
+    k = len(imgs)
+    fig, axes = plt.subplots(2, k, figsize=(size * k, size * 1.75), squeeze=False, gridspec_kw={"height_ratios": [1, 1.2]})
+    for i in range(k):
+        _imshow(axes[0, i], imgs[i], None if titles is None else titles[i])
+        plot_landscape(angles, v[i], local_minima(v[i], prominence=prominence), ax=axes[1, i],
+                       exact=None if exact is None else exact[i], found=None if found is None else found[i])  # fmt: skip
+        if i:
+            axes[1, i].set_ylabel("")
+    axes[1, 0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_sweep(rows: Sequence[dict], ax: plt.Axes | None = None) -> plt.Axes:
+    """Loss against latent size for each training regime (rows as in ``sweep.csv``).
+
+    Solid lines: loss on rotated test digits; dashed: on upright test digits. Returns the Axes.
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.0, 3.6))
+    regimes = sorted({r["regime"] for r in rows})
+    if not regimes:
+        raise ValueError("rows: expected sweep rows with regime, latent_dim and losses, got none")
+    for i, regime in enumerate(regimes):
+        sel = sorted((r for r in rows if r["regime"] == regime), key=lambda r: r["latent_dim"])
+        L = [r["latent_dim"] for r in sel]
+        color = f"C{i}"
+        ax.plot(L, [r["loss_rotated_test"] for r in sel], "o-", color=color, label=f"trained {regime}, rotated test")
+        ax.plot(L, [r["loss_upright_test"] for r in sel], "s--", color=color, alpha=0.7,
+                label=f"trained {regime}, upright test")  # fmt: skip
+    dims = sorted({r["latent_dim"] for r in rows})
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(dims)
+    ax.set_xticklabels([str(d) for d in dims])
+    ax.set_xlabel("latent size L")
+    ax.set_ylabel("mean loss (nats)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return ax
+
+
+def hero_figure(
+    angles_deg,
+    inputs,
+    vae_rec,
+    avae_rec,
+    vae_loss,
+    avae_loss,
+    found_deg=None,
+    size: float = 1.25,
+) -> plt.Figure:
+    """Three rows over the same angles: the rotated input, the VAE's and the AVAE's reconstructions.
+
+    Images ``(F, H, W)`` (or ``(F, 1, H, W)``), losses ``(F,)`` in nats, ``found_deg`` the
+    rotation the search applied (optional). Returns the Figure (the README's picture).
+    """
+    angles = [float(a) for a in np.asarray(angles_deg).ravel()]
+    vl, al = np.asarray(vae_loss, dtype=float).ravel(), np.asarray(avae_loss, dtype=float).ravel()
+    col_titles = [f"{a:.0f}°" for a in angles]
+    captions = [[""] * len(angles), [f"{v:.0f} nats" for v in vl], [f"{v:.0f} nats" for v in al]]
+    if found_deg is not None:
+        captions[2] = [f"{v:.0f} nats, {f:+.0f}°" for v, f in zip(al, np.asarray(found_deg).ravel())]
+    fig = show_grid([inputs, vae_rec, avae_rec], ["rotated input", "VAE", "AVAE"], col_titles, captions, size=size)
+    fig.suptitle("A turned test digit; the upright VAE alone, and inside the warp its search found (AVAE)\n"
+                 "under each reconstruction: its loss (and, for the AVAE, the turn the search applied)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------- chapters 3-5: tables, training curves, orientations
+def markdown_table(rows: Sequence[dict], columns: Mapping[str, str]) -> str:
+    """A Markdown table of ``rows`` (dicts): ``columns`` maps each key to a format spec (``".1f"``, ``""``).
+
+    Display it in a notebook with ``IPython.display.Markdown(markdown_table(...))``.
+    """
+    if not rows:
+        raise ValueError("rows: expected at least one row")
+    missing = [k for k in columns if any(k not in r for r in rows)]
+    if missing:
+        raise ValueError(f"columns {missing} are missing from some rows; row keys: {sorted(rows[0])}")
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for r in rows:
+        lines.append("| " + " | ".join(_cell(r[k], fmt) for k, fmt in columns.items()) + " |")
+    return "\n".join(lines)
+
+
+def _cell(v, fmt: str) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    return format(v, fmt) if fmt else str(v)
+
+
+def plot_training_curves(histories: Mapping[str, dict], keys: Sequence[str] = ("train_loss", "test_loss")) -> plt.Figure:
+    """One panel per history key (loss per epoch), one line per model: ``histories`` maps label -> history."""
+    if not histories:
+        raise ValueError("histories: expected at least one label -> history")
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.2), sharey=False, squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        for label, h in histories.items():
+            if key not in h:
+                raise ValueError(f"history {label!r} has no {key!r}; keys: {sorted(h)}")
+            ax.plot(np.arange(1, len(h[key]) + 1), h[key], "o-", markersize=3, label=label)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(f"{key.replace('_', ' ')} (nats)")
+        ax.grid(alpha=0.3)
+    axes[0, 0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def _degrees(angle) -> np.ndarray:
+    a = angle.detach().float().cpu().numpy() if isinstance(angle, torch.Tensor) else np.asarray(angle, dtype=float)
+    return (np.degrees(a) + 180.0) % 360.0 - 180.0  # [-180, 180)
+
+
+def plot_orientation_histograms(
+    orientation,
+    labels,
+    digits: Sequence[int],
+    epochs: Sequence[int],
+    bins: int = 36,
+    size: tuple[float, float] = (3.2, 2.4),
+) -> plt.Figure:
+    """Histograms of the encoded orientation (degrees) of the chosen ``digits``, one panel per epoch.
+
+    ``orientation (E, N)`` radians as in an aligned training history, ``labels (N,)``, ``epochs``
+    1-based. Several digits are overlaid in one panel (e.g. ``[6, 9]``). Returns the Figure.
+    """
+    o, y = _degrees(orientation), np.asarray(labels)
+    if o.ndim != 2 or o.shape[1] != len(y):
+        raise ValueError(f"orientation: expected shape (epochs, {len(y)}), got {o.shape}")
+    bad = [e for e in epochs if not 1 <= e <= o.shape[0]]
+    if bad:
+        raise ValueError(f"epochs {bad} outside 1..{o.shape[0]} (1-based)")
+    edges = np.linspace(-180, 180, bins + 1)
+    fig, axes = plt.subplots(1, len(epochs), figsize=(size[0] * len(epochs), size[1]), sharey=True, squeeze=False)
+    for ax, e in zip(axes[0], epochs):
+        for d in digits:
+            ax.hist(o[e - 1][y == d], bins=edges, density=True, histtype="stepfilled", alpha=0.45,
+                    edgecolor=f"C{d}", color=f"C{d}", label=f'"{d}"')  # fmt: skip
+        ax.set_title(f"epoch {e}", fontsize=9)
+        ax.set_xticks(np.arange(-180, 181, 90))
+        ax.set_xlabel("encoded orientation (degrees)")
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel("density (per degree)")
+    axes[0, 0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_class_orientations(
+    orientation,
+    labels,
+    modes_deg: Mapping[int, Sequence[float]] | None = None,
+    bins: int = 36,
+    ncols: int = 5,
+) -> plt.Figure:
+    """A grid of orientation histograms (degrees), one panel per class, for one epoch ``orientation (N,)``.
+
+    ``modes_deg`` (class -> angles in degrees, e.g. from :func:`avae_tutorial.histograms.find_modes`)
+    are drawn as dashed lines. Returns the Figure.
+    """
+    o, y = _degrees(orientation).ravel(), np.asarray(labels).ravel()
+    if o.shape != y.shape:
+        raise ValueError(f"orientation and labels: expected the same length, got {o.shape} and {y.shape}")
+    classes = sorted(int(c) for c in np.unique(y))
+    nrows = math.ceil(len(classes) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.4 * ncols, 1.9 * nrows), sharex=True, squeeze=False)
+    edges = np.linspace(-180, 180, bins + 1)
+    for ax, c in zip(axes.flat, classes):
+        ax.hist(o[y == c], bins=edges, density=True, color=f"C{c % 10}", alpha=0.8)
+        for m in (modes_deg or {}).get(c, []):
+            ax.axvline(m, color="k", linestyle="--", linewidth=0.8)
+        ax.set_title(f'"{c}"', fontsize=9)
+        ax.set_xticks(np.arange(-180, 181, 90))
+        ax.set_yticks([])
+    for ax in axes.flat[len(classes) :]:
+        ax.axis("off")
+    for ax in axes[-1]:
+        ax.set_xlabel("degrees", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+__all__ += ["markdown_table", "plot_training_curves", "plot_orientation_histograms", "plot_class_orientations"]

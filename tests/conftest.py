@@ -1,0 +1,70 @@
+"""Shared fixtures: tiny synthetic data, tiny models and a stub "VAE" whose loss has a known minimum.
+
+Everything here runs on the CPU in milliseconds; nothing touches the network or the shipped models.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+
+import avae_tutorial as avae
+
+CANVAS = 28  # the smallest canvas the VAE accepts: the fastest models
+
+
+@pytest.fixture(scope="module")
+def single_thread():
+    """One intra-op thread for a module's tests (restored after): tiny tensors gain nothing from more,
+    and on a shared CPU extra threads only wait for each other. Use with
+    ``pytestmark = pytest.mark.usefixtures("single_thread")``."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="session")
+def digits() -> tuple[torch.Tensor, torch.Tensor]:
+    """32 synthetic digits ``(32, 1, 28, 28)`` in [0, 1] and their labels."""
+    return avae.synthetic_digits(32, canvas=CANVAS, seed=0)
+
+
+@pytest.fixture
+def tiny_vae() -> avae.VAE:
+    """An untrained latent-2 VAE on the 28x28 canvas, in eval mode, seeded."""
+    torch.manual_seed(0)
+    return avae.VAE(latent_dim=2, canvas=CANVAS).eval()
+
+
+class TemplateVAE(nn.Module):
+    """A stub "VAE" that ignores its input and always decodes one fixed template.
+
+    Its AVAE loss is ``BCE(x, warp(template, A^-1))`` (the KL is zero), so for
+    ``x = warp(template, rotation(theta))`` the search must find ``A = rotation(-theta)``.
+    """
+
+    def __init__(self, template: torch.Tensor):
+        super().__init__()
+        self.register_buffer("template", template.clamp(0.02, 0.98))  # (1, 1, H, W)
+        self.anchor = nn.Parameter(torch.zeros(()))  # gives the module a device
+        self.canvas = template.shape[-1]
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        zero = torch.zeros(len(x), 1, dtype=x.dtype, device=x.device)
+        return zero, zero  # mu = 0, logvar = 0: KL = 0
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.template.expand(len(z), -1, -1, -1)
+
+
+@pytest.fixture(scope="session")
+def seven() -> torch.Tensor:
+    """One synthetic "7" ``(1, 1, 28, 28)``: no rotational symmetry, so its orientation is unique."""
+    x, y = avae.synthetic_digits(40, canvas=CANVAS, seed=1)
+    return x[(y == 7).nonzero()[0]]
+
+
+@pytest.fixture
+def template_vae(seven) -> TemplateVAE:
+    return TemplateVAE(seven)

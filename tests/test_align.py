@@ -1,0 +1,109 @@
+"""The search: never worse than the identity, finds a known rotation, leaves the model alone, batch-exact."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import avae_tutorial as avae
+from avae_tutorial.transforms import wrap_angle
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+SMALL = avae.AlignConfig(restarts=6, top_k=2, steps=3, lr=0.05)
+
+
+def rotated(template: torch.Tensor, degrees: list[float]) -> tuple[torch.Tensor, torch.Tensor]:
+    theta = torch.tensor([math.radians(d) for d in degrees])
+    return avae.warp(template.expand(len(theta), -1, -1, -1), avae.rotation(theta)), theta
+
+
+@pytest.mark.parametrize("family", ["rotation", "affine"])
+def test_never_worse_than_identity_and_consistent(tiny_vae, digits, family):
+    x = avae.random_rotations(digits[0][:5], seed=0)[0]
+    res = avae.align(tiny_vae, x, family, SMALL)
+    P = {"rotation": 1, "affine": 4}[family]
+    assert res.A.shape == (5, 2, 3) and res.params.shape == (5, P) and res.loss.shape == res.loss0.shape == (5,)
+    assert res.family == family
+    with torch.no_grad():
+        torch.testing.assert_close(res.loss0, avae.avae_loss(tiny_vae, x))  # the identity is the plain VAE
+        torch.testing.assert_close(res.loss, avae.avae_loss(tiny_vae, x, res.A), rtol=1e-4, atol=1e-2)
+    assert (res.loss <= res.loss0).all()
+
+
+def test_recovers_a_known_rotation(template_vae, seven):
+    """The stub's loss is minimal exactly where the warp undoes the rotation: the search must get there."""
+    degrees = [-150.0, -100.0, -35.0, 0.0, 20.0, 75.0, 170.0]
+    x, theta = rotated(seven, degrees)
+    res = avae.align(template_vae, x, "rotation", "default")
+    err = wrap_angle(res.angle + theta).abs()  # aligning turns each picture back by -theta
+    assert err.max() < math.radians(3.0), f"angle errors (degrees): {torch.rad2deg(err).tolist()}"
+    assert (res.loss[theta != 0] < 0.5 * res.loss0[theta != 0]).all()
+    torch.testing.assert_close(avae.angle_of(res.A), wrap_angle(-theta), atol=math.radians(3.0), rtol=0)
+
+
+def test_fast_preset_also_recovers_rotations(template_vae, seven):
+    x, theta = rotated(seven, [-120.0, 50.0, 95.0])
+    res = avae.align(template_vae, x, "rotation", "fast")
+    assert wrap_angle(res.angle + theta).abs().max() < math.radians(6.0)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_model_is_left_exactly_as_it_was(digits, training):
+    torch.manual_seed(0)
+    vae = avae.VAE(latent_dim=2, canvas=28)
+    vae.train()
+    vae(digits[0][:16])  # move the BatchNorm running statistics away from their defaults
+    vae.train(training)
+    for p in vae.parameters():
+        p.grad = torch.randn_like(p)
+    vae.to_mu.weight.requires_grad_(False)  # a frozen layer must stay frozen
+    state = {k: v.clone() for k, v in vae.state_dict().items()}
+    grads = [p.grad.clone() for p in vae.parameters()]
+    flags = [p.requires_grad for p in vae.parameters()]
+    avae.align(vae, digits[0][:6], "rotation", SMALL)
+    assert vae.training is training
+    assert all(m.training is training for m in vae.modules())
+    assert all(torch.equal(v, vae.state_dict()[k]) for k, v in state.items())  # weights and BatchNorm buffers
+    assert all(torch.equal(g, p.grad) for g, p in zip(grads, vae.parameters()))
+    assert flags == [p.requires_grad for p in vae.parameters()]
+
+
+def test_batch_order_invariance(tiny_vae, digits):
+    x = avae.random_rotations(digits[0][:10], seed=1)[0]
+    perm = torch.randperm(10, generator=torch.Generator().manual_seed(0))
+    a = avae.align(tiny_vae, x, "rotation", SMALL)
+    b = avae.align(tiny_vae, x[perm], "rotation", SMALL)
+    torch.testing.assert_close(b.loss, a.loss[perm], rtol=1e-5, atol=1e-3)
+    torch.testing.assert_close(b.A, a.A[perm], rtol=0, atol=1e-4)
+
+
+def test_chunking_and_batching_do_not_change_results(tiny_vae, digits):
+    x = avae.random_rotations(digits[0][:5], seed=2)[0]
+    ref = avae.align(tiny_vae, x, "rotation", SMALL)  # 30 (image, candidate) rows in one chunk
+    for cfg, batch_size in [(SMALL, 2), (avae.AlignConfig(**{**SMALL.__dict__, "chunk": 7}), 512),
+                            (avae.AlignConfig(**{**SMALL.__dict__, "chunk": 2}), 3)]:  # fmt: skip
+        got = avae.align(tiny_vae, x, "rotation", cfg, batch_size=batch_size)
+        torch.testing.assert_close(got.loss, ref.loss, rtol=1e-5, atol=1e-3)
+        torch.testing.assert_close(got.A, ref.A, rtol=0, atol=1e-4)
+
+
+def test_init_candidates_are_used(template_vae, seven):
+    x, theta = rotated(seven, [100.0, -130.0])
+    only_identity = avae.AlignConfig(restarts=1, top_k=1, steps=0)  # scores angle 0 and nothing else
+    plain = avae.align(template_vae, x, "rotation", only_identity)
+    assert torch.equal(plain.params, torch.zeros(2, 1))
+    for init in ((-theta)[:, None], torch.stack([torch.zeros(2), -theta, theta], 1)[..., None]):  # (B, P), (B, K, P)
+        res = avae.align(template_vae, x, "rotation", only_identity, init=init)
+        torch.testing.assert_close(res.angle, wrap_angle(-theta), atol=1e-6, rtol=0)
+        assert (res.loss < 0.5 * plain.loss).all()
+
+
+def test_affine_search_recovers_a_shear_better_than_rotation_alone(template_vae, seven):
+    params = torch.tensor([[0.4, 0.35, 0.15, -0.1]])
+    x = avae.warp(seven, avae.affine(params))
+    rot = avae.align(template_vae, x, "rotation", "default")
+    aff = avae.align(template_vae, x, "affine", "default")
+    assert aff.loss < rot.loss < rot.loss0
+    assert aff.params.shape == (1, 4) and avae.align(template_vae, x, "affine_t", "fast").params.shape == (1, 6)

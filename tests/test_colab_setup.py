@@ -1,0 +1,156 @@
+"""The Colab start of every chapter: its first code cell, run as Colab would run it.
+
+Each chapter notebook opens with a setup cell: on Colab (``google.colab`` importable) it installs
+this package from the repository with ``pip --no-deps``, keeping Colab's own torch, torchvision and
+numpy, and it picks the device. Here the cell runs in this process with a stand-in
+``google.colab`` module, every way of starting an installer replaced by a recorder, and
+``torch.cuda.is_available`` patched; nothing is installed and nothing touches the network.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import types
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+REPO = "avae-tutorial/avae-tutorial"
+BRANCH = "main"
+INSTALL_URL = f"git+https://github.com/{REPO}@{BRANCH}"
+COLAB_PREFIX = f"https://colab.research.google.com/github/{REPO}/blob/{BRANCH}/"
+COLAB_OWN = ("torch", "torchvision", "numpy")  # Colab ships these (CUDA builds): never reinstall them
+
+
+def toc_files() -> list[str]:
+    """Every page of ``_toc.yml`` (``root`` and each ``file``), relative to the root, without suffix."""
+    text = (ROOT / "_toc.yml").read_text(encoding="utf-8")
+    files = re.findall(r"^\s*(?:-\s*)?(?:root|file):\s*['\"]?([^'\"\s#]+)", text, flags=re.MULTILINE)
+    assert files, "_toc.yml lists no pages (no 'root:' or 'file:' entries)"
+    return files
+
+
+def chapter_notebooks() -> list[str]:
+    """Pages of ``_toc.yml`` that are not Markdown files: the chapter notebooks (they may not exist yet)."""
+    return [f for f in toc_files() if not (ROOT / f"{f}.md").exists()]
+
+
+def load_notebook(page: str) -> dict:
+    path = ROOT / f"{page}.ipynb"
+    assert path.exists(), f"_toc.yml lists {page}, but {path.relative_to(ROOT)} does not exist"
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def cell_source(cell: dict) -> str:
+    src = cell["source"]
+    return src if isinstance(src, str) else "".join(src)
+
+
+def setup_cell(page: str) -> str:
+    """The source of the first code cell of ``page``, IPython magics turned into plain Python."""
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    code = [c for c in load_notebook(page)["cells"] if c["cell_type"] == "code"]
+    assert code, f"{page}.ipynb has no code cell"
+    return TransformerManager().transform_cell(cell_source(code[0]))
+
+
+@dataclass
+class Recorder:
+    """Stands in for every way a cell can start a program; remembers each command as a list of strings."""
+
+    calls: list[list[str]] = field(default_factory=list)
+
+    def _record(self, args) -> list[str]:
+        cmd = args.split() if isinstance(args, str) else [str(a) for a in args]
+        self.calls.append(cmd)
+        return cmd
+
+    def run(self, args, *_, **__) -> subprocess.CompletedProcess:
+        return subprocess.CompletedProcess(self._record(args), 0, b"", b"")
+
+    def call(self, args, *_, **__) -> int:
+        self._record(args)
+        return 0
+
+    def check_output(self, args, *_, **__) -> bytes:
+        self._record(args)
+        return b""
+
+    def popen(self, args, *_, **__):
+        raise AssertionError(f"setup cell started a process with Popen: {self._record(args)}")
+
+    def system(self, command: str) -> int:
+        self._record(command)
+        return 0
+
+    def magic(self, name: str, line: str, *_, **__) -> None:
+        self._record(f"{name} {line}")  # %pip install ... / !pip install ...
+
+    @property
+    def installs(self) -> list[list[str]]:
+        return [c for c in self.calls if "pip" in " ".join(c) and "install" in c]
+
+
+def run_setup_cell(page: str, monkeypatch, on_colab: bool, cuda: bool) -> tuple[dict, Recorder]:
+    """Execute ``page``'s setup cell in a fresh namespace; returns the namespace and the recorded commands."""
+    rec = Recorder()
+    monkeypatch.setattr(subprocess, "run", rec.run)
+    monkeypatch.setattr(subprocess, "call", rec.call)
+    monkeypatch.setattr(subprocess, "check_call", rec.call)
+    monkeypatch.setattr(subprocess, "check_output", rec.check_output)
+    monkeypatch.setattr(subprocess, "Popen", rec.popen)
+    monkeypatch.setattr(os, "system", rec.system)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+    if on_colab:
+        if "google" not in sys.modules:
+            google = types.ModuleType("google")
+            google.__path__ = []  # a package, so that "import google.colab" finds the stand-in
+            monkeypatch.setitem(sys.modules, "google", google)
+        monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    shell = types.SimpleNamespace(run_line_magic=rec.magic, system=rec.system, getoutput=rec.system)
+    namespace = {"__name__": "__main__", "get_ipython": lambda: shell}
+    exec(compile(setup_cell(page), f"{page}.ipynb:setup-cell", "exec"), namespace)
+    return namespace, rec
+
+
+def install_targets(cmd: list[str]) -> list[str]:
+    """The requirement arguments of a ``pip install`` command (what it would install)."""
+    after = cmd[cmd.index("install") + 1 :]
+    return [a for a in after if not a.startswith("-")]
+
+
+@pytest.mark.parametrize("page", chapter_notebooks())
+def test_on_colab_the_setup_cell_installs_only_this_package_and_picks_cuda(page, monkeypatch):
+    ns, rec = run_setup_cell(page, monkeypatch, on_colab=True, cuda=True)
+    assert len(rec.installs) == 1, f"expected one pip install on Colab, got {rec.installs} (all commands: {rec.calls})"
+    cmd = rec.installs[0]
+    assert install_targets(cmd) == [INSTALL_URL], f"pip would install {install_targets(cmd)}, not only {INSTALL_URL}"
+    assert "--no-deps" in cmd, f"without --no-deps pip would replace Colab's torch/torchvision/numpy: {cmd}"
+    for token in cmd:
+        for pkg in COLAB_OWN:
+            assert not re.match(rf"{pkg}([<>=!~\[;@ ]|$)", token), f"the setup cell would install {token!r}: {cmd}"
+    assert ns.get("DEVICE") == "cuda", f"DEVICE is {ns.get('DEVICE')!r} with a GPU available; expected 'cuda'"
+
+
+@pytest.mark.parametrize("page", chapter_notebooks())
+def test_off_colab_the_setup_cell_installs_nothing_and_picks_cpu(page, monkeypatch):
+    ns, rec = run_setup_cell(page, monkeypatch, on_colab=False, cuda=False)
+    assert rec.installs == [], f"outside Colab the setup cell must not install anything: {rec.installs}"
+    assert ns.get("DEVICE") == "cpu", f"DEVICE is {ns.get('DEVICE')!r} without a GPU; expected 'cpu'"
+
+
+@pytest.mark.parametrize("page", chapter_notebooks())
+def test_the_colab_badge_opens_this_notebook(page):
+    markdown = "".join(cell_source(c) for c in load_notebook(page)["cells"] if c["cell_type"] == "markdown")
+    links = re.findall(r"\]\((https://colab\.research\.google\.com/[^)\s]+)\)", markdown)
+    links = [url for url in links if "/assets/" not in url]  # the badge image itself
+    assert links, f"{page}.ipynb has no Colab badge link"
+    assert set(links) == {f"{COLAB_PREFIX}{page}.ipynb"}, f"{page}.ipynb: Colab links {links} do not open this notebook"

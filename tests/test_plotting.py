@@ -1,0 +1,139 @@
+"""Tests for avae_tutorial.plotting: every figure function draws what it says and returns its Figure/Axes."""
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from avae_tutorial import plotting  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+def test_to_images_accepts_the_usual_layouts():
+    assert plotting.to_images(torch.zeros(5, 1, 8, 9)).shape == (5, 8, 9)
+    assert plotting.to_images(np.zeros((5, 8, 9))).shape == (5, 8, 9)
+    assert plotting.to_images(torch.zeros(8, 9)).shape == (1, 8, 9)
+    with pytest.raises(ValueError, match="expected images"):
+        plotting.to_images(torch.zeros(2, 3, 8, 8))
+
+
+def test_show_images_lays_out_rows_and_titles():
+    x = torch.rand(5, 1, 8, 8)
+    fig = plotting.show_images(x, titles=[f"t{i}" for i in range(5)], nrow=3)
+    assert isinstance(fig, plt.Figure)
+    shown = [ax for ax in fig.axes if ax.get_images()]
+    assert len(fig.axes) == 6 and len(shown) == 5
+    assert [ax.get_title() for ax in shown] == ["t0", "t1", "t2", "t3", "t4"]
+    np.testing.assert_allclose(shown[4].get_images()[0].get_array(), x[4, 0].numpy())
+    with pytest.raises(ValueError, match="titles"):
+        plotting.show_images(x, titles=["a"])
+
+
+def test_show_grid_labels_rows_columns_and_captions():
+    rows = [torch.rand(3, 1, 8, 8), torch.rand(3, 8, 8)]
+    fig = plotting.show_grid(rows, ["in", "out"], ["a", "b", "c"], [["", "", ""], ["1", "2", "3"]])
+    axes = np.array(fig.axes).reshape(2, 3)
+    assert [ax.get_title() for ax in axes[0]] == ["a", "b", "c"]
+    assert axes[1, 0].get_ylabel() == "out" and axes[1, 2].get_xlabel() == "3"
+    with pytest.raises(ValueError, match="same number of images"):
+        plotting.show_grid([torch.rand(3, 8, 8), torch.rand(2, 8, 8)])
+    with pytest.raises(ValueError, match="row_labels"):
+        plotting.show_grid(rows, row_labels=["only one"])
+
+
+def _rows(offset=0.0):
+    return [{"angle_deg": d, "loss": 100 + offset + d / 10, "loss_std": 10.0, "n": 100} for d in (180, 0, 90, 270)]
+
+
+def test_plot_loss_vs_angle_draws_each_series_sorted_in_degrees():
+    ax = plotting.plot_loss_vs_angle({"VAE": _rows(), "AVAE": _rows(-50)})
+    assert [line.get_label() for line in ax.get_lines()] == ["VAE", "AVAE"]
+    np.testing.assert_array_equal(ax.get_lines()[0].get_xdata(), [0, 90, 180, 270])
+    assert len(ax.collections) == 2  # one standard-error band per series
+    assert list(ax.get_xticks())[-1] == 270 and "degrees" in ax.get_xlabel()
+    ax2 = plotting.plot_loss_vs_angle(_rows(), band=False)
+    assert len(ax2.collections) == 0 and ax2.get_legend() is None
+
+
+def test_local_minima_finds_both_valleys_lowest_first():
+    a = np.linspace(0, 2 * math.pi, 72, endpoint=False)
+    v = np.cos(2 * a) + 0.1 * np.sin(a)  # valleys near 90 (higher) and 270 degrees (lower)
+    idx = plotting.local_minima(v)
+    assert len(idx) == 2
+    assert abs(math.degrees(a[idx[0]]) - 270) <= 10 and abs(math.degrees(a[idx[1]]) - 90) <= 10
+
+
+def test_local_minima_wraps_and_filters_by_prominence():
+    a = np.linspace(0, 2 * math.pi, 36, endpoint=False)
+    v = -np.cos(a)  # the only minimum is at index 0
+    assert plotting.local_minima(v).tolist() == [0]
+    assert plotting.local_minima(v, circular=False).tolist() == []
+    v = [9, 5, 3, 3.2, 2.5, 4, 8, 6, 7, 9]  # a shallow dip at 2 (0.2 deep), a valley at 7 (2 deep)
+    assert plotting.local_minima(v).tolist() == [4, 2, 7]
+    assert plotting.local_minima(v, prominence=1.0).tolist() == [4, 7]
+    assert plotting.local_minima(v, prominence=2.5).tolist() == [4]
+    with pytest.raises(ValueError, match="at least 3"):
+        plotting.local_minima([1.0, 2.0])
+
+
+def test_plot_landscape_marks_minima_and_the_exact_undo():
+    a = torch.linspace(0, 2 * math.pi, 73)[:-1]
+    v = torch.cos(2 * a) + 0.1 * torch.sin(a)
+    minima = plotting.local_minima(v)
+    ax = plotting.plot_landscape(a, v, minima=minima, exact=-math.pi / 2)
+    assert ax.get_xlim() == (0.0, 360.0)
+    dots, star = ax.collections
+    assert len(dots.get_offsets()) == 2
+    np.testing.assert_allclose(star.get_offsets()[0][0], math.degrees(float(a[minima[0]])), atol=1e-4)
+    exact = [line for line in ax.get_lines() if line.get_label() == "exact undo"]
+    np.testing.assert_allclose(exact[0].get_xdata()[0], 270.0)
+    with pytest.raises(ValueError, match="same length"):
+        plotting.plot_landscape(a, v[:-1])
+
+
+def test_plot_sweep_draws_rotated_and_upright_lines_per_regime():
+    rows = [{"regime": g, "latent_dim": L, "loss_upright_test": 100 + L, "loss_rotated_test": 200 - L}
+            for g in ("upright", "rotated") for L in (2, 8, 32)]  # fmt: skip
+    ax = plotting.plot_sweep(rows)
+    assert len(ax.get_lines()) == 4 and ax.get_xscale() == "log"
+    line = next(ln for ln in ax.get_lines() if ln.get_label() == "trained rotated, rotated test")
+    np.testing.assert_array_equal(line.get_xdata(), [2, 8, 32])
+    np.testing.assert_array_equal(line.get_ydata(), [198, 192, 168])
+    with pytest.raises(ValueError, match="sweep rows"):
+        plotting.plot_sweep([])
+
+
+def test_hero_figure_has_three_rows_with_losses():
+    F = 4
+    imgs = np.random.rand(F, 8, 8)
+    fig = plotting.hero_figure([0, 90, 180, 270], imgs, imgs, imgs, [200, 210, 220, 230], [90, 91, 92, 93],
+                               found_deg=[0, -90, 180, 90])  # fmt: skip
+    axes = np.array(fig.axes).reshape(3, F)
+    assert axes[0, 1].get_title() == "90°"
+    assert axes[1, 2].get_xlabel() == "220 nats"
+    assert axes[2, 1].get_xlabel() == "91 nats, -90°"
+    assert [axes[r, 0].get_ylabel() for r in range(3)] == ["rotated input", "VAE", "AVAE"]
+
+
+def test_landscape_figure_puts_each_digit_over_its_landscape():
+    a = torch.linspace(0, 2 * math.pi, 37)[:-1]
+    losses = torch.stack([torch.cos(a), torch.cos(2 * a)]) * 10  # one valley, then two
+    fig = plotting.landscape_figure(torch.rand(2, 1, 8, 8), a, losses, titles=["a 1", "a 6"],
+                                    exact=[math.pi, math.pi / 2], found=[math.pi, 3 * math.pi / 2])  # fmt: skip
+    axes = np.array(fig.axes).reshape(2, 2)
+    assert axes[0, 1].get_title() == "a 6" and axes[0, 0].get_images()
+    assert len(axes[1, 0].collections[0].get_offsets()) == 1
+    assert len(axes[1, 1].collections[0].get_offsets()) == 2
+    search = [ln for ln in axes[1, 1].get_lines() if ln.get_label() == "search"]
+    np.testing.assert_allclose(search[0].get_xdata()[0], 270.0)
+    with pytest.raises(ValueError, match="one row per image"):
+        plotting.landscape_figure(torch.rand(2, 8, 8), a, losses[:1])

@@ -1,0 +1,416 @@
+"""The rendered book as a reader meets it: every page in headless Chromium, and every link.
+
+The site is ``_build/html``. ``make test`` builds it (quick mode) just before running this file;
+run alone, the ``site`` fixture builds it when it is missing or older than its sources. It is
+served from a thread on 127.0.0.1 and read by Debian's ``chromium`` through ``chromedriver``
+(Selenium), which ``.ci/run`` installs with apt. The browser resolves no host but 127.0.0.1, so
+the run is the same with or without internet: resources from other hosts (the Colab badge image,
+the animation's icon font) fail to load, and only those failures are excused.
+
+Each page of ``_toc.yml`` is checked for: no console errors, every image of the site loaded,
+every formula typeset by MathJax (served by the site itself, see ``_config.yml``), and on chapter
+notebooks the Colab launch button and badge opening that notebook. The kernel-free rotation
+widget (matplotlib's ``to_jshtml`` player) must change its frame when its slider moves. A full-page
+screenshot of each page goes to ``_build/screenshots/<page>.png`` (a CI artifact).
+
+The link check reads the built HTML files: every relative link and ``#anchor`` must resolve.
+"""
+from __future__ import annotations
+
+import base64
+import functools
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import unquote, urljoin, urlsplit
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.ui import WebDriverWait
+
+ROOT = Path(__file__).resolve().parents[1]
+HTML = ROOT / "_build" / "html"
+SCREENSHOTS = ROOT / "_build" / "screenshots"
+REPO = "avae-tutorial/avae-tutorial"
+BRANCH = "main"
+COLAB_PREFIX = f"https://colab.research.google.com/github/{REPO}/blob/{BRANCH}/"
+BUILD_CMD = ["build", str(ROOT), "-W", "-n", "--all"]  # as the Makefile's test target
+CHROME_FLAGS = [
+    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--no-first-run", "--window-size=1280,1000", "--force-device-scale-factor=1",
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",  # no request leaves the machine
+]  # fmt: skip
+MAX_SCREENSHOT_HEIGHT = 16000  # px; longer pages are cut there
+
+pytestmark = pytest.mark.site
+
+
+# ---------------------------------------------------------------------------------------------
+# The pages and the built site
+# ---------------------------------------------------------------------------------------------
+def toc_files() -> list[str]:
+    """Every page of ``_toc.yml`` (``root`` and each ``file``), relative to the root, without suffix."""
+    text = (ROOT / "_toc.yml").read_text(encoding="utf-8")
+    files = re.findall(r"^\s*(?:-\s*)?(?:root|file):\s*['\"]?([^'\"\s#]+)", text, flags=re.MULTILINE)
+    assert files, "_toc.yml lists no pages (no 'root:' or 'file:' entries)"
+    return files
+
+
+def source_of(page: str) -> Path:
+    """The source file of a toc page: ``<page>.md`` or ``<page>.ipynb``."""
+    for suffix in (".md", ".ipynb"):
+        if (ROOT / f"{page}{suffix}").exists():
+            return ROOT / f"{page}{suffix}"
+    raise FileNotFoundError(f"_toc.yml lists {page}, but neither {page}.md nor {page}.ipynb exists")
+
+
+PAGES = toc_files()
+NOTEBOOKS = [p for p in PAGES if not (ROOT / f"{p}.md").exists()]  # chapters: toc pages that are not Markdown
+
+
+def stale_pages(html: Path) -> list[str]:
+    """Toc pages whose HTML is missing or older than their source, ``_config.yml`` or ``_toc.yml``."""
+    config = max((ROOT / name).stat().st_mtime for name in ("_config.yml", "_toc.yml"))
+    stale = []
+    for page in PAGES:
+        out = html / f"{page}.html"
+        if not out.exists() or out.stat().st_mtime < max(config, source_of(page).stat().st_mtime):
+            stale.append(page)
+    return stale
+
+
+def build_book() -> None:
+    """``jupyter-book build`` as in ``make test`` (quick mode unless ``AVAE_MODE`` says otherwise)."""
+    bindir = Path(sys.executable).parent  # the venv: jupyter-book and the kernels' "python"
+    exe = shutil.which("jupyter-book", path=str(bindir)) or shutil.which("jupyter-book")
+    if exe is None:
+        pytest.fail("jupyter-book is not installed: run `make venv` (it installs the 'book' extra)")
+    env = {**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env.setdefault("AVAE_MODE", "quick")
+    proc = subprocess.run([exe, *BUILD_CMD], cwd=ROOT, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.fail(f"jupyter-book build failed ({proc.returncode}):\n{(proc.stdout + proc.stderr)[-4000:]}")
+
+
+@pytest.fixture(scope="session")
+def site() -> Path:
+    """``_build/html``, built first when missing or out of date."""
+    if stale_pages(HTML):
+        build_book()
+    missing = stale_pages(HTML)
+    assert not missing, f"the book build left these pages missing or stale: {missing}"
+    return HTML
+
+
+class QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args) -> None:  # noqa: A002 (the base class's name)
+        pass
+
+
+@pytest.fixture(scope="session")
+def server(site: Path):
+    """The site served over HTTP on 127.0.0.1 (a free port); yields its base URL."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(site)))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+# ---------------------------------------------------------------------------------------------
+# The browser
+# ---------------------------------------------------------------------------------------------
+def find_program(*names: str) -> str:
+    """The first of ``names`` on PATH; fails under CI, skips elsewhere, when there is none."""
+    for name in names:
+        if path := shutil.which(name):
+            return path
+    message = f"none of {names} found: install Debian's chromium and chromium-driver (.ci/run does)"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Chromium driven by the system chromedriver (nothing is downloaded)."""
+    options = webdriver.ChromeOptions()
+    options.binary_location = find_program("chromium", "chromium-browser", "google-chrome")
+    with tempfile.TemporaryDirectory(prefix="avae-chromium-") as profile:
+        for flag in [*CHROME_FLAGS, f"--user-data-dir={profile}"]:
+            options.add_argument(flag)
+        options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+        service = Service(executable_path=find_program("chromedriver"))
+        driver = webdriver.Chrome(service=service, options=options)
+        driver.set_page_load_timeout(60)
+        driver.set_script_timeout(60)
+        try:
+            yield driver
+        finally:
+            driver.quit()
+
+
+IMAGES_JS = """
+return Array.from(document.images).map(img => {
+  const src = img.currentSrc || img.src || '';
+  return {src: src.slice(0, 120), width: img.naturalWidth, height: img.naturalHeight,
+          external: /^https?:/.test(src) && new URL(src).origin !== location.origin};
+});
+"""
+MATH_JS = """
+const math = Array.from(document.querySelectorAll('.math'));
+return {elements: math.length,
+        typeset: math.filter(e => e.querySelector('mjx-container')).length,
+        errors: document.querySelectorAll('mjx-merror').length};
+"""
+MATHJAX_DONE_JS = """
+const done = arguments[arguments.length - 1];
+if (!window.MathJax || !MathJax.startup || !MathJax.startup.promise) { done('no MathJax'); return; }
+MathJax.startup.promise.then(() => done('typeset'), e => done('MathJax failed: ' + e));
+"""
+COLAB_JS = """
+return Array.from(document.querySelectorAll('a[href*="colab.research.google.com"]')).map(a => ({
+  href: a.href, title: a.title || a.getAttribute('data-bs-original-title') || '',
+  in_article: !!a.closest('article'), badge: !!a.querySelector('img[src*="colab-badge"]')}));
+"""
+
+
+@dataclass
+class PageVisit:
+    """What a reader's browser met on one page."""
+
+    page: str
+    errors: list[str]  # SEVERE console entries, less the excused ones
+    excused: list[str]  # failed loads from other hosts (unreachable by design), /favicon.ico
+    images: list[dict]
+    math: dict
+    mathjax: str
+    colab: list[dict]
+    screenshot: Path
+
+
+def is_excused(entry: dict, base: str) -> bool:
+    """A failed load from a host other than our server (the browser resolves no other host), or the
+    browser's own request for ``/favicon.ico`` (no page asks for it; it fails on any site without one)."""
+    url = entry["message"].split(" ", 1)[0]
+    if entry.get("source") != "network" or not url.startswith(("http://", "https://")):
+        return False
+    return not url.startswith(base) or url == f"{base}/favicon.ico"
+
+
+def wait_until(driver, script: str, timeout: float = 30) -> None:
+    WebDriverWait(driver, timeout).until(lambda d: d.execute_script(script))
+
+
+def full_page_screenshot(driver, path: Path) -> None:
+    """The whole page (up to ``MAX_SCREENSHOT_HEIGHT`` px) as a PNG, via the DevTools protocol."""
+    width, height = driver.execute_script(
+        "const e = document.documentElement; return [e.scrollWidth, Math.max(e.scrollHeight, document.body.scrollHeight)];"
+    )
+    clip = {"x": 0, "y": 0, "width": width, "height": min(height, MAX_SCREENSHOT_HEIGHT), "scale": 1}
+    shot = driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True, "clip": clip})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(base64.b64decode(shot["data"]))
+
+
+def visit(driver, base: str, page: str) -> PageVisit:
+    """Load ``page``, let images and MathJax finish, and record what the reader would see."""
+    driver.get_log("browser")  # drop what earlier pages left
+    driver.get(f"{base}/{page}.html")
+    wait_until(driver, "return document.readyState === 'complete'")
+    driver.execute_script("for (const img of document.images) img.loading = 'eager';")
+    wait_until(driver, "return Array.from(document.images).every(img => img.complete)")
+    mathjax = driver.execute_async_script(MATHJAX_DONE_JS)
+    screenshot = SCREENSHOTS / f"{Path(page).name}.png"
+    full_page_screenshot(driver, screenshot)
+    log = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+    return PageVisit(
+        page=page,
+        errors=[e["message"] for e in log if not is_excused(e, base)],
+        excused=[e["message"] for e in log if is_excused(e, base)],
+        images=driver.execute_script(IMAGES_JS),
+        math=driver.execute_script(MATH_JS),
+        mathjax=mathjax,
+        colab=driver.execute_script(COLAB_JS),
+        screenshot=screenshot,
+    )
+
+
+@pytest.fixture(scope="session")
+def visits(browser, server):
+    """``visits(page)``: the :class:`PageVisit` of ``page``, loaded once per session."""
+    seen: dict[str, PageVisit] = {}
+
+    def get(page: str) -> PageVisit:
+        if page not in seen:
+            seen[page] = visit(browser, server, page)
+        return seen[page]
+
+    return get
+
+
+# ---------------------------------------------------------------------------------------------
+# Every page in the browser
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.browser
+@pytest.mark.parametrize("page", PAGES)
+def test_page_loads_without_console_errors(visits, page):
+    v = visits(page)
+    assert not v.errors, f"{page}: console errors:\n" + "\n".join(v.errors)
+    assert v.screenshot.stat().st_size > 0
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("page", PAGES)
+def test_every_image_loads(visits, page):
+    v = visits(page)
+    local = [img for img in v.images if not img["external"]]
+    broken = [img["src"] for img in local if not (img["width"] > 0 and img["height"] > 0)]
+    assert not broken, f"{page}: {len(broken)} of {len(local)} images did not load: {broken}"
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("page", PAGES)
+def test_math_is_typeset(visits, page):
+    v = visits(page)
+    m = v.math
+    if m["elements"]:
+        assert v.mathjax == "typeset", f"{page}: {m['elements']} formulas, but MathJax did not run: {v.mathjax}"
+    assert m["typeset"] == m["elements"], f"{page}: only {m['typeset']} of {m['elements']} formulas typeset"
+    assert m["errors"] == 0, f"{page}: MathJax reports {m['errors']} TeX errors (mjx-merror)"
+
+
+@pytest.mark.browser
+def test_the_book_has_math(visits):
+    counts = {page: visits(page).math["elements"] for page in PAGES}
+    assert sum(counts.values()) > 0, f"no page holds a formula, so the math check tested nothing: {counts}"
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("page", NOTEBOOKS)
+def test_colab_launch_button_and_badge_open_this_chapter(visits, page):
+    v = visits(page)
+    expected = f"{COLAB_PREFIX}{page}.ipynb"
+    launch = [a["href"] for a in v.colab if a["title"] == "Launch on Colab" and not a["in_article"]]  # header
+    badge = [a["href"] for a in v.colab if a["in_article"] and a["badge"]]
+    assert launch, f"{page}: no Colab launch button in the page header"
+    assert badge, f"{page}: no Colab badge in the chapter"
+    assert set(launch) == {expected}, f"{page}: launch button opens {launch}, expected {expected}"
+    assert set(badge) == {expected}, f"{page}: badge opens {badge}, expected {expected}"
+    assert (ROOT / f"{page}.ipynb").exists()
+
+
+def animation_pages(site: Path) -> list[str]:
+    """Toc pages holding a matplotlib ``to_jshtml`` player (its slider has class ``anim-slider``)."""
+    return [p for p in PAGES if 'class="anim-slider"' in (site / f"{p}.html").read_text(encoding="utf-8")]
+
+
+@pytest.mark.browser
+def test_rotation_widget_slider_changes_the_frame(browser, server, site):
+    pages = animation_pages(site)
+    assert pages, "no page holds the kernel-free rotation widget (a matplotlib to_jshtml player)"
+    for page in pages:
+        browser.get(f"{server}/{page}.html")
+        wait_until(browser, "return document.readyState === 'complete'")
+        for player in browser.find_elements(By.CSS_SELECTOR, "div.animation"):
+            slider = player.find_element(By.CSS_SELECTOR, "input.anim-slider")
+            image = player.find_element(By.TAG_NAME, "img")
+            browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", slider)
+            shown = []
+            for key in (Keys.HOME, Keys.ARROW_RIGHT, Keys.END, Keys.HOME):  # first, second, last, first frame
+                slider.send_keys(key)
+                shown.append((int(slider.get_attribute("value")), image.get_attribute("src")))
+            (v0, first), (v1, second), (vn, last), (_, again) = shown
+            assert (v0, v1) == (0, 1) and vn > 1, f"{page}: the slider did not move: values {[v for v, _ in shown]}"
+            assert first.startswith("data:image/"), f"{page}: the player shows no frame: {first[:60]}"
+            assert second != first and last != first, f"{page}: moving the slider did not change the frame"
+            assert again == first, f"{page}: back on frame 0 the player shows another image"
+
+
+# ---------------------------------------------------------------------------------------------
+# Links of the built site (no browser)
+# ---------------------------------------------------------------------------------------------
+class LinkParser(HTMLParser):
+    """Collects the ``id``s of one page and the URLs it refers to (href and src)."""
+
+    REFS = {"a": "href", "link": "href", "area": "href", "img": "src", "script": "src", "iframe": "src", "source": "src"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ids: set[str] = set()
+        self.refs: list[tuple[str, str]] = []  # (tag, url)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        for key in ("id", "name") if tag == "a" else ("id",):
+            if a.get(key):
+                self.ids.add(a[key])
+        url = a.get(self.REFS.get(tag, ""))
+        if url:
+            self.refs.append((tag, url.strip()))
+
+
+@functools.lru_cache(maxsize=None)
+def parse_page(path: Path) -> LinkParser:
+    parser = LinkParser()
+    parser.feed(path.read_text(encoding="utf-8", errors="replace"))
+    return parser
+
+
+def broken_links(site: Path, page: Path) -> list[str]:
+    """Links of ``page`` that do not resolve: a missing file, a missing ``#anchor``, a malformed Colab link."""
+    fake = "http://site.invalid/"  # resolve relative URLs as a browser would, then map back to files
+    problems = []
+    for tag, url in parse_page(page).refs:
+        parts = urlsplit(urljoin(fake + page.relative_to(site).as_posix(), url))
+        if parts.scheme in ("mailto", "javascript", "data", "tel"):
+            continue
+        if parts.netloc == "colab.research.google.com" and tag == "a":
+            path = parts.path.removeprefix(urlsplit(COLAB_PREFIX).path)
+            if not (url.startswith(COLAB_PREFIX) and path.endswith(".ipynb") and (ROOT / path).exists()):
+                problems.append(f"{url}: not a Colab link to a notebook of {REPO}@{BRANCH}")
+            continue
+        if parts.scheme != "http" or parts.netloc != "site.invalid":
+            continue  # another site: not reachable from here
+        target = site / unquote(parts.path.lstrip("/"))
+        if parts.path.endswith("/") or target.is_dir():
+            target = target / "index.html"
+        if not target.is_file():
+            problems.append(f"{url}: no file {target.relative_to(site)}")
+        elif parts.fragment and target.suffix == ".html" and unquote(parts.fragment) not in parse_page(target).ids:
+            problems.append(f"{url}: no id {unquote(parts.fragment)!r} in {target.relative_to(site)}")
+    return problems
+
+
+def test_internal_links_and_anchors_resolve(site):
+    # _static/ holds the themes' Jinja fragments (not pages) and _sources/ the page sources.
+    pages = sorted(p for p in site.rglob("*.html") if p.relative_to(site).parts[0] not in ("_static", "_sources"))
+    assert len(pages) >= len(PAGES), f"expected at least {len(PAGES)} HTML pages in {site}, found {len(pages)}"
+    problems = {p.relative_to(site).as_posix(): broken_links(site, p) for p in pages}
+    problems = {k: v for k, v in problems.items() if v}
+    assert not problems, "broken links:\n" + "\n".join(f"{k}: {u}" for k, v in problems.items() for u in v)
+
+
+def test_link_check_catches_a_broken_link(tmp_path):
+    """The checker itself: a page with a missing file, a missing anchor and a bad Colab link."""
+    (tmp_path / "a.html").write_text('<p id="here"></p><a href="#here">ok</a><a href="a.html#here">ok</a>')
+    bad = tmp_path / "b.html"
+    bad.write_text(
+        '<a href="a.html#gone">x</a><a href="missing.html">x</a><img src="img/none.png">'
+        f'<a href="{COLAB_PREFIX}book/no_such_chapter.ipynb">x</a><a href="https://example.org/x">ok</a>'
+    )
+    assert broken_links(tmp_path, tmp_path / "a.html") == []
+    assert len(broken_links(tmp_path, bad)) == 4, broken_links(tmp_path, bad)

@@ -1,0 +1,101 @@
+"""Tests for avae_tutorial.widgets on a tiny untrained VAE and synthetic digits."""
+import re
+
+import matplotlib
+
+matplotlib.use("Agg")
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+import avae_tutorial as avae  # noqa: E402
+from avae_tutorial.widgets import rotation_animation, rotation_explorer, rotation_frames  # noqa: E402
+
+FAST = avae.AlignConfig(restarts=8, top_k=1, steps=2, lr=0.1)
+
+
+@pytest.fixture(scope="module")
+def vae():
+    torch.manual_seed(0)
+    return avae.VAE(latent_dim=2, canvas=40).eval()
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return avae.synthetic_digits(n=4, canvas=40, seed=1)
+
+
+@pytest.fixture(scope="module")
+def frames(vae, digits):
+    return rotation_frames(vae, digits[0][0], [0, 90, 180, 270], config=FAST)
+
+
+def test_frames_hold_the_rotated_digit_and_both_reconstructions(frames, digits):
+    x = digits[0][0, 0].numpy()
+    assert len(frames) == 4
+    for name in ("inputs", "vae_rec", "avae_rec"):
+        assert getattr(frames, name).shape == (4, 40, 40)
+    np.testing.assert_allclose(frames.inputs[0], x, atol=1e-6)
+    np.testing.assert_allclose(frames.inputs[1], np.rot90(x, 1), atol=1e-5)  # positive = counter-clockwise
+    np.testing.assert_array_equal(frames.angles_deg, [0, 90, 180, 270])
+
+
+def test_frame_losses_match_the_package_loss(frames, vae):
+    xr = torch.from_numpy(frames.inputs)[:, None]
+    with torch.no_grad():
+        plain = avae.avae_loss(vae, xr)
+        searched = avae.avae_loss(vae, xr, avae.rotation(torch.deg2rad(torch.from_numpy(frames.found_deg))))
+    np.testing.assert_allclose(frames.vae_loss, plain.numpy(), rtol=1e-5)
+    np.testing.assert_allclose(frames.avae_loss, searched.numpy(), rtol=1e-4)
+    assert (frames.avae_loss <= frames.vae_loss + 1e-4).all()  # the search never loses to the identity
+    assert ((frames.found_deg >= -180) & (frames.found_deg < 180)).all()
+
+
+def test_frames_leave_the_model_as_it_was(digits):
+    vae = avae.VAE(latent_dim=2, canvas=40).train()
+    before = {k: v.clone() for k, v in vae.state_dict().items()}
+    rotation_frames(vae, digits[0][1:2], [30], config=FAST)
+    assert vae.training
+    for k, v in vae.state_dict().items():
+        assert torch.equal(v, before[k]), k
+
+
+def test_frames_reject_more_than_one_digit(vae, digits):
+    with pytest.raises(ValueError, match="one digit"):
+        rotation_frames(vae, digits[0][:2], [0])
+    with pytest.raises(ValueError, match="angles_deg"):
+        rotation_frames(vae, digits[0][0], [])
+
+
+def test_animation_is_a_javascript_player_with_one_image_per_frame(frames):
+    html = rotation_animation(frames)
+    assert re.search(r'<input[^>]*type="range"', html), "no frame slider in the HTML"
+    assert len(re.findall(r"frames\[\d+\] = \"data:image/png;base64,", html)) == len(frames)
+    # consecutive frames differ (the digit turns)
+    images = re.findall(r'frames\[\d+\] = "data:image/png;base64,(.*?)"', html, re.S)
+    assert len(set(images)) == len(frames)
+
+
+def test_explorer_updates_the_loss_text_and_image_on_change(vae, digits):
+    pytest.importorskip("ipywidgets")
+    x, y = digits
+    ex = rotation_explorer(vae, x, labels=y, config=FAST, angle_step=15)
+    assert ex.image.value[:8] == b"\x89PNG\r\n\x1a\n"
+    text0, image0 = ex.text.value, ex.image.value
+    assert "<b>0°</b>" in text0
+    ex.angle.value = 90  # what moving the slider does
+    assert ex.text.value != text0 and "<b>90°</b>" in ex.text.value
+    assert ex.image.value != image0
+    assert f"{ex.frame.vae_loss[0]:.1f}" in ex.text.value
+    ex.digit.value = 3
+    np.testing.assert_allclose(ex.frame.inputs[0], np.rot90(x[3, 0].numpy(), 1), atol=1e-5)
+    assert ex.digit.options[3][0] == f"#3 (a {int(y[3])})"
+
+
+def test_explorer_checks_its_inputs(vae, digits):
+    pytest.importorskip("ipywidgets")
+    x, y = digits
+    with pytest.raises(ValueError, match="labels"):
+        rotation_explorer(vae, x, labels=y[:2])
+    with pytest.raises(ValueError, match=r"\(N, 1, H, W\)"):
+        rotation_explorer(vae, x[0])
