@@ -141,10 +141,11 @@ def cmd_bench(a) -> int:
     if a.threads:
         torch.set_num_threads(a.threads)
     cfg = BenchConfig(family=a.family, n=a.n, n_ref=min(a.n_ref, a.n), train_n=a.train_n, train_epochs=a.train_epochs,
-                      curve_n=a.curve_n, seed=a.seed)  # fmt: skip
+                      curve_n=a.curve_n, pose_n=a.pose_n, seed=a.seed)  # fmt: skip
     vae = _load_model(a.model).to(dev)
     x_test = load_mnist("test", canvas=vae.canvas, limit=max(cfg.n, cfg.curve_n) + cfg.train_test_n)[0].to(dev)
-    x_train = load_mnist("train", canvas=vae.canvas, limit=cfg.train_n)[0] if cfg.train_n else None
+    n_train = max(cfg.train_n, cfg.pose_n)
+    x_train = load_mnist("train", canvas=vae.canvas, limit=n_train)[0].to(dev) if n_train else None
     out = bench(vae, x_test, x_train, cfg)
     print(format_report(out))
     if a.out:
@@ -221,8 +222,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--train-n", type=int, default=1280, help="training digits for the epoch comparison (0: skip)")
     b.add_argument("--train-epochs", type=_positive_int, default=2)
     b.add_argument("--curve-n", type=int, default=32, help="digits for the cost/quality curve (0: skip)")
+    b.add_argument("--pose-n", type=int, default=0, help="training digits to fit a pose net on (0: skip that row)")
     b.add_argument("--seed", type=int, default=0)
-    b.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave as is)")
+    b.add_argument("--threads", type=int, default=0,
+                   help="torch CPU threads (0: leave as is; 1 on a machine shared with other jobs)")
     b.add_argument("--out", type=Path, default=Path("runs/bench.json"), help="JSON results")
     b.add_argument("--device", default="auto")
     b.set_defaults(func=cmd_bench)

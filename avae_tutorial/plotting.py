@@ -421,3 +421,32 @@ def plot_class_orientations(
 
 
 __all__ += ["markdown_table", "plot_training_curves", "plot_orientation_histograms", "plot_class_orientations"]
+
+
+def plot_cost_quality(rows: Sequence[dict], ax: plt.Axes | None = None) -> plt.Axes:
+    """Mean loss against cost (x a plain VAE evaluation, log scale) of search settings.
+
+    ``rows`` as :func:`avae_tutorial.bench.cost_quality_curve` returns them (``restarts``,
+    ``steps``, ``loss``, ``cost_vs_plain``): one line per number of Adam steps, each point
+    labelled with its number of restarts. Returns the Axes.
+    """
+    if not rows:
+        raise ValueError("rows: expected cost/quality rows, got none")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.0, 3.6))
+    for i, steps in enumerate(sorted({r["steps"] for r in rows})):
+        sel = sorted((r for r in rows if r["steps"] == steps), key=lambda r: r["cost_vs_plain"])
+        cost, loss = [r["cost_vs_plain"] for r in sel], [r["loss"] for r in sel]
+        ax.plot(cost, loss, "o-", color=f"C{i}", label=f"{steps} Adam steps")
+        for r in sel:
+            ax.annotate(str(r["restarts"]), (r["cost_vs_plain"], r["loss"]), textcoords="offset points",
+                        xytext=(3, 4), fontsize=7, color=f"C{i}")  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_xlabel("cost per image (x one plain VAE evaluation)")
+    ax.set_ylabel("mean loss (nats)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8, title="numbers: restarts", title_fontsize=8)
+    return ax
+
+
+__all__ += ["plot_cost_quality"]

@@ -5,7 +5,8 @@ run alone, the ``site`` fixture builds it when it is missing or older than its s
 served from a thread on 127.0.0.1 and read by Debian's ``chromium`` through ``chromedriver``
 (Selenium), which ``.ci/run`` installs with apt. The browser resolves no host but 127.0.0.1, so
 the run is the same with or without internet: resources from other hosts (the Colab badge image,
-the animation's icon font) fail to load, and only those failures are excused.
+the animation's icon font, the ipywidgets manager that myst-nb links for saved widget outputs)
+fail to load, and only those failures are excused.
 
 Each page of ``_toc.yml`` is checked for: no console errors, every image of the site loaded,
 every formula typeset by MathJax (served by the site itself, see ``_config.yml``), and on chapter
@@ -119,10 +120,16 @@ class QuietHandler(SimpleHTTPRequestHandler):
         pass
 
 
+class QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request, client_address) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):  # the browser hung up: nothing to report
+            super().handle_error(request, client_address)
+
+
 @pytest.fixture(scope="session")
 def server(site: Path):
     """The site served over HTTP on 127.0.0.1 (a free port); yields its base URL."""
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(site)))
+    httpd = QuietServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(site)))
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{httpd.server_address[1]}"
@@ -216,12 +223,17 @@ def wait_until(driver, script: str, timeout: float = 30) -> None:
 
 
 def full_page_screenshot(driver, path: Path) -> None:
-    """The whole page (up to ``MAX_SCREENSHOT_HEIGHT`` px) as a PNG, via the DevTools protocol."""
+    """The whole page (up to ``MAX_SCREENSHOT_HEIGHT`` px) as a PNG: the viewport is stretched to the
+    page's height for the shot (what Puppeteer's ``fullPage`` does), then restored."""
     width, height = driver.execute_script(
-        "const e = document.documentElement; return [e.scrollWidth, Math.max(e.scrollHeight, document.body.scrollHeight)];"
+        "const e = document.documentElement; return [e.clientWidth, Math.max(e.scrollHeight, document.body.scrollHeight)];"
     )
-    clip = {"x": 0, "y": 0, "width": width, "height": min(height, MAX_SCREENSHOT_HEIGHT), "scale": 1}
-    shot = driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True, "clip": clip})
+    metrics = {"width": width, "height": min(height, MAX_SCREENSHOT_HEIGHT), "deviceScaleFactor": 1, "mobile": False}
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
+    try:
+        shot = driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png"})
+    finally:
+        driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(base64.b64decode(shot["data"]))
 
@@ -269,6 +281,9 @@ def visits(browser, server):
 @pytest.mark.parametrize("page", PAGES)
 def test_page_loads_without_console_errors(visits, page):
     v = visits(page)
+    external = sum(img["external"] for img in v.images)
+    print(f"{page}: {len(v.images)} images ({external} from other hosts), {v.math['typeset']} formulas typeset, "
+          f"screenshot {v.screenshot.relative_to(ROOT)}; excused: {v.excused}")  # shown by pytest -rP
     assert not v.errors, f"{page}: console errors:\n" + "\n".join(v.errors)
     assert v.screenshot.stat().st_size > 0
 
