@@ -24,12 +24,12 @@ import platform
 import statistics
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
 
-from .align import PRESETS, AlignConfig, align, eval_mode, fit_pose_net, params_to_matrix, search_cost
+from .align import GPU_CHUNK, PRESETS, AlignConfig, align, eval_mode, fit_pose_net, params_to_matrix, search_cost
 from .data import random_affines, random_rotations
 from .loss import avae_loss
 from .model import VAE
@@ -37,12 +37,7 @@ from .train import TrainConfig
 from .transforms import rotation, warp
 
 __all__ = ["BenchConfig", "bench", "seed_reference", "cost_quality_curve", "train_comparison",
-           "format_report", "TRAIN_ALIGN"]  # fmt: skip
-
-#: The per-batch search of the package's training regime (``TrainConfig.align``), warm-started
-#: at the orientation each digit was encoded at in the previous epoch.
-TRAIN_ALIGN = AlignConfig(**TrainConfig().align)
-
+           "format_report"]  # fmt: skip
 
 @dataclass
 class BenchConfig:
@@ -60,13 +55,14 @@ class BenchConfig:
     curve_n: int = 32  # test digits for the cost/quality curve (0: skip it)
     pose_n: int = 0  # training digits to fit a pose net on, for an amortized row (0: skip it)
     pose_epochs: int = 30
-    chunk: int = 512
+    train_align: dict | None = None  # AlignConfig fields of the package's training search (None: TrainConfig's)
+    chunk: int | None = None  # rows per chunk for align() and the plain evaluation (None: 128 on a CPU)
     seed: int = 0
 
     def __post_init__(self):
         if self.family not in ("rotation", "affine"):
             raise ValueError(f"family: expected 'rotation' or 'affine', got {self.family!r}")
-        for name in ("n", "n_ref", "ref_restarts", "ref_steps", "train_epochs", "train_batch", "train_test_n", "chunk",
+        for name in ("n", "n_ref", "ref_restarts", "ref_steps", "train_epochs", "train_batch", "train_test_n",
                      "pose_epochs"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -75,6 +71,10 @@ class BenchConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise ValueError(f"{name}: expected an int >= 0, got {v!r}")
+        if self.chunk is not None and (isinstance(self.chunk, bool) or not isinstance(self.chunk, int) or self.chunk < 1):
+            raise ValueError(f"chunk: expected a positive int or None, got {self.chunk!r}")
+        if self.train_align is not None:
+            AlignConfig(**self.train_align)  # validates
         if self.n_ref > self.n:
             raise ValueError(f"n_ref: expected at most n={self.n} images, got {self.n_ref}")
 
@@ -137,7 +137,7 @@ def _timed(fn, device) -> tuple[object, float, float | None]:
     return out, seconds, mem.mib
 
 
-def plain_loss(vae: VAE, x: torch.Tensor, chunk: int = 512) -> torch.Tensor:
+def plain_loss(vae: VAE, x: torch.Tensor, chunk: int = 128) -> torch.Tensor:
     """The plain VAE's loss ``(N,)`` (identity, ``z = mu``, eval mode) in chunks: the unit of cost."""
     with eval_mode(vae), torch.no_grad():
         return torch.cat([avae_loss(vae, x[s : s + chunk], check=False) for s in range(0, len(x), chunk)])
@@ -186,7 +186,8 @@ def seed_reference(
 
 
 def seed_train_search(
-    vae: VAE, x: torch.Tensor, candidates: int = 20, steps: int = 10, lr: float = 0.01, generator=None
+    vae: VAE, x: torch.Tensor, candidates: int = 20, steps: int = 10, lr: float = 0.01, generator=None,
+    chunk: int = 128,
 ) -> torch.Tensor:
     """The seed's per-batch training search, batched: ``candidates`` random angles scored per
     image, the best kept, ``steps`` Adam steps on it (eval mode, best loss seen kept). -> angles ``(B,)``."""
@@ -194,8 +195,9 @@ def seed_train_search(
     with eval_mode(vae):
         angle = torch.rand(B, candidates, generator=generator).to(x) * 2 * math.pi  # (B, C)
         with torch.no_grad():
-            x_rep = x.repeat_interleave(candidates, 0)
-            scores = avae_loss(vae, x_rep, rotation(angle.reshape(-1)), check=False).view(B, candidates)
+            x_rep, a_rep = x.repeat_interleave(candidates, 0), angle.reshape(-1)
+            scores = torch.cat([avae_loss(vae, x_rep[s : s + chunk], rotation(a_rep[s : s + chunk]), check=False)
+                                for s in range(0, B * candidates, chunk)]).view(B, candidates)  # fmt: skip
         best_l, j = scores.min(1)
         best_a = angle.gather(1, j[:, None]).squeeze(1)
         a = best_a.clone().requires_grad_(True)
@@ -286,7 +288,9 @@ def _train_run(vae: VAE, x: torch.Tensor, cfg: BenchConfig, search: str) -> dict
     """Epochs of rotated-digit training with per-batch alignment ``search`` ("none", "package",
     "seed"), as :func:`avae_tutorial.fit`'s ``rotated`` / ``aligned`` regimes do it."""
     opt = torch.optim.Adam(vae.parameters(), lr=1e-3, weight_decay=5e-4)
-    gen = torch.Generator().manual_seed(cfg.seed + 7)
+    gen = torch.Generator().manual_seed(cfg.seed + 7)  # the data: the same angles and order for every run
+    search_gen = torch.Generator().manual_seed(cfg.seed + 11)
+    train_align = AlignConfig(**{**TrainConfig().align, **(cfg.train_align or {}), "chunk": cfg.chunk})
     orient = None  # last epoch's orientation of each digit (the package's warm start)
     seconds, losses = [], []
     for epoch in range(cfg.train_epochs):
@@ -302,10 +306,10 @@ def _train_run(vae: VAE, x: torch.Tensor, cfg: BenchConfig, search: str) -> dict
             A = None
             if search == "package":
                 init = None if orient is None else (orient[idx] - angles[idx])[:, None]
-                corr = align(vae, xb, "rotation", TRAIN_ALIGN, init=init, progress=False).params[:, 0]
+                corr = align(vae, xb, "rotation", train_align, init=init, progress=False).params[:, 0]
                 A, new_orient[idx] = rotation(corr), angles[idx] + corr
             elif search == "seed":
-                A = rotation(seed_train_search(vae, xb, generator=gen))
+                A = rotation(seed_train_search(vae, xb, generator=search_gen, chunk=cfg.chunk))
             vae.train()
             loss = avae_loss(vae, xb, A, sample=True, check=False).mean()
             opt.zero_grad(set_to_none=True)
@@ -317,7 +321,7 @@ def _train_run(vae: VAE, x: torch.Tensor, cfg: BenchConfig, search: str) -> dict
         losses.append(total / len(x))
         orient = new_orient
     vae.eval()
-    return {"seconds_per_epoch": seconds, "train_loss": losses}
+    return {"seconds_per_epoch": seconds, "train_loss": losses, "align": asdict(train_align)}
 
 
 def train_comparison(x_train: torch.Tensor, x_test: torch.Tensor, cfg: BenchConfig, latent_dim: int = 8) -> list[dict]:
@@ -336,6 +340,7 @@ def train_comparison(x_train: torch.Tensor, x_test: torch.Tensor, cfg: BenchConf
         test = align(vae, x_rot, "rotation", "default", progress=False).loss.mean()
         rows.append({"search": {"none": "plain epoch", "package": "package (per batch)",
                                 "seed": "seed-style (per batch)"}[search],  # fmt: skip
+                     "align": run["align"] if search == "package" else None,
                      "seconds_per_epoch": statistics.median(run["seconds_per_epoch"]),
                      "train_loss": run["train_loss"][-1], "test_loss_aligned": float(test)})  # fmt: skip
     for r in rows:
@@ -349,7 +354,7 @@ CURVE_GRID = ((6, 0), (12, 0), (24, 0), (48, 0), (6, 3), (12, 1), (12, 3), (24, 
 
 
 def cost_quality_curve(
-    vae: VAE, x: torch.Tensor, grid=CURVE_GRID, top_k: int = 2, family: str = "rotation", chunk: int = 512
+    vae: VAE, x: torch.Tensor, grid=CURVE_GRID, top_k: int = 2, family: str = "rotation", chunk: int = 128
 ) -> list[dict]:
     """Loss and time of :func:`align` for each ``(restarts, steps)`` in ``grid`` on the digits ``x``.
 
@@ -392,6 +397,8 @@ def bench(
     if len(x_test) < max(cfg.n, cfg.curve_n):
         raise ValueError(f"x_test: expected at least {max(cfg.n, cfg.curve_n)} digits, got {len(x_test)}")
     vae = vae.to(x_test.device).eval()
+    if cfg.chunk is None:
+        cfg = replace(cfg, chunk=AlignConfig().chunk if x_test.device.type == "cpu" else GPU_CHUNK)
     out = {"config": asdict(cfg), "conditions": conditions(x_test.device)}
     t0 = time.perf_counter()
     x = _perturb(x_test[: cfg.n], cfg.family, cfg.seed)
