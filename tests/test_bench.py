@@ -45,11 +45,13 @@ def test_bench_structure_and_finite_figures(tiny_run):
     assert ref["frac_of_ref_reduction"] == pytest.approx(1.0)
     assert [(r["restarts"], r["steps"]) for r in out["curve"]] == [tuple(g) for g in avae.bench.CURVE_GRID]
     assert all(_finite(r[k]) for r in out["curve"] for k in ("loss", "seconds_per_image", "cost_vs_plain"))
-    assert [r["search"] for r in out["training"]] == ["plain epoch", "package (per batch)", "seed-style (per batch)"]
-    for r in out["training"]:
+    assert [r["search"] for r in out["training"]["runs"]] == ["plain epoch", "package (per batch)", "seed-style (per batch)"]
+    for r in out["training"]["runs"]:
         assert all(_finite(r[k]) for k in ("seconds_per_epoch", "epoch_vs_plain", "train_loss", "test_loss_aligned"))
-    assert out["training"][0]["epoch_vs_plain"] == 1.0
-    assert len(out["targets"]) == 6 and all(isinstance(t["met"], bool) and _finite(t["value"]) for t in out["targets"])
+    assert out["training"]["runs"][0]["epoch_vs_plain"] == 1.0
+    assert [r["search"] for r in out["training"]["search"]] == ["package (warm start)", "seed-style"]
+    assert all(_finite(r["loss"]) and r["seconds_per_image"] > 0 for r in out["training"]["search"])
+    assert len(out["targets"]) == 8 and all(isinstance(t["met"], bool) and _finite(t["value"]) for t in out["targets"])
     assert out["conditions"]["device"] == "cpu"
 
 
