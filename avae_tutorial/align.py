@@ -55,7 +55,7 @@ class AlignConfig:
     """
 
     restarts: int = 24
-    top_k: int = 2
+    top_k: int = 1
     steps: int = 6
     lr: float = 0.05
     chunk: int = 128
@@ -75,8 +75,8 @@ class AlignConfig:
 #: ``python -m avae_tutorial bench``). Shear and scale need Adam steps.
 PRESETS = {
     "rotation": {
-        "default": AlignConfig(restarts=24, top_k=2, steps=6),
-        "fast": AlignConfig(restarts=10, top_k=1, steps=3),
+        "default": AlignConfig(restarts=24, top_k=1, steps=6),
+        "fast": AlignConfig(restarts=14, top_k=1, steps=3),
     },
     "affine": {
         "default": AlignConfig(restarts=24, top_k=2, steps=24, lr=0.05),

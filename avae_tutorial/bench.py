@@ -376,11 +376,11 @@ def _search_rows(vae: VAE, run: dict, x_train: torch.Tensor, cfg: BenchConfig) -
 
 # ------------------------------------------------------------------ cost/quality curve
 #: ``(restarts, steps)`` settings of :func:`cost_quality_curve`.
-CURVE_GRID = ((6, 0), (12, 0), (24, 0), (48, 0), (6, 3), (12, 1), (12, 3), (24, 1), (24, 3), (24, 6), (48, 3))
+CURVE_GRID = ((6, 0), (12, 0), (24, 0), (48, 0), (6, 3), (14, 1), (14, 3), (24, 1), (24, 3), (24, 6), (48, 6))
 
 
 def cost_quality_curve(
-    vae: VAE, x: torch.Tensor, grid=CURVE_GRID, top_k: int = 2, family: str = "rotation", chunk: int = 128
+    vae: VAE, x: torch.Tensor, grid=CURVE_GRID, top_k: int = 1, family: str = "rotation", chunk: int = 128
 ) -> list[dict]:
     """Loss and time of :func:`align` for each ``(restarts, steps)`` in ``grid`` on the digits ``x``.
 

@@ -28,6 +28,7 @@ __all__ = [
     "resultant",
     "resultant_length",
     "circular_mean",
+    "circular_std",
     "rayleigh_pvalue",
     "angular_difference",
     "circular_density",
@@ -41,7 +42,10 @@ Angles = torch.Tensor | Sequence[float]
 
 def as_angles(angle: Angles, name: str = "angle") -> torch.Tensor:
     """A flat float64 tensor of radians from a tensor, array or list; rejects empty and non-finite input."""
-    a = torch.as_tensor(angle).detach().cpu().to(torch.float64).flatten()  # (n,)
+    if isinstance(angle, torch.Tensor):
+        a = angle.detach().cpu().to(torch.float64).flatten()  # (n,)
+    else:  # lists and arrays straight to float64, never through float32
+        a = torch.as_tensor(angle, dtype=torch.float64).flatten()
     if a.numel() == 0:
         raise ValueError(f"{name}: expected at least one angle, got an empty sample")
     if not torch.isfinite(a).all():
@@ -75,6 +79,16 @@ def resultant_length(angle: Angles, harmonic: int = 1) -> float:
 def circular_mean(angle: Angles, harmonic: int = 1) -> float:
     """Circular mean direction ``arg(mean(exp(i k theta))) / k`` in radians (an axis for ``k = 2``)."""
     return resultant(angle, harmonic)[1]
+
+
+def circular_std(angle: Angles, harmonic: int = 1) -> float:
+    """Circular standard deviation ``sqrt(-2 ln R_k) / k`` in radians (about the usual one for a narrow peak).
+
+    0 for identical angles, infinite for a balanced sample (``R_k`` below 1e-12).
+    """
+    k = _check_harmonic(harmonic)
+    R = resultant_length(angle, k)
+    return math.inf if R < 1e-12 else math.sqrt(max(0.0, -2 * math.log(R))) / k
 
 
 def rayleigh_pvalue(angle: Angles, harmonic: int = 1) -> float:

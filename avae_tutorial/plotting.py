@@ -430,6 +430,8 @@ def plot_cost_quality(rows: Sequence[dict], ax: plt.Axes | None = None) -> plt.A
     ``steps``, ``loss``, ``cost_vs_plain``): one line per number of Adam steps, each point
     labelled with its number of restarts. Returns the Axes.
     """
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
     if not rows:
         raise ValueError("rows: expected cost/quality rows, got none")
     if ax is None:
@@ -442,6 +444,10 @@ def plot_cost_quality(rows: Sequence[dict], ax: plt.Axes | None = None) -> plt.A
             ax.annotate(str(r["restarts"]), (r["cost_vs_plain"], r["loss"]), textcoords="offset points",
                         xytext=(3, 4), fontsize=7, color=f"C{i}")  # fmt: skip
     ax.set_xscale("log")
+    costs = [r["cost_vs_plain"] for r in rows]
+    fmt = FuncFormatter(lambda v, _: f"{v:g}")
+    ax.xaxis.set_major_formatter(fmt)
+    ax.xaxis.set_minor_formatter(fmt if max(costs) / min(costs) < 10 else NullFormatter())  # label 2..9 only when few
     ax.set_xlabel("cost per image (x one plain VAE evaluation)")
     ax.set_ylabel("mean loss (nats)")
     ax.grid(alpha=0.3, which="both")

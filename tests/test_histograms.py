@@ -120,3 +120,13 @@ def test_bad_inputs_raise_clear_errors():
         h.circular_density([0.0], bins=2)
     with pytest.raises(ValueError, match="min_height"):
         h.find_modes([0.0], min_height=2.0)
+
+
+def test_circular_std_matches_the_linear_std_of_a_narrow_peak_and_grows_with_spread():
+    a = von_mises(2.5, 400.0, n=4000, seed=8)  # narrow: close to a normal with sigma 1/sqrt(kappa) = 0.05 rad
+    assert h.circular_std(a) == pytest.approx(float(a.std()), rel=0.05)
+    assert h.circular_std(torch.full((5,), 1.0)) == 0.0
+    assert h.circular_std(von_mises(0.0, 2.0)) > h.circular_std(von_mises(0.0, 20.0))
+    assert h.circular_std([0.0, math.pi]) == math.inf
+    two = torch.cat([a, a + math.pi])
+    assert h.circular_std(two, harmonic=2) == pytest.approx(float(a.std()), rel=0.05)
