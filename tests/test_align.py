@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import avae_tutorial as avae
+from avae_tutorial.align import search_cost
 from avae_tutorial.transforms import wrap_angle
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -107,3 +108,25 @@ def test_affine_search_recovers_a_shear_better_than_rotation_alone(template_vae,
     aff = avae.align(template_vae, x, "affine", "default")
     assert aff.loss < rot.loss < rot.loss0
     assert aff.params.shape == (1, 4) and avae.align(template_vae, x, "affine_t", "fast").params.shape == (1, 6)
+
+
+def test_init_span_brackets_a_warm_start(template_vae, seven):
+    """With ``init_span`` a guess a few degrees off is bracketed and refined by one step; without
+    it, a lone guess far from every grid angle has no bracket and stays where it was."""
+    x, theta = rotated(seven, [100.0, -130.0, 20.0])
+    guess = -theta + math.radians(4.0)  # last epoch's answer, slightly stale
+    coarse = avae.AlignConfig(restarts=1, top_k=1, steps=1)
+    spanned = avae.AlignConfig(restarts=1, top_k=1, steps=1, init_span=0.2)
+    plain = avae.align(template_vae, x, "rotation", coarse, init=guess[:, None])
+    res = avae.align(template_vae, x, "rotation", spanned, init=guess[:, None])
+    err = (res.angle - wrap_angle(-theta)).abs()
+    assert (err < math.radians(1.5)).all(), torch.rad2deg(err)
+    torch.testing.assert_close(plain.angle, wrap_angle(guess), atol=1e-5, rtol=0)
+    assert (res.loss < plain.loss).all()
+    assert search_cost(spanned, n_init=1) == 1 + 3 + 1 and search_cost(coarse, n_init=1) == 1 + 1 + 1
+
+
+@pytest.mark.parametrize("span", [-0.1, math.pi, float("nan"), "0.2"])
+def test_init_span_must_be_radians_in_range(span):
+    with pytest.raises(ValueError, match="init_span"):
+        avae.AlignConfig(init_span=span)

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import avae_tutorial as avae
+from avae_tutorial.model import _FoldConvTranspose2d
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -72,3 +73,30 @@ def test_model_has_no_device_of_its_own(tiny_vae):
     # Parameters follow .to(); the meta device stands in for a second device.
     meta = tiny_vae.to("meta")
     assert all(p.device.type == "meta" for p in meta.parameters())
+
+
+def test_last_layer_matches_the_builtin_transposed_convolution():
+    torch.manual_seed(0)
+    layer = _FoldConvTranspose2d(7, 3, 5)
+    h = torch.randn(4, 7, 9, 11)
+    want = torch.nn.functional.conv_transpose2d(h, layer.weight, layer.bias)
+    torch.testing.assert_close(layer(h), want, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(layer(h.contiguous(memory_format=torch.channels_last)), want, rtol=1e-5, atol=1e-5)
+    g1 = torch.autograd.grad(layer(h).square().sum(), layer.weight)[0]
+    g2 = torch.autograd.grad(torch.nn.functional.conv_transpose2d(h, layer.weight, layer.bias).square().sum(),
+                             layer.weight)[0]  # fmt: skip
+    torch.testing.assert_close(g1, g2, rtol=1e-4, atol=1e-4)
+
+
+def test_memory_layout_never_changes_a_result(tiny_vae, digits):
+    x = digits[0]
+    """Weights are kept channels-last for speed; a copy with contiguous weights gives the same output."""
+    other = avae.VAE(tiny_vae.latent_dim, tiny_vae.canvas).eval()
+    other.load_state_dict({k: v.contiguous() for k, v in tiny_vae.state_dict().items()})
+    for p in other.parameters():
+        p.data = p.data.contiguous()
+    assert tiny_vae.encoder[0][0].weight.is_contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        a, b = tiny_vae(x), other(x.contiguous())
+    for u, v in zip(a, b):
+        torch.testing.assert_close(u, v, rtol=1e-5, atol=1e-5)

@@ -146,3 +146,44 @@ def test_evaluation_angles_are_seeded():
     a = train_mod.evaluation_angles(5, 1)
     assert torch.equal(a, train_mod.evaluation_angles(5, 1)) and not torch.equal(a, train_mod.evaluation_angles(5, 2))
     assert (a >= 0).all() and (a < 2 * math.pi).all()
+
+
+def test_search_batch_is_cold_without_a_last_orientation_and_warm_with_one(data, monkeypatch):
+    """Epoch 1 searches with ``align``; later epochs with ``align_warm``, started at the last orientation."""
+    seen = []
+    real = train_mod.align
+
+    def spy(vae, x, family, config, init=None, **kw):
+        seen.append((config, init))
+        return real(vae, x, family, config, init=init, **kw)
+
+    monkeypatch.setattr(train_mod, "align", spy)
+    cfg = tiny_config("aligned", align_warm={"restarts": 3, "top_k": 1, "steps": 1, "init_span": 0.2})
+    vae = avae.VAE(2, 28).eval()
+    xb = data[0][:BATCH]
+    cold = train_mod.search_batch(vae, xb, None, cfg)
+    last = torch.linspace(-3, 3, BATCH)
+    warm = train_mod.search_batch(vae, xb, last, cfg)
+    assert cold.shape == warm.shape == (BATCH,)
+    assert seen[0][0].restarts == 4 and seen[0][1] is None
+    assert seen[1][0] == avae.AlignConfig(restarts=3, top_k=1, steps=1, init_span=0.2)
+    assert torch.equal(seen[1][1], last[:, None])
+
+
+def test_aligned_training_uses_the_warm_search_after_the_first_epoch(data, monkeypatch):
+    configs = []
+    real = train_mod.search_batch
+
+    def spy(vae, xb, last, config):
+        configs.append(last is None)
+        return real(vae, xb, last, config)
+
+    monkeypatch.setattr(train_mod, "search_batch", spy)
+    avae.fit(tiny_config("aligned", epochs=2), data, progress=False)
+    assert configs == [True] * 3 + [False] * 3
+
+
+@pytest.mark.parametrize("bad", [{"restarts": 0}, {"nope": 1}, "fast"])
+def test_a_bad_warm_search_config_is_refused(bad):
+    with pytest.raises(ValueError, match="align_warm|restarts"):
+        tiny_config("aligned", align_warm=bad)
