@@ -54,8 +54,8 @@ class AlignConfig:
     affine: Adam steps with step size ``lr``). ``init_span``: radians; when ``align`` gets
     ``init`` guesses, each is also scored at its angle +- ``init_span``, which brackets a good
     guess tightly (a warm start then needs one or two parabolic steps). ``chunk``: (image, candidate) rows evaluated at
-    once; it bounds memory. On a CPU 64-128 rows are fastest per row (they stay in cache; 512
-    rows cost about 1.5 times as much per row); a preset given by name on a GPU uses
+    once; it bounds memory. On a CPU 32-96 rows are fastest per row (they stay in cache; 128 or
+    more rows cost up to 1.5 times as much per row); a preset given by name on a GPU uses
     :data:`GPU_CHUNK`.
     """
 

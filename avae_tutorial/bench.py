@@ -49,7 +49,7 @@ class BenchConfig:
     ref_restarts: int = 30
     ref_steps: int = 20
     train_n: int = 1280  # training digits for the epoch comparison (0: skip it)
-    train_epochs: int = 2
+    train_epochs: int = 4
     train_batch: int = 128
     train_test_n: int = 128  # rotated test digits on which the trained models are compared
     curve_n: int = 32  # test digits for the cost/quality curve (0: skip it)
@@ -57,7 +57,7 @@ class BenchConfig:
     pose_epochs: int = 30
     train_align: dict | None = None  # AlignConfig fields overriding TrainConfig.align (the first epoch's search)
     train_align_warm: dict | None = None  # ... overriding TrainConfig.align_warm (later epochs' search)
-    chunk: int | None = None  # rows per chunk for align() and the plain evaluation (None: 128 on a CPU)
+    chunk: int | None = None  # rows per chunk for align() and the plain evaluation (None: AlignConfig().chunk, 64, on a CPU)
     seed: int = 0
 
     def __post_init__(self):
@@ -139,7 +139,7 @@ def _timed(fn, device) -> tuple[object, float, float | None]:
     return out, seconds, mem.mib
 
 
-def plain_loss(vae: VAE, x: torch.Tensor, chunk: int = 128) -> torch.Tensor:
+def plain_loss(vae: VAE, x: torch.Tensor, chunk: int = 64) -> torch.Tensor:
     """The plain VAE's loss ``(N,)`` (identity, ``z = mu``, eval mode) in chunks: the unit of cost."""
     with eval_mode(vae), torch.no_grad():
         return torch.cat([avae_loss(vae, x[s : s + chunk], check=False) for s in range(0, len(x), chunk)])
@@ -189,7 +189,7 @@ def seed_reference(
 
 def seed_train_search(
     vae: VAE, x: torch.Tensor, candidates: int = 20, steps: int = 10, lr: float = 0.01, generator=None,
-    chunk: int = 128,
+    chunk: int = 64,
 ) -> torch.Tensor:
     """The seed's per-batch training search, batched: ``candidates`` random angles scored per
     image, the best kept, ``steps`` Adam steps on it (eval mode, best loss seen kept). -> angles ``(B,)``."""
@@ -387,7 +387,7 @@ CURVE_GRID = ((6, 0), (12, 0), (24, 0), (48, 0), (6, 3), (14, 1), (14, 3), (24, 
 
 
 def cost_quality_curve(
-    vae: VAE, x: torch.Tensor, grid=CURVE_GRID, top_k: int = 1, family: str = "rotation", chunk: int = 128
+    vae: VAE, x: torch.Tensor, grid=CURVE_GRID, top_k: int = 1, family: str = "rotation", chunk: int = 64
 ) -> list[dict]:
     """Loss and time of :func:`align` for each ``(restarts, steps)`` in ``grid`` on the digits ``x``.
 
