@@ -17,7 +17,8 @@ Per image, batched over images *and* candidates (no Python loop over either):
 4. **keep** the best loss seen per image. The identity is always scored, so the result is
    never worse than the plain VAE.
 
-The model is searched in eval mode and its weights get no gradients (:func:`eval_mode`).
+The search runs on a frozen copy of the model in eval mode with each BatchNorm folded into its
+convolution (:func:`avae_tutorial.model.for_inference`); the model itself is left untouched.
 Cost, in forward passes of the VAE per image: ``restarts + K' + top_k * steps`` for rotation,
 about ``restarts + K' + top_k * 3 * steps`` for affine (a backward costs about two forwards),
 where ``K'`` is the number of ``init`` guesses, times 3 with ``init_span``.
@@ -37,7 +38,7 @@ from tqdm.auto import tqdm
 
 from ._checks import check_choice, check_images, check_positive_int, check_same_device
 from .loss import avae_loss
-from .model import VAE
+from .model import VAE, for_inference
 from .transforms import affine, rotation, warp
 
 __all__ = ["align", "AlignConfig", "AlignResult", "FAMILIES", "PRESETS", "search_cost", "PoseNet", "fit_pose_net"]
@@ -331,12 +332,12 @@ def align(
     bar = tqdm(total=x.shape[0], desc=f"align ({family})", unit="img",
                disable=not (progress if progress is not None else n_batches > 1))  # fmt: skip
     outs = []
-    with eval_mode(vae):
-        for s in range(0, x.shape[0], batch_size):
-            xb = x[s : s + batch_size]
-            extra = None if init is None else init[s : s + batch_size]
-            outs.append(_align_batch(vae, xb, family, config, starts, extra))
-            bar.update(xb.shape[0])
+    model = for_inference(vae)  # a frozen copy with BatchNorm folded in: the search never touches vae
+    for s in range(0, x.shape[0], batch_size):
+        xb = x[s : s + batch_size]
+        extra = None if init is None else init[s : s + batch_size]
+        outs.append(_align_batch(model, xb, family, config, starts, extra))
+        bar.update(xb.shape[0])
     bar.close()
     params, loss, loss0 = (torch.cat(t) for t in zip(*outs))
     return AlignResult(params_to_matrix(params, family), loss, params, loss0, family)

@@ -32,7 +32,7 @@ import torch
 from .align import GPU_CHUNK, PRESETS, AlignConfig, align, eval_mode, fit_pose_net, params_to_matrix, search_cost
 from .data import random_affines, random_rotations
 from .loss import avae_loss
-from .model import VAE
+from .model import VAE, for_inference
 from .train import TrainConfig, search_batch
 from .transforms import rotation, warp
 
@@ -140,8 +140,11 @@ def _timed(fn, device) -> tuple[object, float, float | None]:
 
 
 def plain_loss(vae: VAE, x: torch.Tensor, chunk: int = 64) -> torch.Tensor:
-    """The plain VAE's loss ``(N,)`` (identity, ``z = mu``, eval mode) in chunks: the unit of cost."""
-    with eval_mode(vae), torch.no_grad():
+    """The plain VAE's loss ``(N,)`` (identity, ``z = mu``, eval mode) in chunks: the unit of cost.
+
+    Like every search here it runs on :func:`for_inference`'s copy (BatchNorm folded in)."""
+    vae = for_inference(vae)
+    with torch.no_grad():
         return torch.cat([avae_loss(vae, x[s : s + chunk], check=False) for s in range(0, len(x), chunk)])
 
 
@@ -160,30 +163,31 @@ def seed_reference(
 
     Per image, per restart (Python loops, batch of one): an angle uniform in (-2pi, 2pi) (other
     affine parameters 0), ``steps`` Adam steps with ``lr`` on the parameters, the best loss seen
-    kept. Unlike the seed it runs in eval mode and gives the weights no gradients.
+    kept. Unlike the seed it runs in eval mode on :func:`for_inference`'s copy (as ``align`` does)
+    and gives the weights no gradients.
     """
     g = torch.Generator().manual_seed(seed)
     P = 1 if family == "rotation" else 4
     losses, params = [], []
-    with eval_mode(vae):
-        for i in range(x.shape[0]):
-            best_l, best_p = math.inf, None
-            for _ in range(restarts):
-                p = torch.zeros(1, P, device=x.device, dtype=x.dtype)
-                p[0, 0] = float(torch.rand((), generator=g) * 4 * math.pi - 2 * math.pi)
-                p.requires_grad_(True)
-                opt = torch.optim.Adam([p], lr=lr)
-                for step in range(steps + 1):
-                    loss = avae_loss(vae, x[i : i + 1], params_to_matrix(p, family), check=False)
-                    if loss.item() < best_l:
-                        best_l, best_p = loss.item(), p.detach().clone()
-                    if step == steps:
-                        break
-                    opt.zero_grad()
-                    loss.sum().backward()
-                    opt.step()
-            losses.append(best_l)
-            params.append(best_p)
+    vae = for_inference(vae)
+    for i in range(x.shape[0]):
+        best_l, best_p = math.inf, None
+        for _ in range(restarts):
+            p = torch.zeros(1, P, device=x.device, dtype=x.dtype)
+            p[0, 0] = float(torch.rand((), generator=g) * 4 * math.pi - 2 * math.pi)
+            p.requires_grad_(True)
+            opt = torch.optim.Adam([p], lr=lr)
+            for step in range(steps + 1):
+                loss = avae_loss(vae, x[i : i + 1], params_to_matrix(p, family), check=False)
+                if loss.item() < best_l:
+                    best_l, best_p = loss.item(), p.detach().clone()
+                if step == steps:
+                    break
+                opt.zero_grad()
+                loss.sum().backward()
+                opt.step()
+        losses.append(best_l)
+        params.append(best_p)
     return torch.tensor(losses, dtype=x.dtype), torch.cat(params)
 
 
@@ -192,9 +196,11 @@ def seed_train_search(
     chunk: int = 64,
 ) -> torch.Tensor:
     """The seed's per-batch training search, batched: ``candidates`` random angles scored per
-    image, the best kept, ``steps`` Adam steps on it (eval mode, best loss seen kept). -> angles ``(B,)``."""
+    image, the best kept, ``steps`` Adam steps on it (eval mode, best loss seen kept), on
+    :func:`for_inference`'s copy as ``align`` does. -> angles ``(B,)``."""
     B = x.shape[0]
-    with eval_mode(vae):
+    vae = for_inference(vae)
+    with torch.enable_grad():
         angle = torch.rand(B, candidates, generator=generator).to(x) * 2 * math.pi  # (B, C)
         with torch.no_grad():
             x_rep, a_rep = x.repeat_interleave(candidates, 0), angle.reshape(-1)
@@ -286,20 +292,25 @@ def _row(method, loss, loss0, n, seconds, plain_seconds, mem, cfg, evals) -> dic
 
 
 # ------------------------------------------------------------------ training time
-def _train_run(vae: VAE, x: torch.Tensor, cfg: BenchConfig, search: str) -> dict:
-    """Epochs of rotated-digit training with per-batch alignment ``search`` ("none", "package",
-    "seed"), as :func:`avae_tutorial.fit`'s ``rotated`` / ``aligned`` regimes do it."""
-    opt = torch.optim.Adam(vae.parameters(), lr=1e-3, weight_decay=5e-4)
-    gen = torch.Generator().manual_seed(cfg.seed + 7)  # the data: the same angles and order for every run
-    search_gen = torch.Generator().manual_seed(cfg.seed + 11)
-    tc = TrainConfig(regime="aligned")
-    tc.align = {**tc.align, **(cfg.train_align or {}), "chunk": cfg.chunk}
-    tc.align_warm = {**tc.align_warm, **(cfg.train_align_warm or {}), "chunk": cfg.chunk}
-    orient = None  # last epoch's orientation of each digit (the package's warm start)
-    seconds, losses = [], []
-    for epoch in range(cfg.train_epochs):
-        angles = (torch.rand(len(x), generator=gen) * 2 * math.pi).to(x.device)
-        order = torch.randperm(len(x), generator=gen).to(x.device)
+class _TrainRun:
+    """Rotated-digit training with per-batch alignment ``search`` ("none", "package", "seed"),
+    as :func:`avae_tutorial.fit`'s ``rotated`` / ``aligned`` regimes do it, one epoch per call."""
+
+    def __init__(self, vae: VAE, x: torch.Tensor, cfg: BenchConfig, search: str):
+        self.vae, self.x, self.cfg, self.search = vae, x, cfg, search
+        self.opt = torch.optim.Adam(vae.parameters(), lr=1e-3, weight_decay=5e-4)
+        self.gen = torch.Generator().manual_seed(cfg.seed + 7)  # the data: the same angles and order for every run
+        self.search_gen = torch.Generator().manual_seed(cfg.seed + 11)
+        self.config = TrainConfig(regime="aligned")
+        self.config.align = {**self.config.align, **(cfg.train_align or {}), "chunk": cfg.chunk}
+        self.config.align_warm = {**self.config.align_warm, **(cfg.train_align_warm or {}), "chunk": cfg.chunk}
+        self.orientation = None  # last epoch's orientation of each digit (the package's warm start)
+        self.seconds, self.losses = [], []
+
+    def epoch(self) -> None:
+        x, cfg, vae = self.x, self.cfg, self.vae
+        angles = (torch.rand(len(x), generator=self.gen) * 2 * math.pi).to(x.device)
+        order = torch.randperm(len(x), generator=self.gen).to(x.device)
         new_orient = torch.zeros(len(x), device=x.device)
         total = 0.0
         _sync(x.device)
@@ -308,66 +319,73 @@ def _train_run(vae: VAE, x: torch.Tensor, cfg: BenchConfig, search: str) -> dict
             idx = order[s : s + cfg.train_batch]
             xb = warp(x[idx], rotation(angles[idx]))
             A = None
-            if search == "package":
-                last = None if orient is None else orient[idx] - angles[idx]
-                corr = search_batch(vae, xb, last, tc)
+            if self.search == "package":
+                last = None if self.orientation is None else self.orientation[idx] - angles[idx]
+                corr = search_batch(vae, xb, last, self.config)
                 A, new_orient[idx] = rotation(corr), angles[idx] + corr
-            elif search == "seed":
-                A = rotation(seed_train_search(vae, xb, generator=search_gen, chunk=cfg.chunk))
+            elif self.search == "seed":
+                A = rotation(seed_train_search(vae, xb, generator=self.search_gen, chunk=cfg.chunk))
             vae.train()
             loss = avae_loss(vae, xb, A, sample=True, check=False).mean()
-            opt.zero_grad(set_to_none=True)
+            self.opt.zero_grad(set_to_none=True)
             loss.backward()
-            opt.step()
+            self.opt.step()
             total += loss.item() * len(idx)
         _sync(x.device)
-        seconds.append(time.perf_counter() - t0)
-        losses.append(total / len(x))
-        orient = new_orient
-    vae.eval()
-    return {"seconds_per_epoch": seconds, "train_loss": losses, "config": tc, "orientation": orient}
+        self.seconds.append(time.perf_counter() - t0)
+        self.losses.append(total / len(x))
+        self.orientation = new_orient
+        vae.eval()
 
 
 def train_comparison(x_train: torch.Tensor, x_test: torch.Tensor, cfg: BenchConfig, latent_dim: int = 8) -> dict:
     """Plain, package-aligned and seed-style-aligned training from the same initial weights.
 
+    The three runs advance in turns, one epoch each, after an untimed warm-up batch of each, so
+    that a change in the machine's load during the benchmark affects all three alike.
     ``"runs"``: per run, seconds per epoch (the mean over all epochs, the first, cold-started
-    one included) and its ratio to the plain epoch, the last
-    epoch's training loss (at the chosen transforms, sampled ``z``) and the test loss of the
-    trained model on randomly rotated ``x_test`` aligned by the ``"default"`` preset.
+    one included) and its ratio to the plain epoch, the last epoch's training loss (at the
+    chosen transforms, sampled ``z``) and the test loss of the trained model on randomly rotated
+    ``x_test`` aligned by the ``"default"`` preset.
     ``"search"``: the two per-batch searches alone on the package-trained model and the same
     rotated training digits (the package's warm-started at their last orientation): mean loss
     (``z = mu``) at the chosen angle and seconds per image.
     """
     x_rot = random_rotations(x_test, seed=cfg.seed + 1)[0]
-    rows, trained = [], {}
-    for search in ("none", "package", "seed"):
+    names = {"none": "plain epoch", "package": "package (per batch)", "seed": "seed-style (per batch)"}
+    runs = {}
+    for search in names:
         torch.manual_seed(cfg.seed)
-        vae = VAE(latent_dim, x_train.shape[-1]).to(x_train.device)
-        run = _train_run(vae, x_train, cfg, search)
-        trained[search] = vae, run
-        test = align(vae, x_rot, "rotation", "default", progress=False).loss.mean()
-        rows.append({"search": {"none": "plain epoch", "package": "package (per batch)",
-                                "seed": "seed-style (per batch)"}[search],  # fmt: skip
-                     "align": run["config"].align if search == "package" else None,
-                     "align_warm": run["config"].align_warm if search == "package" else None,
-                     "seconds_per_epoch": statistics.fmean(run["seconds_per_epoch"]),
-                     "epoch_seconds": run["seconds_per_epoch"],
-                     "train_loss": run["train_loss"][-1], "test_loss_aligned": float(test)})  # fmt: skip
+        runs[search] = _TrainRun(VAE(latent_dim, x_train.shape[-1]).to(x_train.device), x_train, cfg, search)
+    for search in names:  # warm-up, untimed: one batch of each on a scratch model (allocator, kernels)
+        _TrainRun(VAE(latent_dim, x_train.shape[-1]).to(x_train.device), x_train[: cfg.train_batch], cfg, search).epoch()
+    torch.manual_seed(cfg.seed)
+    for _ in range(cfg.train_epochs):
+        for run in runs.values():
+            run.epoch()
+    rows = []
+    for search, run in runs.items():
+        test = align(run.vae, x_rot, "rotation", "default", progress=False).loss.mean()
+        rows.append({"search": names[search],
+                     "align": run.config.align if search == "package" else None,
+                     "align_warm": run.config.align_warm if search == "package" else None,
+                     "seconds_per_epoch": statistics.fmean(run.seconds), "epoch_seconds": run.seconds,
+                     "train_loss": run.losses[-1], "test_loss_aligned": float(test)})  # fmt: skip
     for r in rows:
         r["epoch_vs_plain"] = r["seconds_per_epoch"] / rows[0]["seconds_per_epoch"]
-    return {"runs": rows, "search": _search_rows(*trained["package"], x_train, cfg)}
+    return {"runs": rows, "search": _search_rows(runs["package"], x_train, cfg)}
 
 
-def _search_rows(vae: VAE, run: dict, x_train: torch.Tensor, cfg: BenchConfig) -> list[dict]:
+def _search_rows(run: _TrainRun, x_train: torch.Tensor, cfg: BenchConfig) -> list[dict]:
+    vae = run.vae
     m = min(len(x_train), 256)
     angles = (torch.rand(m, generator=torch.Generator().manual_seed(cfg.seed + 13)) * 2 * math.pi).to(x_train.device)
     x = warp(x_train[:m], rotation(angles))
-    last = run["orientation"][:m] - angles
+    last = run.orientation[:m] - angles
     gen = torch.Generator().manual_seed(cfg.seed + 17)
     b = cfg.train_batch
     searches = {
-        "package (warm start)": lambda: torch.cat([search_batch(vae, x[s : s + b], last[s : s + b], run["config"])
+        "package (warm start)": lambda: torch.cat([search_batch(vae, x[s : s + b], last[s : s + b], run.config)
                                                    for s in range(0, m, b)]),
         "seed-style": lambda: torch.cat([seed_train_search(vae, x[s : s + b], generator=gen, chunk=cfg.chunk)
                                          for s in range(0, m, b)]),

@@ -155,6 +155,7 @@ def cmd_bench(a) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from .align import FAMILIES
+    from .bench import BenchConfig
     from .reproduce import ReproConfig
     from .train import REGIMES
 
@@ -217,13 +218,15 @@ def build_parser() -> argparse.ArgumentParser:
                                    "and the cost/quality curve; prints tables and writes JSON.")  # fmt: skip
     b.add_argument("--model", default="vae-upright", help="a pretrained name or a checkpoint .pt")
     b.add_argument("--family", choices=("rotation", "affine"), default="rotation")
-    b.add_argument("--n", type=_positive_int, default=256, help="perturbed test digits for align()")
-    b.add_argument("--n-ref", type=_positive_int, default=8, help="of which the (slow) seed reference searches")
-    b.add_argument("--train-n", type=int, default=1280, help="training digits for the epoch comparison (0: skip)")
-    b.add_argument("--train-epochs", type=_positive_int, default=2)
-    b.add_argument("--curve-n", type=int, default=32, help="digits for the cost/quality curve (0: skip)")
-    b.add_argument("--pose-n", type=int, default=0, help="training digits to fit a pose net on (0: skip that row)")
-    b.add_argument("--seed", type=int, default=0)
+    bc = BenchConfig()
+    b.add_argument("--n", type=_positive_int, default=bc.n, help="perturbed test digits for align()")
+    b.add_argument("--n-ref", type=_positive_int, default=bc.n_ref, help="of which the (slow) seed reference searches")
+    b.add_argument("--train-n", type=int, default=bc.train_n, help="training digits for the epoch comparison (0: skip)")
+    b.add_argument("--train-epochs", type=_positive_int, default=bc.train_epochs,
+                   help="epochs per training run; the first searches cold, later ones warm-start")
+    b.add_argument("--curve-n", type=int, default=bc.curve_n, help="digits for the cost/quality curve (0: skip)")
+    b.add_argument("--pose-n", type=int, default=bc.pose_n, help="training digits to fit a pose net on (0: skip that row)")
+    b.add_argument("--seed", type=int, default=bc.seed)
     b.add_argument("--threads", type=int, default=0,
                    help="torch CPU threads (0: leave as is; 1 on a machine shared with other jobs)")
     b.add_argument("--out", type=Path, default=Path("runs/bench.json"), help="JSON results")

@@ -100,3 +100,27 @@ def test_memory_layout_never_changes_a_result(tiny_vae, digits):
         a, b = tiny_vae(x), other(x.contiguous())
     for u, v in zip(a, b):
         torch.testing.assert_close(u, v, rtol=1e-5, atol=1e-5)
+
+
+def test_for_inference_folds_batchnorm_and_leaves_the_model_alone(digits):
+    from avae_tutorial.model import for_inference
+
+    torch.manual_seed(1)
+    vae = avae.VAE(2, 28)
+    with torch.no_grad():  # non-trivial running statistics, as after training
+        for m in vae.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+    vae.train()
+    before = {k: v.clone() for k, v in vae.state_dict().items()}
+    fast = for_inference(vae)
+    assert vae.training and all(p.requires_grad for p in vae.parameters())
+    assert all(torch.equal(v, before[k]) for k, v in vae.state_dict().items())
+    assert not fast.training and not any(p.requires_grad for p in fast.parameters())
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
+    x = digits[0]
+    with torch.no_grad():
+        want, got = vae.eval()(x), fast(x)
+    for u, v in zip(want, got):
+        torch.testing.assert_close(u, v, rtol=1e-4, atol=1e-5)
