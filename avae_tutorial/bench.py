@@ -531,8 +531,9 @@ def format_report(out: dict) -> str:
         a, w = out["training"]["runs"][1]["align"], out["training"]["runs"][1]["align_warm"]
         lines += ["", f"training: {cfg['train_n']} digits, {cfg['train_epochs']} epochs from the same weights, "
                   f"batch {cfg['train_batch']}; package search: epoch 1 restarts={a['restarts']} steps={a['steps']}, "
-                  f"later epochs restarts={w['restarts']} steps={w['steps']} + last epoch's orientation "
-                  f"+- {w['init_span']} rad; s/epoch is the mean over all epochs; test loss on "
+                  f"later epochs restarts={w['restarts']} steps={w['steps']} + last epoch's orientation"
+                  + (f" +- {w['init_span']} rad" if w["init_span"] else "")
+                  + f"; s/epoch is the mean over all epochs; test loss on "
                   f"{cfg['train_test_n']} rotated digits, 'default' aligner",
                   f"{'run':24s} {'s/epoch':>8s} {'x plain':>8s} {'train loss':>10s} {'test loss':>10s}  s per epoch"]
         for r in out["training"]["runs"]:
