@@ -95,8 +95,13 @@ PRESETS = {
 }
 PRESETS["affine_t"] = PRESETS["affine"]
 
-#: Rows per chunk of a preset given by name when the images are not on a CPU: a GPU wants big launches.
+#: Rows per chunk when the images are not on a CPU: a GPU wants big launches.
 GPU_CHUNK = 8192
+
+
+def for_device(config: AlignConfig, device: torch.device | str) -> AlignConfig:
+    """``config`` as it should run on ``device``: on anything but a CPU, with ``chunk=GPU_CHUNK``."""
+    return config if torch.device(device).type == "cpu" else replace(config, chunk=GPU_CHUNK)
 
 
 def search_cost(config: AlignConfig, family: str = "rotation", n_init: int = 0) -> int:
@@ -310,8 +315,8 @@ def align(
     check_choice(family, FAMILIES, "family")
     if isinstance(config, str):
         config = PRESETS[family][check_choice(config, tuple(PRESETS[family]), "config preset")]
-        if isinstance(x, torch.Tensor) and x.device.type != "cpu":
-            config = replace(config, chunk=GPU_CHUNK)
+        if isinstance(x, torch.Tensor):
+            config = for_device(config, x.device)
     if not isinstance(config, AlignConfig):
         raise TypeError(f"config: expected an AlignConfig or a preset name, got {type(config).__name__}")
     check_same_device(vae, x)

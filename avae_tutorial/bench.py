@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from .align import GPU_CHUNK, PRESETS, AlignConfig, align, eval_mode, fit_pose_net, params_to_matrix, search_cost
+from .align import PRESETS, AlignConfig, align, eval_mode, fit_pose_net, for_device, params_to_matrix, search_cost
 from .data import random_affines, random_rotations
 from .loss import avae_loss
 from .model import VAE, for_inference
@@ -143,15 +143,20 @@ def plain_loss(vae: VAE, x: torch.Tensor, chunk: int = 64) -> torch.Tensor:
     """The plain VAE's loss ``(N,)`` (identity, ``z = mu``, eval mode) in chunks: the unit of cost.
 
     Like every search here it runs on :func:`for_inference`'s copy (BatchNorm folded in)."""
-    vae = for_inference(vae)
+    return _plain(for_inference(vae), x, chunk)
+
+
+def _plain(model, x: torch.Tensor, chunk: int) -> torch.Tensor:
     with torch.no_grad():
-        return torch.cat([avae_loss(vae, x[s : s + chunk], check=False) for s in range(0, len(x), chunk)])
+        return torch.cat([avae_loss(model, x[s : s + chunk], check=False) for s in range(0, len(x), chunk)])
 
 
 def _plain_seconds(vae, x, chunk, repeats: int = 3) -> float:
-    """Median seconds of one plain evaluation of ``x`` (after a warm-up)."""
-    plain_loss(vae, x[:chunk], chunk)
-    return statistics.median(_timed(lambda: plain_loss(vae, x, chunk), x.device)[1] for _ in range(repeats))
+    """Median seconds of one plain evaluation of ``x`` (after a warm-up). The frozen copy is made
+    once, outside the timing: evaluating a model needs no copy of it."""
+    model = for_inference(vae)
+    _plain(model, x[:chunk], chunk)
+    return statistics.median(_timed(lambda: _plain(model, x, chunk), x.device)[1] for _ in range(repeats))
 
 
 # ------------------------------------------------------------------ the seed's search
@@ -301,9 +306,10 @@ class _TrainRun:
         self.opt = torch.optim.Adam(vae.parameters(), lr=1e-3, weight_decay=5e-4)
         self.gen = torch.Generator().manual_seed(cfg.seed + 7)  # the data: the same angles and order for every run
         self.search_gen = torch.Generator().manual_seed(cfg.seed + 11)
-        self.config = TrainConfig(regime="aligned")
-        self.config.align = {**self.config.align, **(cfg.train_align or {}), "chunk": cfg.chunk}
-        self.config.align_warm = {**self.config.align_warm, **(cfg.train_align_warm or {}), "chunk": cfg.chunk}
+        base = TrainConfig(regime="aligned")
+        self.config = TrainConfig(regime="aligned",
+                                  align={**base.align, **(cfg.train_align or {}), "chunk": cfg.chunk},
+                                  align_warm={**base.align_warm, **(cfg.train_align_warm or {}), "chunk": cfg.chunk})
         self.orientation = None  # last epoch's orientation of each digit (the package's warm start)
         self.seconds, self.losses = [], []
 
@@ -449,7 +455,7 @@ def bench(
         raise ValueError(f"x_test: expected at least {max(cfg.n, cfg.curve_n)} digits, got {len(x_test)}")
     vae = vae.to(x_test.device).eval()
     if cfg.chunk is None:
-        cfg = replace(cfg, chunk=AlignConfig().chunk if x_test.device.type == "cpu" else GPU_CHUNK)
+        cfg = replace(cfg, chunk=for_device(AlignConfig(), x_test.device).chunk)
     out = {"config": asdict(cfg), "conditions": conditions(x_test.device)}
     t0 = time.perf_counter()
     x = _perturb(x_test[: cfg.n], cfg.family, cfg.seed)

@@ -142,13 +142,12 @@ def for_inference(model: nn.Module) -> nn.Module:
     """
     from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-    m = copy.deepcopy(model).eval().requires_grad_(False)
+    m = copy.deepcopy(model).eval()
     if isinstance(m, VAE):
         for seq in (m.encoder, m.decoder):
             for i, block in enumerate(seq):
                 if isinstance(block, nn.Sequential) and isinstance(block[1], nn.BatchNorm2d):
                     conv = fuse_conv_bn_eval(block[0], block[1], transpose=isinstance(block[0], nn.ConvTranspose2d))
                     seq[i] = nn.Sequential(conv, nn.ELU(inplace=True))
-        m.to(memory_format=torch.channels_last).requires_grad_(False)
-    return m
-
+        m.to(memory_format=torch.channels_last)
+    return m.requires_grad_(False)

@@ -420,9 +420,6 @@ def plot_class_orientations(
     return fig
 
 
-__all__ += ["markdown_table", "plot_training_curves", "plot_orientation_histograms", "plot_class_orientations"]
-
-
 def plot_cost_quality(rows: Sequence[dict], ax: plt.Axes | None = None) -> plt.Axes:
     """Mean loss against cost (x a plain VAE evaluation, log scale) of search settings.
 
@@ -455,4 +452,5 @@ def plot_cost_quality(rows: Sequence[dict], ax: plt.Axes | None = None) -> plt.A
     return ax
 
 
-__all__ += ["plot_cost_quality"]
+__all__ += ["markdown_table", "plot_training_curves", "plot_orientation_histograms", "plot_class_orientations",
+            "plot_cost_quality"]

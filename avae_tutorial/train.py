@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
 from ._checks import check_choice, check_device, check_images, check_labels, check_positive_int
-from .align import GPU_CHUNK, AlignConfig, align, eval_mode
+from .align import AlignConfig, align, eval_mode, for_device
 from .checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from .loss import avae_loss
 from .model import MIN_CANVAS, VAE, _sizes
@@ -89,9 +89,7 @@ def search_batch(vae: VAE, xb: torch.Tensor, last: torch.Tensor | None, config: 
     or ``None`` in the first epoch; the search then uses ``config.align``, otherwise
     ``config.align_warm`` warm-started there. On a GPU the rows go in chunks of ``GPU_CHUNK``.
     """
-    cfg = AlignConfig(**(config.align if last is None else config.align_warm))
-    if xb.device.type != "cpu":
-        cfg = replace(cfg, chunk=GPU_CHUNK)
+    cfg = for_device(AlignConfig(**(config.align if last is None else config.align_warm)), xb.device)
     init = None if last is None else last[:, None]
     return align(vae, xb, "rotation", cfg, init=init, progress=False).params[:, 0]
 
@@ -188,9 +186,7 @@ def fit(
         opt.load_state_dict(ckpt["optimizer"])
         history, start = ckpt["history"], ckpt["epoch"]
 
-    align_cfg = AlignConfig(**config.align)
-    if torch.device(device).type != "cpu":
-        align_cfg = replace(align_cfg, chunk=GPU_CHUNK)
+    align_cfg = for_device(AlignConfig(**config.align), device)
     for epoch in range(start, config.epochs):
         t0 = time.perf_counter()
         torch.manual_seed(config.seed * 1_000 + epoch)  # reparameterization noise, resumable

@@ -130,3 +130,11 @@ def test_init_span_brackets_a_warm_start(template_vae, seven):
 def test_init_span_must_be_radians_in_range(span):
     with pytest.raises(ValueError, match="init_span"):
         avae.AlignConfig(init_span=span)
+
+
+def test_for_device_uses_big_chunks_off_the_cpu():
+    from avae_tutorial.align import GPU_CHUNK, for_device
+
+    cfg = avae.AlignConfig(restarts=5, chunk=64)
+    assert for_device(cfg, "cpu") is cfg
+    assert for_device(cfg, "meta") == avae.AlignConfig(restarts=5, chunk=GPU_CHUNK)
