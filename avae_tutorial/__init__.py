@@ -10,23 +10,26 @@ Public API (see the book's chapters for the story)::
     loss = avae.avae_loss(vae, x, A)             # (B,) nats; A=None means identity
     res = avae.align(vae, x, family="rotation")  # res.A (B,2,3), res.loss (B,); never worse than identity
     vae = avae.load_pretrained("vae-upright")    # also "vae-rotated", "avae-transopt"; hash-checked
+    avae.register_family(avae.Family("shift", n_params=2, build=shift, bounds=[(-0.3, 0.3)] * 2))
+    res = avae.align(vae, x, family="shift")     # a family is a builder (B,P) -> (B,2,3) + one entry
 """
-from .align import FAMILIES, PRESETS, AlignConfig, AlignResult, align
+from .align import AlignConfig, AlignResult, align, preset
 from .checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from .data import load_mnist, pad_to_canvas, random_affines, random_rotations, synthetic_digits
+from .families import FAMILIES, Family, register_family
 from .loss import avae_loss, loss_terms
 from .model import VAE, AffineVAE, VAEConfig
 from .pretrained import load_pretrained
 from .train import REGIMES, TrainConfig, fit
-from .transforms import affine, angle_of, compose, identity, invert, rotation, warp
+from .transforms import affine, angle_of, compose, identity, invert, rotation, warp, wrap_angle
 
 __version__ = "0.1.0"
 
 __all__ = [
     "load_mnist", "pad_to_canvas", "random_rotations", "random_affines", "synthetic_digits",
-    "rotation", "affine", "warp", "invert", "compose", "identity", "angle_of",
+    "rotation", "affine", "warp", "invert", "compose", "identity", "angle_of", "wrap_angle",
     "VAE", "VAEConfig", "AffineVAE", "avae_loss", "loss_terms",
-    "align", "AlignConfig", "AlignResult", "FAMILIES", "PRESETS",
+    "align", "AlignConfig", "AlignResult", "preset", "Family", "register_family", "FAMILIES",
     "fit", "TrainConfig", "REGIMES",
     "save_checkpoint", "load_checkpoint", "model_from_checkpoint", "load_pretrained",
 ]  # fmt: skip

@@ -1,44 +1,34 @@
-"""Safe, atomic checkpoints: ``torch.save`` to a temporary file then rename; ``weights_only`` loads."""
+"""Checkpoints that carry their model's config (nanoGPT style): ``VAE(**ckpt["model_config"])``.
+
+A checkpoint is a dict with ``model_config`` (:class:`~avae_tutorial.model.VAEConfig` fields),
+``model`` (the state dict) and whatever else its writer adds (``config``: the training config,
+``history``, ``optimizer``, ``epoch``). Written atomically; loaded with ``weights_only=True``.
+"""
 from __future__ import annotations
 
-import hashlib
 import io
 import os
-import tempfile
+from dataclasses import fields
 from pathlib import Path
 
 import torch
 
-from .model import VAE
+from ._io import atomic_write, sha256_file
+from .model import VAE, VAEConfig
 
-__all__ = ["save_checkpoint", "load_checkpoint", "model_from_checkpoint", "sha256_file"]
+__all__ = ["save_checkpoint", "load_checkpoint", "model_from_checkpoint", "checkpoint_dict", "sha256_file"]
 
 
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+def checkpoint_dict(vae: VAE, **extra) -> dict:
+    """``{"model_config", "model", **extra}`` for ``vae``, weights on the CPU."""
+    return {"model_config": vae.config_dict(), "model": {k: v.cpu() for k, v in vae.state_dict().items()}, **extra}
 
 
 def save_checkpoint(obj: dict, path: str | os.PathLike) -> Path:
     """Write ``obj`` with ``torch.save`` atomically: readers see the old file or the new one, never half."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
     torch.save(obj, buf)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(buf.getvalue())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, buf.getvalue())
 
 
 def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
@@ -50,25 +40,21 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # noqa: BLE001 - re-raised with the file named
         raise ValueError(f"checkpoint {path} is truncated, corrupted or not a safe torch file: {e}") from e
-    if not isinstance(obj, dict) or "model" not in obj or "config" not in obj:
-        raise ValueError(f"checkpoint {path}: expected a dict with 'model' and 'config' entries")
+    if not isinstance(obj, dict) or "model" not in obj or "model_config" not in obj:
+        raise ValueError(f"checkpoint {path}: expected a dict with 'model_config' and 'model' entries")
     return obj
 
 
 def model_from_checkpoint(ckpt: dict) -> VAE:
-    """Rebuild the :class:`VAE` from the config stored in the checkpoint and load its weights."""
-    cfg = ckpt.get("config") if isinstance(ckpt, dict) else None
-    model_cfg = cfg.get("model", cfg) if isinstance(cfg, dict) else None
-    if not isinstance(model_cfg, dict) or not {"latent_dim", "canvas"} <= set(model_cfg):
-        raise ValueError(f"checkpoint: expected a config with 'latent_dim' and 'canvas', got {cfg!r}")
-    vae = VAE(latent_dim=model_cfg["latent_dim"], canvas=model_cfg["canvas"])
+    """Rebuild the :class:`VAE` from the checkpoint's ``model_config``, load its weights, eval mode."""
+    cfg = ckpt.get("model_config") if isinstance(ckpt, dict) else None
+    names = {f.name for f in fields(VAEConfig)}
+    if not isinstance(cfg, dict) or set(cfg) != names:
+        raise ValueError(f"checkpoint: expected a model_config with fields {sorted(names)}, got {cfg!r}")
+    vae = VAE(**cfg)
     try:
         vae.load_state_dict(ckpt["model"])
     except (RuntimeError, TypeError, AttributeError) as e:
         detail = " ".join(line.strip() for line in str(e).splitlines()[:2])
-        raise ValueError(
-            f"checkpoint weights do not match its config (latent_dim={model_cfg['latent_dim']}, "
-            f"canvas={model_cfg['canvas']}): {detail}"
-        ) from e
-    vae.eval()
-    return vae
+        raise ValueError(f"checkpoint weights do not match its model_config {cfg}: {detail}") from e
+    return vae.eval()

@@ -13,8 +13,10 @@ __all__ = ["main", "build_parser"]
 def _device(name: str | None) -> str:
     import torch
 
+    from ._checks import default_device
+
     if name in (None, "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        return default_device()
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"--device {name} asked for, but CUDA is not available here; use --device cpu")
     from ._checks import check_device
@@ -141,11 +143,10 @@ def cmd_bench(a) -> int:
     if a.threads:
         torch.set_num_threads(a.threads)
     cfg = BenchConfig(family=a.family, n=a.n, n_ref=min(a.n_ref, a.n), train_n=a.train_n, train_epochs=a.train_epochs,
-                      curve_n=a.curve_n, pose_n=a.pose_n, seed=a.seed)  # fmt: skip
+                      curve_n=a.curve_n, seed=a.seed)  # fmt: skip
     vae = _load_model(a.model).to(dev)
     x_test = load_mnist("test", canvas=vae.canvas, limit=max(cfg.n, cfg.curve_n) + cfg.train_test_n)[0].to(dev)
-    n_train = max(cfg.train_n, cfg.pose_n)
-    x_train = load_mnist("train", canvas=vae.canvas, limit=n_train)[0].to(dev) if n_train else None
+    x_train = load_mnist("train", canvas=vae.canvas, limit=cfg.train_n)[0].to(dev) if cfg.train_n else None
     out = bench(vae, x_test, x_train, cfg)
     print(format_report(out))
     if a.out:
@@ -154,8 +155,9 @@ def cmd_bench(a) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .align import FAMILIES
+    from .align import PRESET_NAMES
     from .bench import BenchConfig
+    from .families import FAMILIES
     from .reproduce import ReproConfig
     from .train import REGIMES
 
@@ -181,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("model", help="a pretrained name (e.g. vae-upright) or a checkpoint .pt")
     e.add_argument("--angles", type=_angles, default=_angles("0:360:15"), help="degrees: start:stop:step or a,b,c")
     e.add_argument("--n", type=_positive_int, default=500, help="test digits")
-    e.add_argument("--preset", choices=("default", "fast"), default="default")
+    e.add_argument("--preset", choices=PRESET_NAMES, default="default")
     e.add_argument("--no-align", action="store_true")
     e.add_argument("--out", type=Path, help="write .csv or .json")
     e.add_argument("--device", default="auto")
@@ -189,8 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     g = sub.add_parser("align", help="search the transform of test digits", description="Align test digits.")
     g.add_argument("model", help="a pretrained name or a checkpoint .pt")
-    g.add_argument("--family", choices=FAMILIES, default="rotation")
-    g.add_argument("--preset", choices=("default", "fast"), default="default")
+    g.add_argument("--family", choices=list(FAMILIES), default="rotation")
+    g.add_argument("--preset", choices=PRESET_NAMES, default="default")
     g.add_argument("--perturb", choices=("none", "rotation", "affine"), default="rotation")
     g.add_argument("--n", type=_positive_int, default=500)
     g.add_argument("--seed", type=int, default=0)
@@ -217,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Seed-style search vs align() presets, training-time alignment cost, "
                                    "and the cost/quality curve; prints tables and writes JSON.")  # fmt: skip
     b.add_argument("--model", default="vae-upright", help="a pretrained name or a checkpoint .pt")
-    b.add_argument("--family", choices=("rotation", "affine"), default="rotation")
+    b.add_argument("--family", choices=list(FAMILIES), default="rotation")
     bc = BenchConfig()
     b.add_argument("--n", type=_positive_int, default=bc.n, help="perturbed test digits for align()")
     b.add_argument("--n-ref", type=_positive_int, default=bc.n_ref, help="of which the (slow) seed reference searches")
@@ -225,7 +227,6 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--train-epochs", type=_positive_int, default=bc.train_epochs,
                    help="epochs per training run; the first searches cold, later ones warm-start")
     b.add_argument("--curve-n", type=int, default=bc.curve_n, help="digits for the cost/quality curve (0: skip)")
-    b.add_argument("--pose-n", type=int, default=bc.pose_n, help="training digits to fit a pose net on (0: skip that row)")
     b.add_argument("--seed", type=int, default=bc.seed)
     b.add_argument("--threads", type=int, default=0,
                    help="torch CPU threads (0: leave as is; 1 on a machine shared with other jobs)")

@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from ._io import atomic_write
 from ._checks import check_choice, check_images, check_positive_int
 from .transforms import affine, rotation, warp
 
@@ -139,21 +140,8 @@ def _write_cache(cache: Path, arrays: dict) -> None:
     buf = io.BytesIO()
     torch.save(arrays, buf)
     blob = buf.getvalue()
-    _atomic_write(cache, blob)
-    _atomic_write(cache.with_suffix(".sha256"), hashlib.sha256(blob).hexdigest().encode())
-
-
-def _atomic_write(path: Path, blob: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(blob)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(cache, blob)
+    atomic_write(cache.with_suffix(".sha256"), hashlib.sha256(blob).hexdigest().encode())
 
 
 def _check_arrays(arrays: dict) -> None:

@@ -11,21 +11,21 @@ import torch
 from tqdm.auto import tqdm
 
 from ._checks import check_images, check_same_device
-from .align import AlignConfig, align, eval_mode
+from .align import AlignConfig, align
 from .data import random_affines
-from .loss import avae_loss
-from .model import VAE
+from .families import Family, get_family
+from .loss import chunked_loss
+from .model import VAE, for_inference
 from .transforms import rotation, warp
 
 __all__ = ["loss_per_angle", "affine_comparison", "mean_loss", "write_rows"]
 
 
-def mean_loss(vae: VAE, x: torch.Tensor, batch: int = 1000) -> torch.Tensor:
-    """Per-image loss ``(N,)`` of the plain VAE (``z = mu``, eval mode), batched."""
+def mean_loss(vae: VAE, x: torch.Tensor, chunk: int = 512) -> torch.Tensor:
+    """Per-image loss ``(N,)`` of the plain VAE (``z = mu``, eval mode), ``chunk`` images at a time."""
     check_same_device(vae, x)
     check_images(x, canvas=vae.canvas)
-    with eval_mode(vae), torch.no_grad():
-        return torch.cat([avae_loss(vae, x[i : i + batch], check=False) for i in range(0, len(x), batch)])
+    return chunked_loss(for_inference(vae), x, chunk=chunk)
 
 
 def loss_per_angle(
@@ -53,14 +53,17 @@ def loss_per_angle(
 
 
 def affine_comparison(
-    vae: VAE, x: torch.Tensor, seed: int = 0, config: AlignConfig | str = "default", progress: bool = True
-) -> dict:
-    """VAE vs AVAE (affine family) on random affine perturbations of ``x`` (see ``random_affines``)."""
+    vae: VAE, x: torch.Tensor, seed: int = 0, config: AlignConfig | str = "default", progress: bool = True,
+    family: str | Family = "affine",
+) -> dict:  # fmt: skip
+    """VAE vs AVAE (``family``, by default ``"affine"``) on random affine perturbations of ``x``
+    (see ``random_affines``)."""
     xa, _ = random_affines(x, seed=seed)
     plain = mean_loss(vae, xa)
-    res = align(vae, xa, "affine", config, progress=progress)
+    res = align(vae, xa, family, config, progress=progress)
     vae_l, avae_l = float(plain.mean()), float(res.loss.mean())
-    return {"n": len(x), "vae_loss": vae_l, "avae_loss": avae_l, "reduction": 1 - avae_l / vae_l, "seed": seed}
+    return {"n": len(x), "family": get_family(family).name, "vae_loss": vae_l, "avae_loss": avae_l,
+            "reduction": 1 - avae_l / vae_l, "seed": seed}  # fmt: skip
 
 
 def write_rows(rows: list[dict], path: str | os.PathLike) -> Path:

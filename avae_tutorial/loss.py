@@ -1,13 +1,13 @@
-"""The AVAE loss: negative ELBO per sample, in nats."""
+"""The AVAE loss per sample, in nats: Bernoulli reconstruction plus KL (chapter 1)."""
 from __future__ import annotations
 
 import torch
 
 from ._checks import check_images, check_matrices, check_same_device
-from .model import VAE
-from .transforms import _invert, _warp, invert, warp
+from .model import VAE, avae_forward
+from .transforms import invert
 
-__all__ = ["avae_loss", "loss_terms", "EPS"]
+__all__ = ["avae_loss", "loss_terms", "chunked_loss", "EPS"]
 
 #: Probabilities are squeezed into [EPS, 1 - EPS] so a pixel costs at most -log(EPS) ~ 13.8 nats
 #: (the inverse warp can bring in zeros from outside the canvas).
@@ -22,22 +22,16 @@ def loss_terms(
     ``rec = -sum_pixels [x log x_hat + (1 - x) log(1 - x_hat)]`` with
     ``x_hat = warp(decode(z), A^-1)``, ``z = mu`` (or a sample when ``sample``), and
     ``kl = KL(N(mu, exp(logvar)) || N(0, I)) = 1/2 sum(mu^2 + exp(logvar) - 1 - logvar)``
-    (Kingma & Welling 2014, appendix B).
+    (Kingma & Welling 2014, appendix B). ``check=False`` skips input validation, for callers
+    (the search, the training loop) that validated once.
     """
     if check:
         check_same_device(vae, x)
         check_images(x, canvas=vae.canvas)
         if A is not None:
-            check_matrices(A, batch=x.shape[0])
-            check_same_device(vae, A, name="matrices A")
-    # check=False: the caller (the search, the training loop) has validated its inputs once.
-    warp_, invert_ = (warp, invert) if check else (_warp, _invert)
-    xw = x if A is None else warp_(x, A)
-    mu, logvar = vae.encode(xw)  # (B, L), (B, L)
-    z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if sample else mu
-    x_hat = vae.decode(z)  # (B, 1, H, W)
-    if A is not None:
-        x_hat = warp_(x_hat, invert_(A))
+            check_same_device(vae, check_matrices(A, batch=x.shape[0]), name="matrices A")
+            invert(A)  # a singular A: a clear error, not a NaN
+    x_hat, mu, logvar = avae_forward(vae, x, A, sample)
     p = EPS + (1 - 2 * EPS) * x_hat
     rec = -(x * torch.log(p) + (1 - x) * torch.log1p(-p)).flatten(1).sum(1)  # (B,)
     kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(1)  # (B,)
@@ -47,10 +41,29 @@ def loss_terms(
 def avae_loss(
     vae: VAE, x: torch.Tensor, A: torch.Tensor | None = None, sample: bool = False, check: bool = True
 ) -> torch.Tensor:
-    """Negative ELBO per sample ``(B,)`` in nats; ``A=None`` means the identity (the plain VAE).
+    """The loss per sample ``(B,)`` in nats; ``A=None`` means the identity (the plain VAE).
 
-    Deterministic (``z = mu``) unless ``sample``; callers reduce. The model's train/eval mode is
-    left as it is: evaluate in ``vae.eval()`` mode.
+    With ``sample`` it is a one-sample estimate of the negative ELBO; with ``z = mu`` (the
+    default) a deterministic plug-in surrogate of it. Callers reduce. The model's train/eval
+    mode is left as it is: evaluate in eval mode.
     """
     rec, kl, _ = loss_terms(vae, x, A, sample=sample, check=check)
     return rec + kl
+
+
+def chunked_loss(
+    model, x: torch.Tensor, A: torch.Tensor | None = None, idx: torch.Tensor | None = None, chunk: int = 512
+) -> torch.Tensor:
+    """No-grad, unchecked loss of rows ``(x[idx[i]], A[i])``, ``chunk`` rows at a time: ``(N,)``.
+
+    ``idx=None`` means ``x`` itself, one row per image; ``A=None`` the identity. Memory is
+    bounded by ``chunk`` whatever ``N``. ``model`` is used as it is (pass a frozen copy,
+    :func:`~avae_tutorial.model.for_inference`).
+    """
+    n = len(x) if idx is None else len(idx)
+    out = torch.empty(n, device=x.device, dtype=x.dtype)
+    with torch.no_grad():
+        for s in range(0, n, chunk):
+            xs = x[s : s + chunk] if idx is None else x[idx[s : s + chunk]]
+            out[s : s + chunk] = avae_loss(model, xs, None if A is None else A[s : s + chunk], check=False)
+    return out

@@ -1,4 +1,9 @@
-"""The convolutional VAE of the seed and the affine wrapper around it (chapter 2)."""
+"""The convolutional VAE of the seed and the affine wrapper around it (chapter 2).
+
+:class:`VAE` is the architecture as the paper describes it; :func:`for_inference` makes the
+fast, frozen copy that evaluation and the search use (BatchNorm folded in, a cheaper last layer,
+channels-last memory), with the same outputs up to float rounding.
+"""
 from __future__ import annotations
 
 import copy
@@ -6,21 +11,21 @@ from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn as nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from ._checks import check_images, check_positive_int, check_same_device
-from .transforms import invert, warp
+from ._checks import check_images, check_matrices, check_positive_int, check_same_device
+from .transforms import _invert, _warp, invert
 
-__all__ = ["VAEConfig", "VAE", "AffineVAE", "for_inference"]
+__all__ = ["VAEConfig", "VAE", "AffineVAE", "avae_forward", "for_inference", "MIN_CANVAS"]
+
+#: The smallest canvas the conv stack accepts (the 28x28 MNIST digits themselves).
+MIN_CANVAS = 28
 
 
 @dataclass(frozen=True)
 class VAEConfig:
     latent_dim: int = 8
     canvas: int = 40
-
-
-#: The smallest canvas the conv stack accepts (the 28x28 MNIST digits themselves).
-MIN_CANVAS = 28
 
 
 def _sizes(canvas: int) -> tuple[int, int, int, int]:
@@ -33,21 +38,6 @@ def _sizes(canvas: int) -> tuple[int, int, int, int]:
 
 def _block(conv: nn.Module, channels: int) -> nn.Sequential:
     return nn.Sequential(conv, nn.BatchNorm2d(channels), nn.ELU())
-
-
-class _FoldConvTranspose2d(nn.ConvTranspose2d):
-    """A stride-1, unpadded ``ConvTranspose2d`` computed as one matmul and a ``fold`` (col2im).
-
-    The same weights and result; on a CPU about twice as fast as the built-in kernel for the
-    decoder's last layer (32 channels to 1), which is a third of a forward pass.
-    """
-
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
-        B, C, H, W = h.shape
-        kh, kw = self.kernel_size
-        cols = h.permute(0, 2, 3, 1).reshape(B, H * W, C) @ self.weight.reshape(C, -1)  # (B, HW, out*kh*kw)
-        out = nn.functional.fold(cols.transpose(1, 2), (H + kh - 1, W + kw - 1), (kh, kw))
-        return out + self.bias.view(1, -1, 1, 1)
 
 
 class VAE(nn.Module):
@@ -78,11 +68,8 @@ class VAE(nn.Module):
             _block(nn.ConvTranspose2d(16, 64, 5), 64),  # 8x8
             _block(nn.ConvTranspose2d(64, 32, 3, stride=2, output_padding=s2 - (2 * s3 + 1)), 32),  # 17x17
             _block(nn.ConvTranspose2d(32, 32, 4, stride=2, output_padding=s1 - (2 * s2 + 2)), 32),  # 36x36
-            _FoldConvTranspose2d(32, 1, 5),  # 40x40 logits
+            nn.ConvTranspose2d(32, 1, 5),  # 40x40 logits
         )
-        # Channels-last activations and weights take oneDNN's fast convolution kernels on a CPU
-        # (a forward pass costs about 20% less); the layout never changes a result.
-        self.to(memory_format=torch.channels_last)
 
     @property
     def latent_dim(self) -> int:
@@ -93,12 +80,11 @@ class VAE(nn.Module):
         return self.config.canvas
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.encoder(x.contiguous(memory_format=torch.channels_last))  # (B, 16*s4*s4)
+        h = self.encoder(x)  # (B, 16*s4*s4)
         return self.to_mu(h), self.to_logvar(h)  # (B, L), (B, L)
 
     def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
-        h = self.from_z(z).view(-1, *self._flat).contiguous(memory_format=torch.channels_last)
-        return self.decoder(h)  # (B, 1, canvas, canvas)
+        return self.decoder(self.from_z(z).view(-1, *self._flat))  # (B, 1, canvas, canvas)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.decode_logits(z))
@@ -107,12 +93,20 @@ class VAE(nn.Module):
         """``x -> (x_hat, mu, logvar)``; ``z = mu`` unless ``sample`` (reparameterization)."""
         check_same_device(self, x)
         check_images(x, canvas=self.canvas)
-        mu, logvar = self.encode(x)
-        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if sample else mu
-        return self.decode(z), mu, logvar
+        return avae_forward(self, x, None, sample)
 
     def config_dict(self) -> dict:
         return asdict(self.config)
+
+
+def avae_forward(vae, x: torch.Tensor, A: torch.Tensor | None = None, sample: bool = False):
+    """The AVAE's forward pass, unchecked: ``(x_hat, mu, logvar)`` with
+    ``x_hat = warp(decode(z), A^-1)``, ``(mu, logvar) = encode(warp(x, A))`` and ``z = mu``, or
+    ``z = mu + sigma * eps`` when ``sample``. ``A=None`` is the identity (the plain VAE)."""
+    mu, logvar = vae.encode(x if A is None else _warp(x, A))  # (B, L), (B, L)
+    z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if sample else mu
+    x_hat = vae.decode(z)  # (B, 1, H, W)
+    return (x_hat if A is None else _warp(x_hat, _invert(A))), mu, logvar
 
 
 class AffineVAE(nn.Module):
@@ -127,21 +121,41 @@ class AffineVAE(nn.Module):
 
     def forward(self, x: torch.Tensor, A: torch.Tensor | None = None, sample: bool = False):
         """``(x, A) -> (x_hat, mu, logvar)``; ``A=None`` is the identity (the plain VAE)."""
-        if A is None:
-            return self.vae(x, sample=sample)
-        x_hat, mu, logvar = self.vae(warp(x, A), sample=sample)
-        return warp(x_hat, invert(A)), mu, logvar
+        check_same_device(self.vae, x)
+        check_images(x, canvas=self.vae.canvas)
+        if A is not None:
+            invert(check_matrices(A, batch=x.shape[0]))  # a singular A: a clear error, not a NaN
+        return avae_forward(self.vae, x, A, sample)
+
+
+# ---------------------------------------------------------------- the fast, frozen copy
+class _FoldConvTranspose2d(nn.ConvTranspose2d):
+    """A stride-1, unpadded ``ConvTranspose2d`` computed as one matmul and a ``fold`` (col2im):
+    the same weights and result, cheaper on a CPU for the decoder's last layer (32 channels to 1)."""
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        B, C, H, W = h.shape
+        kh, kw = self.kernel_size
+        cols = h.permute(0, 2, 3, 1).reshape(B, H * W, C) @ self.weight.reshape(C, -1)  # (B, HW, out*kh*kw)
+        out = nn.functional.fold(cols.transpose(1, 2), (H + kh - 1, W + kw - 1), (kh, kw))
+        return out + self.bias.view(1, -1, 1, 1)
+
+
+def _fold_last_layer(layer: nn.ConvTranspose2d) -> nn.Module:
+    if layer.stride != (1, 1) or layer.padding != (0, 0) or layer.groups != 1 or layer.dilation != (1, 1):
+        return layer
+    fast = _FoldConvTranspose2d(layer.in_channels, layer.out_channels, layer.kernel_size, device=layer.weight.device,
+                                dtype=layer.weight.dtype)  # fmt: skip
+    fast.load_state_dict(layer.state_dict())
+    return fast
 
 
 def for_inference(model: nn.Module) -> nn.Module:
-    """A frozen copy of ``model`` for evaluation only: eval mode, no weight gradients, and in a
-    :class:`VAE` each BatchNorm folded into the convolution before it (``y = conv'(x)``) and the
-    ELUs computed in place. Outputs equal ``model.eval()``'s to float rounding; on a CPU a forward
-    pass costs about a quarter less. ``model`` itself is not touched. Other modules are copied as
-    they are.
+    """A frozen copy of ``model`` for evaluation only: eval mode, no weight gradients, and for a
+    :class:`VAE` each BatchNorm folded into the convolution before it, the ELUs in place, the
+    last layer as a matmul and ``fold``, channels-last memory. Outputs equal ``model.eval()``'s
+    up to float rounding; ``model`` itself is not touched. Other modules are copied as they are.
     """
-    from torch.nn.utils.fusion import fuse_conv_bn_eval
-
     m = copy.deepcopy(model).eval()
     if isinstance(m, VAE):
         for seq in (m.encoder, m.decoder):
@@ -149,5 +163,6 @@ def for_inference(model: nn.Module) -> nn.Module:
                 if isinstance(block, nn.Sequential) and isinstance(block[1], nn.BatchNorm2d):
                     conv = fuse_conv_bn_eval(block[0], block[1], transpose=isinstance(block[0], nn.ConvTranspose2d))
                     seq[i] = nn.Sequential(conv, nn.ELU(inplace=True))
+        m.decoder[-1] = _fold_last_layer(m.decoder[-1])
         m.to(memory_format=torch.channels_last)
     return m.requires_grad_(False)

@@ -6,13 +6,14 @@ subsets and few steps, for CI).
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import replace
 
-import torch
 
+from ._checks import default_device
 from .model import VAE
 
-__all__ = ["mode", "pick", "default_device", "pretrained_or_train"]
+__all__ = ["mode", "pick", "default_device", "setup", "pretrained_or_train"]  # default_device: from _checks
 
 MODES = ("full", "quick")
 
@@ -30,9 +31,28 @@ def pick(quick, full):
     return quick if mode() == "quick" else full
 
 
-def default_device() -> str:
-    """``"cuda"`` when a GPU is available, else ``"cpu"``."""
-    return "cuda" if torch.cuda.is_available() else "cpu"
+def setup(verbose: bool = True) -> tuple[str, str]:
+    """A chapter's first call: ``(device, mode)``, and on Colab the live widgets switched on.
+
+    On Colab, third-party ipywidgets need Colab's custom widget manager; it is enabled here. A
+    Colab runtime without a GPU is told how to pick the quick mode (full mode trains nothing
+    but aligns thousands of digits, which takes minutes on a CPU).
+    """
+    device, run_mode = default_device(), mode()
+    colab = sys.modules.get("google.colab")
+    if colab is not None:
+        try:
+            from google.colab import output
+
+            output.enable_custom_widget_manager()
+        except (ImportError, AttributeError):  # an old Colab: the widgets fall back to static output
+            pass
+    if verbose:
+        print(f"device: {device}, mode: {run_mode}")
+        if colab is not None and device == "cpu" and run_mode == "full":
+            print("No GPU in this runtime: choose Runtime > Change runtime type > GPU, or run "
+                  "`import os; os.environ['AVAE_MODE'] = 'quick'` before this cell for small experiments.")
+    return device, run_mode
 
 
 def pretrained_or_train(

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import save_checkpoint, sha256_file
+from ._checks import default_device
+from .checkpoint import checkpoint_dict, load_checkpoint, model_from_checkpoint, save_checkpoint, sha256_file
 from .data import load_mnist
 from .evaluate import affine_comparison, loss_per_angle, mean_loss, write_rows
 from .pretrained import pretrained_dir
@@ -37,7 +38,7 @@ class ReproConfig:
     """Sizes of the reproduction. The defaults are the CPU settings the shipped models used."""
 
     epochs: int = 8  # the three latent-8 models
-    sweep_epochs: int = 3  # the latent-size sweep
+    sweep_epochs: int = 8  # the latent-size sweep: the same data and epochs as the latent-8 models
     train_limit: int | None = 12800  # first N training digits (None: all 60,000)
     eval_n: int = 150  # test digits per angle in the aligned sweeps
     affine_n: int = 500  # test digits for the affine comparison
@@ -85,7 +86,7 @@ def reproduce(
     """Train (resumably, checkpoints under ``runs``) and evaluate; returns the manifest."""
     out = Path(out) if out is not None else pretrained_dir()
     out.mkdir(parents=True, exist_ok=True)
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dev = torch.device(device or default_device())
     train, test = load_mnist("train"), load_mnist("test")
     manifest_path = out / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"models": {}}
@@ -101,8 +102,7 @@ def reproduce(
         vae, hist = fit(cfg, train, test, checkpoint=Path(runs) / f"{name}.pt", device=dev)
         if "orientation" in hist:  # float16 degrees-precision is plenty for histograms
             hist = {**hist, "orientation": hist["orientation"].half()}
-        path = save_checkpoint({"config": asdict(cfg), "model": {k: v.cpu() for k, v in vae.state_dict().items()},
-                                "history": hist}, out / f"{name}.pt")  # fmt: skip
+        path = save_checkpoint(checkpoint_dict(vae, config=asdict(cfg), history=hist), out / f"{name}.pt")
         xs = cfg.train_limit or len(train[0])
         manifest["models"][name] = {
             "file": path.name,
@@ -127,8 +127,6 @@ def reproduce(
 
 def evaluate_all(out: Path, rc: ReproConfig, test, dev) -> dict:
     """Write rotation.csv, table1.csv, sweep.csv and affine.json from the models in ``out``."""
-    from .checkpoint import load_checkpoint, model_from_checkpoint
-
     def load(name):
         return model_from_checkpoint(load_checkpoint(out / f"{name}.pt")).to(dev)
 

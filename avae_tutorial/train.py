@@ -4,11 +4,9 @@
 * ``rotated``: every digit turned by a fresh random angle each epoch (data augmentation).
 * ``aligned``: as ``rotated``, but before each SGD step every image's rotation is chosen by
   :func:`avae_tutorial.align` (:func:`search_batch`); the step then trains on ``warp(x, A)``.
-  The first epoch scores a grid of 8 angles and refines the best with one parabolic step;
-  later epochs score a grid of 6 plus the orientation at which each digit was encoded in the
-  previous epoch (a warm start) and refine with two steps: 9 VAE forward passes per digit
-  either way, about 3 training steps' worth (``python -m avae_tutorial bench`` times an aligned
-  epoch against a plain one and against the seed's per-batch search).
+  The first epoch searches cold (``TrainConfig.align``); later epochs warm-start at the
+  orientation at which each digit was encoded in the previous epoch (``TrainConfig.align_warm``).
+  ``fit(..., search=...)`` swaps in another per-batch search (the benchmark's seed-style one).
 
 For ``aligned`` the history records, per epoch, the orientation at which each training digit
 was encoded: its perturbation angle plus the chosen correction (chapter 5's histograms).
@@ -24,11 +22,12 @@ import torch
 from tqdm.auto import tqdm
 
 from ._checks import check_choice, check_device, check_images, check_labels, check_positive_int
-from .align import AlignConfig, align, eval_mode, for_device
-from .checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from .align import AlignConfig, align, for_device
+from .checkpoint import checkpoint_dict, load_checkpoint, model_from_checkpoint, save_checkpoint
+from .evaluate import mean_loss
 from .loss import avae_loss
 from .model import MIN_CANVAS, VAE, _sizes
-from .transforms import rotation, warp
+from .transforms import rotation, warp, wrap_angle
 
 __all__ = ["TrainConfig", "fit", "REGIMES", "evaluation_angles", "search_batch"]
 
@@ -87,19 +86,18 @@ def search_batch(vae: VAE, xb: torch.Tensor, last: torch.Tensor | None, config: 
 
     ``last (B,)``: where each digit was encoded in the previous epoch, in ``xb``'s frame (radians),
     or ``None`` in the first epoch; the search then uses ``config.align``, otherwise
-    ``config.align_warm`` warm-started there. On a GPU the rows go in chunks of ``GPU_CHUNK``.
+    ``config.align_warm`` warm-started there (:func:`~avae_tutorial.align.for_device` chunks).
     """
     cfg = for_device(AlignConfig(**(config.align if last is None else config.align_warm)), xb.device)
     init = None if last is None else last[:, None]
     return align(vae, xb, "rotation", cfg, init=init, progress=False).params[:, 0]
 
 
-def _test_loss(vae: VAE, x: torch.Tensor, align_cfg: AlignConfig | None = None, batch: int = 500) -> float:
+def _test_loss(vae: VAE, x: torch.Tensor, align_cfg: AlignConfig | None = None) -> float:
     """Mean test loss: the plain VAE's, or after ``align`` with ``align_cfg`` (the aligned regime)."""
     if align_cfg is not None:
-        return float(align(vae, x, "rotation", align_cfg, batch_size=batch, progress=False).loss.mean())
-    with eval_mode(vae), torch.no_grad():
-        return float(torch.cat([avae_loss(vae, x[i : i + batch], check=False) for i in range(0, len(x), batch)]).mean())
+        return float(align(vae, x, "rotation", align_cfg, progress=False).loss.mean())
+    return float(mean_loss(vae, x).mean())
 
 
 def _pair(data, name: str, canvas: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -132,6 +130,7 @@ def fit(
     resume: bool = True,
     device: str | torch.device | None = None,
     progress: bool = True,
+    search=None,
 ) -> tuple[VAE, dict]:
     """Train a :class:`VAE` as ``config`` says; returns ``(vae, history)``.
 
@@ -141,10 +140,12 @@ def fit(
         checkpoint: file written atomically after every epoch (config, weights, optimizer,
             history); with ``resume`` an existing file is continued from its last epoch.
         device: where to train (default: where ``train`` lives).
+        search: the aligned regime's per-batch search, ``(vae, xb, last, config) -> angles (B,)``
+            (default :func:`search_batch`); ``last`` is as :func:`search_batch` takes it.
 
     ``history`` has per-epoch ``train_loss``, ``test_loss`` (nats, ``z = mu``, eval mode, on
     upright test digits for ``upright`` and on randomly rotated ones otherwise; for ``aligned``
-    after the same rotation search as in training), ``seconds``,
+    after the same rotation search as in training), ``seconds`` (the training pass only),
     and for ``aligned`` ``orientation (epochs, N)``: radians in [-pi, pi) at which each training
     digit was encoded, with ``labels (N,)``.
 
@@ -175,8 +176,9 @@ def fit(
     start = 0
     if checkpoint is not None and resume and Path(checkpoint).exists():
         ckpt = load_checkpoint(checkpoint, map_location=device)
-        if ckpt["config"] != asdict(config):
-            diff = {k: (ckpt["config"].get(k), v) for k, v in asdict(config).items() if ckpt["config"].get(k) != v}
+        diff = {k: (ckpt["config"].get(k), v) for k, v in asdict(config).items()
+                if k != "epochs" and ckpt["config"].get(k) != v}  # more epochs continue a run
+        if diff:
             raise ValueError(
                 f"checkpoint {checkpoint} was written by another config (field: checkpoint's, this run's): {diff}; "
                 f"pass resume=False (CLI: --restart) to start over, or another checkpoint path"
@@ -187,6 +189,7 @@ def fit(
         history, start = ckpt["history"], ckpt["epoch"]
 
     align_cfg = for_device(AlignConfig(**config.align), device)
+    search = search or search_batch
     for epoch in range(start, config.epochs):
         t0 = time.perf_counter()
         torch.manual_seed(config.seed * 1_000 + epoch)  # reparameterization noise, resumable
@@ -206,9 +209,9 @@ def fit(
                 xb = warp(xb, rotation(angles[idx]))
             if config.regime == "aligned":
                 last = None if prev is None else prev[idx] - angles[idx]  # last epoch's orientation, in xb's frame
-                corr = search_batch(vae, xb, last, config)
+                corr = search(vae, xb, last, config)
                 A = rotation(corr)
-                orient[idx.cpu()] = torch.remainder(angles[idx] + corr + math.pi, 2 * math.pi).cpu() - math.pi
+                orient[idx.cpu()] = wrap_angle(angles[idx] + corr).cpu()
             loss = avae_loss(vae, xb, A, sample=True, check=False).mean()
             if not torch.isfinite(loss):
                 kept = f"the last good checkpoint is kept at {checkpoint}" if checkpoint else "no checkpoint was asked for"
@@ -222,10 +225,12 @@ def fit(
             total += loss.item() * len(idx)
             count += len(idx)
             bar.set_postfix(loss=f"{total / count:.1f}")
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        history["seconds"].append(time.perf_counter() - t0)
         history["epoch"].append(epoch + 1)
         history["train_loss"].append(total / count)
         history["test_loss"].append(_test_loss(vae, x_test, align_cfg if config.regime == "aligned" else None))
-        history["seconds"].append(time.perf_counter() - t0)
         if config.regime == "aligned":
             history["orientation"] = torch.cat([history["orientation"], orient[None]])
         if progress:
@@ -234,10 +239,7 @@ def fit(
                 f"test {history['test_loss'][-1]:.2f} nats ({history['seconds'][-1]:.0f}s)"
             )
         if checkpoint is not None:
-            save_checkpoint(
-                {"config": asdict(config), "model": vae.state_dict(), "optimizer": opt.state_dict(),
-                 "epoch": epoch + 1, "history": history},
-                checkpoint,
-            )  # fmt: skip
+            save_checkpoint(checkpoint_dict(vae, config=asdict(config), optimizer=opt.state_dict(), epoch=epoch + 1,
+                                            history=history), checkpoint)  # fmt: skip
     vae.eval()
     return vae, history

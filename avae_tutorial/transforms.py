@@ -116,8 +116,15 @@ def invert(A: torch.Tensor) -> torch.Tensor:
 
 
 def _invert(A: torch.Tensor) -> torch.Tensor:
-    """:func:`invert` without the checks (for hot loops whose inputs are already checked)."""
-    return torch.linalg.inv(to_homogeneous(A))[:, :2, :]
+    """:func:`invert` without the checks (for hot loops whose inputs are already checked).
+
+    Closed form of the inverse of ``[M | t]``: ``[M^-1 | -M^-1 t]`` with the 2x2 adjugate, so that
+    the same arithmetic runs in an exported (ONNX) graph.
+    """
+    a, b, c, d = A[:, 0, 0], A[:, 0, 1], A[:, 1, 0], A[:, 1, 1]
+    det = a * d - b * c
+    M_inv = torch.stack([torch.stack([d, -b], -1), torch.stack([-c, a], -1)], -2) / det[:, None, None]  # (B, 2, 2)
+    return torch.cat([M_inv, -M_inv @ A[:, :, 2:]], 2)  # (B, 2, 3)
 
 
 def compose(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:

@@ -21,9 +21,9 @@ import torch
 from matplotlib.animation import FuncAnimation
 from matplotlib.figure import Figure
 
-from .align import AlignConfig, align, eval_mode
+from .align import AlignConfig, align
 from .loss import loss_terms
-from .model import VAE
+from .model import VAE, for_inference
 from .plotting import CMAP, to_images
 from .transforms import rotation, warp
 
@@ -74,9 +74,10 @@ def rotation_frames(
         raise ValueError(f"angles_deg: expected a non-empty 1-d sequence of degrees, got shape {tuple(deg.shape)}")
     xr = warp(x.expand(len(deg), -1, -1, -1), rotation(torch.deg2rad(deg)))  # (F, 1, H, W)
     res = align(vae, xr, "rotation", config, progress=False)
-    with eval_mode(vae), torch.no_grad():
-        vae_rec = loss_terms(vae, xr)[2]  # (F, 1, H, W)
-        avae_rec = loss_terms(vae, xr, res.A)[2]  # decoded, then warped back by A^-1
+    model = for_inference(vae)
+    with torch.no_grad():
+        vae_rec = loss_terms(model, xr)[2]  # (F, 1, H, W)
+        avae_rec = loss_terms(model, xr, res.A)[2]  # decoded, then warped back by A^-1
     return RotationFrames(
         angles_deg=deg.cpu().numpy(),
         inputs=to_images(xr),

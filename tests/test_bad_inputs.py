@@ -44,7 +44,9 @@ def fit(train=(X, Y), test=None, **kw):
 
 
 def checkpoint(tmp: Path, config: dict, model=None) -> Path:
-    return avae.save_checkpoint({"config": config, "model": model or VAE.state_dict()}, tmp / "m.pt")
+    model_config = {k: config[k] for k in ("latent_dim", "canvas") if k in config}
+    return avae.save_checkpoint({"model_config": model_config, "config": config, "model": model or VAE.state_dict()},
+                                tmp / "m.pt")  # fmt: skip
 
 
 def truncated(tmp: Path) -> Path:
@@ -174,9 +176,9 @@ CASES = [
      r"the model is on cpu but the matrices A are on meta"),
     # ------------------------------------------------------------ align, AlignConfig
     ("align", "unknown family", lambda t: avae.align(VAE, X, "shear"), ValueError,
-     r"unknown family 'shear'; expected one of: 'rotation', 'affine', 'affine_t'"),
+     r"unknown family 'shear'; registered: rotation, affine, affine_t \(see register_family\)"),
     ("align", "unknown preset", lambda t: avae.align(VAE, X, "rotation", "slow"), ValueError,
-     r"unknown config preset 'slow'; expected one of: 'default', 'fast'"),
+     r"unknown preset 'slow' for family 'rotation'; expected one of \('default', 'fast'\)"),
     ("align", "config as a dict", lambda t: avae.align(VAE, X, "rotation", {"steps": 2}), TypeError,
      r"config: expected an AlignConfig or a preset name, got dict"),
     ("align", "uint8", lambda t: avae.align(VAE, (X * 255).to(torch.uint8)), TypeError, UINT8_HINT),
@@ -248,10 +250,10 @@ CASES = [
      r"junk\.pt is truncated, corrupted or not a safe torch file"),
     ("model_from_checkpoint", "config vs weights",
      lambda t: avae.model_from_checkpoint(avae.load_checkpoint(checkpoint(t, {"latent_dim": 8, "canvas": 28}))),
-     ValueError, r"checkpoint weights do not match its config \(latent_dim=8, canvas=28\): .*size mismatch"),
+     ValueError, r"checkpoint weights do not match its model_config \{'latent_dim': 8, 'canvas': 28\}: .*size mismatch"),
     ("model_from_checkpoint", "config without sizes",
      lambda t: avae.model_from_checkpoint(avae.load_checkpoint(checkpoint(t, {"regime": "upright"}))),
-     ValueError, r"expected a config with 'latent_dim' and 'canvas'"),
+     ValueError, r"expected a model_config with fields \['canvas', 'latent_dim'\], got \{\}"),
     # ------------------------------------------------------------ random_rotations, random_affines
     ("random_rotations", "uint8", lambda t: avae.random_rotations((X * 255).to(torch.uint8)), TypeError, UINT8_HINT),
     ("random_rotations", "rank 3", lambda t: avae.random_rotations(X[:, 0]), ValueError, r"x\.unsqueeze\(1\)"),

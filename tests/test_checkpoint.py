@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import avae_tutorial as avae
+from avae_tutorial import _io
 from avae_tutorial import checkpoint as ckpt_mod
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -15,7 +16,7 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 
 def payload(vae: avae.VAE) -> dict:
     cfg = asdict(avae.TrainConfig(latent_dim=vae.latent_dim, canvas=vae.canvas))
-    return {"config": cfg, "model": vae.state_dict(), "epoch": 1, "history": {"train_loss": [1.0]}}
+    return ckpt_mod.checkpoint_dict(vae, config=cfg, epoch=1, history={"train_loss": [1.0]})
 
 
 def test_round_trip_rebuilds_the_model_from_its_config(tiny_vae, digits, tmp_path):
@@ -26,8 +27,9 @@ def test_round_trip_rebuilds_the_model_from_its_config(tiny_vae, digits, tmp_pat
     assert not vae.training and vae.config == tiny_vae.config
     x = digits[0][:3]
     torch.testing.assert_close(vae(x)[0], tiny_vae(x)[0], rtol=0, atol=0)
-    # a bare model config (no TrainConfig around it) works too
-    assert avae.model_from_checkpoint({"config": {"latent_dim": 2, "canvas": 28}, "model": tiny_vae.state_dict()})
+    # the model's own config is all it takes (nanoGPT style): no training config needed
+    bare = {"model_config": {"latent_dim": 2, "canvas": 28}, "model": tiny_vae.state_dict()}
+    assert avae.model_from_checkpoint(bare).config == tiny_vae.config
 
 
 def test_overwrite_is_atomic_and_a_failed_write_keeps_the_old_file(tiny_vae, tmp_path, monkeypatch):
@@ -38,7 +40,7 @@ def test_overwrite_is_atomic_and_a_failed_write_keeps_the_old_file(tiny_vae, tmp
     def crash(src, dst):
         raise OSError("power cut (simulated)")
 
-    monkeypatch.setattr(ckpt_mod.os, "replace", crash)
+    monkeypatch.setattr(_io.os, "replace", crash)
     with pytest.raises(OSError, match="power cut"):
         avae.save_checkpoint({**payload(tiny_vae), "epoch": 2}, path)
     assert path.read_bytes() == before and sorted(os.listdir(tmp_path)) == ["m.pt"]
@@ -69,18 +71,18 @@ def test_missing_file(tmp_path):
 def test_wrong_structure(tmp_path):
     path = tmp_path / "weights_only.pt"
     torch.save({"a": torch.zeros(1)}, path)
-    with pytest.raises(ValueError, match="expected a dict with 'model' and 'config' entries"):
+    with pytest.raises(ValueError, match="expected a dict with 'model_config' and 'model' entries"):
         avae.load_checkpoint(path)
 
 
 def test_config_that_does_not_match_the_weights(tiny_vae):
-    bad = {**payload(tiny_vae), "config": {"latent_dim": 4, "canvas": 28}}
-    with pytest.raises(ValueError, match=r"weights do not match its config \(latent_dim=4, canvas=28\).*size mismatch"):
+    bad = {**payload(tiny_vae), "model_config": {"latent_dim": 4, "canvas": 28}}
+    with pytest.raises(ValueError, match=r"do not match its model_config \{'latent_dim': 4, 'canvas': 28\}.*size mismatch"):
         avae.model_from_checkpoint(bad)
-    with pytest.raises(ValueError, match=r"canvas=40"):
-        avae.model_from_checkpoint({**payload(tiny_vae), "config": {"latent_dim": 2, "canvas": 40}})
-    with pytest.raises(ValueError, match="expected a config with 'latent_dim' and 'canvas'"):
-        avae.model_from_checkpoint({**payload(tiny_vae), "config": {"regime": "upright"}})
+    with pytest.raises(ValueError, match=r"'canvas': 40"):
+        avae.model_from_checkpoint({**payload(tiny_vae), "model_config": {"latent_dim": 2, "canvas": 40}})
+    with pytest.raises(ValueError, match=r"expected a model_config with fields \['canvas', 'latent_dim'\]"):
+        avae.model_from_checkpoint({**payload(tiny_vae), "model_config": {"regime": "upright"}})
 
 
 class Payload:

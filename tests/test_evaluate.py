@@ -1,0 +1,56 @@
+"""Evaluation sweeps: the plain loss in chunks, loss per angle, the affine comparison, result files."""
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import torch
+
+import avae_tutorial as avae
+from avae_tutorial.evaluate import affine_comparison, loss_per_angle, mean_loss, write_rows
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
+def test_mean_loss_is_the_eval_mode_loss_whatever_the_chunk(digits):
+    torch.manual_seed(0)
+    vae = avae.VAE(2, 28)
+    vae.train()
+    vae(digits[0][:16])  # BatchNorm statistics away from their defaults
+    x = digits[0][:7]
+    with torch.no_grad():
+        want = avae.avae_loss(vae.eval(), x)
+    vae.train()
+    for chunk in (1, 3, 512):
+        torch.testing.assert_close(mean_loss(vae, x, chunk=chunk), want, rtol=1e-4, atol=1e-3)
+    assert vae.training  # the model is left as it was
+
+
+def test_loss_per_angle_rows_and_alignment_helps(template_vae, seven):
+    x = seven.expand(3, -1, -1, -1)
+    plain = loss_per_angle(template_vae, x, [0, 90, 200], progress=False)
+    aligned = loss_per_angle(template_vae, x, [0, 90, 200], aligned=True, progress=False)
+    assert [r["angle_deg"] for r in plain] == [0.0, 90.0, 200.0] and all(r["n"] == 3 for r in plain)
+    assert not plain[0]["aligned"] and aligned[0]["aligned"]
+    assert plain[1]["loss"] > 1.5 * plain[0]["loss"]  # the stub knows one orientation
+    for p, a in zip(plain, aligned):
+        assert a["loss"] <= p["loss"] + 1e-3
+    assert aligned[1]["loss"] < 1.1 * plain[0]["loss"]  # the search turns it back
+
+
+def test_affine_comparison_reads_the_family(tiny_vae, digits):
+    out = affine_comparison(tiny_vae, digits[0][:4], config=avae.AlignConfig(restarts=4, steps=2), progress=False)
+    assert out["family"] == "affine" and out["n"] == 4
+    assert out["avae_loss"] <= out["vae_loss"] + 1e-3
+    assert out["reduction"] == pytest.approx(1 - out["avae_loss"] / out["vae_loss"])
+    rot = affine_comparison(tiny_vae, digits[0][:4], config=avae.AlignConfig(restarts=4, steps=2), progress=False,
+                            family="rotation")  # fmt: skip
+    assert rot["family"] == "rotation" and rot["vae_loss"] == pytest.approx(out["vae_loss"])
+
+
+def test_write_rows_csv_and_json(tmp_path):
+    rows = [{"angle_deg": 0.0, "loss": 1.5}, {"angle_deg": 15.0, "loss": 2.5}]
+    with open(write_rows(rows, tmp_path / "a" / "r.csv"), newline="") as f:
+        assert [float(r["loss"]) for r in csv.DictReader(f)] == [1.5, 2.5]
+    assert json.loads(write_rows(rows, tmp_path / "r.json").read_text()) == rows

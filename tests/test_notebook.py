@@ -1,0 +1,41 @@
+"""What every chapter's first cell uses: the run mode, the device, the shipped-or-trained model."""
+from __future__ import annotations
+
+import pytest
+
+import avae_tutorial as avae
+from avae_tutorial import notebook
+
+
+@pytest.mark.parametrize("value, want", [(None, "full"), ("", "full"), ("quick", "quick"), (" Full ", "full")])
+def test_mode_reads_the_environment(monkeypatch, value, want):
+    if value is None:
+        monkeypatch.delenv("AVAE_MODE", raising=False)
+    else:
+        monkeypatch.setenv("AVAE_MODE", value)
+    assert notebook.mode() == want
+    assert notebook.pick(quick=1, full=2) == (1 if want == "quick" else 2)
+
+
+def test_a_bad_mode_names_the_valid_ones(monkeypatch):
+    monkeypatch.setenv("AVAE_MODE", "fast")
+    with pytest.raises(ValueError, match=r"AVAE_MODE: expected one of \('full', 'quick'\), got 'fast'"):
+        notebook.mode()
+
+
+def test_setup_returns_the_device_and_mode(monkeypatch, capsys):
+    monkeypatch.setenv("AVAE_MODE", "quick")
+    monkeypatch.setattr(avae.notebook, "default_device", lambda: "cpu")
+    assert notebook.setup() == ("cpu", "quick")
+    assert "device: cpu, mode: quick" in capsys.readouterr().out
+
+
+def test_a_shipped_model_is_loaded_not_trained(monkeypatch):
+    monkeypatch.setattr(avae.train, "fit", lambda *a, **k: pytest.fail("trained although the model is shipped"))
+    vae, history = notebook.pretrained_or_train("vae-upright", device="cpu")
+    assert not vae.training and vae.latent_dim == 8 and history["test_loss"]
+
+
+def test_unknown_model_names_the_recipes():
+    with pytest.raises(ValueError, match="unknown model 'vae-sideways'; valid names: avae-transopt"):
+        notebook.pretrained_or_train("vae-sideways", retrain=True)
