@@ -429,3 +429,106 @@ def test_link_check_catches_a_broken_link(tmp_path):
     )
     assert broken_links(tmp_path, tmp_path / "a.html") == []
     assert len(broken_links(tmp_path, bad)) == 4, broken_links(tmp_path, bad)
+
+
+# ---------------------------------------------------------------------------------------------
+# What the reader reads (no browser): tables render, code fits the page
+# ---------------------------------------------------------------------------------------------
+MAX_CODE_WIDTH = 88  # characters per line of a code cell or of its printed output
+
+
+class TextParser(HTMLParser):
+    """The text of one page in two parts: ``prose`` (outside tables, code, scripts and math) and
+    ``code`` (the text of each ``<pre>``: code cells and their printed outputs)."""
+
+    SKIP = {"table", "pre", "script", "style", "code", "textarea", "svg"}
+    VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.prose: list[str] = []
+        self.code: list[str] = []
+        self._stack: list[tuple[str, bool]] = []  # (tag, skipped), open elements only
+        self._pre: list[str] | None = None
+
+    def _skipping(self) -> bool:
+        return any(skipped for _, skipped in self._stack)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self.VOID:
+            return
+        classes = (dict(attrs).get("class") or "").split()
+        if tag == "pre" and self._pre is None:
+            self._pre = []
+        self._stack.append((tag, tag in self.SKIP or "math" in classes))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self.VOID or tag not in (t for t, _ in self._stack):
+            return  # stray end tag
+        while self._stack:
+            open_tag, _ = self._stack.pop()
+            if open_tag == "pre" and self._pre is not None and "pre" not in (t for t, _ in self._stack):
+                self.code.append("".join(self._pre))
+                self._pre = None
+            if open_tag == tag:
+                break
+
+    def handle_data(self, data: str) -> None:
+        if self._pre is not None:
+            self._pre.append(data)
+        if not self._skipping():
+            self.prose.append(data)
+
+
+def page_text(path: Path) -> TextParser:
+    parser = TextParser()
+    parser.feed(path.read_text(encoding="utf-8", errors="replace"))
+    parser.close()
+    return parser
+
+
+TABLE_ROW = re.compile(r"^\s*\|(?:[^|\n]*\|){2,}\s*$")  # | a | b |
+TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(?:\|\s*:?-{3,}:?\s*)+\|?\s*$")  # |---|:--:|
+
+
+def raw_markdown_tables(path: Path) -> list[str]:
+    """Lines of the page's prose (text outside ``<table>``, code and math) that are Markdown table
+    syntax: a table that reached the reader as text instead of being rendered."""
+    lines = "".join(page_text(path).prose).splitlines()
+    return [line.strip()[:100] for line in lines if TABLE_ROW.match(line) or TABLE_RULE.match(line)]
+
+
+def long_code_lines(path: Path, width: int = MAX_CODE_WIDTH) -> list[str]:
+    """Lines of the page's ``<pre>`` blocks longer than ``width`` characters."""
+    lines = [line.rstrip() for block in page_text(path).code for line in block.splitlines()]
+    return [f"{len(line)} chars: {line[:70]}..." for line in lines if len(line) > width]
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_no_raw_markdown_table(site, page):
+    raw = raw_markdown_tables(site / f"{page}.html")
+    assert not raw, f"{page}: {len(raw)} lines of Markdown table shown as text:\n" + "\n".join(raw[:10])
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_code_and_outputs_fit_the_page(site, page):
+    long = long_code_lines(site / f"{page}.html")
+    assert not long, (f"{page}: {len(long)} lines of code or printed output are longer than "
+                      f"{MAX_CODE_WIDTH} characters:\n" + "\n".join(long[:15]))
+
+
+def test_text_checks_catch_a_raw_table_and_a_long_line(tmp_path):
+    """The checkers themselves, on hand-written pages."""
+    good = tmp_path / "good.html"
+    good.write_text(
+        "<p>a | b is prose</p><table><tr><td>| a | b |</td></tr></table>"
+        "<div class='math'>\\[ |x| + |y| + |z| \\]</div><pre>| a | b |\n|---|---|\n" + "x" * 88 + "</pre>"
+    )
+    bad = tmp_path / "bad.html"
+    bad.write_text(
+        "<p>| family | preset |\n|---|---|\n| rotation | default |</p>"
+        "<div class='cell_output'><pre><span>" + "y" * 60 + "</span>" + "y" * 29 + "</pre></div>"
+    )
+    assert raw_markdown_tables(good) == [] and long_code_lines(good) == []
+    assert len(raw_markdown_tables(bad)) == 3, raw_markdown_tables(bad)
+    assert len(long_code_lines(bad)) == 1, long_code_lines(bad)
