@@ -35,6 +35,8 @@ __all__ = [
     "find_modes",
     "mode_difference",
     "class_statistics",
+    "perturbation_angles",
+    "statistics_by_epoch",
 ]
 
 Angles = torch.Tensor | Sequence[float]
@@ -168,4 +170,34 @@ def class_statistics(angle: Angles, labels: Angles, **kw) -> list[dict]:
         rows.append({"class": int(c), "n": int(ac.numel()), "R1": r1, "R2": r2,
                      "mean_deg": math.degrees(m1), "axis_deg": math.degrees(m2) % 180,
                      "modes_deg": [round(math.degrees(float(m)), 1) for m in modes]})  # fmt: skip
+    return rows
+
+
+def perturbation_angles(n: int, seed: int = 0, epoch: int = 0) -> torch.Tensor:
+    """``(n,)`` radians in [-pi, pi): the random turn of each of the first ``n`` training digits in
+    epoch ``epoch`` (0-based) of an aligned or rotated :func:`~avae_tutorial.train.fit` run with
+    ``seed``. For ``epoch=0`` this is the encoded orientation *before any learning*: the angle at
+    which each digit arrives, before the first search corrects it (chapter 5's "epoch 0")."""
+    from .train import _epoch_angles  # the training loop's own draw, not a copy of it
+    from .transforms import wrap_angle
+
+    return wrap_angle(_epoch_angles(n, seed, epoch))
+
+
+def statistics_by_epoch(orientation: torch.Tensor, labels: Angles, first_epoch: int = 1) -> list[dict]:
+    """``R1`` and ``R2`` per class and epoch: one row ``{"epoch", "class", "n", "R1", "R2"}`` each.
+
+    ``orientation (E, N)`` radians as in an aligned training history, ``labels (N,)``; row ``e``
+    of ``orientation`` is epoch ``first_epoch + e`` (pass 0 when row 0 is the epoch-0 angles).
+    """
+    o = torch.as_tensor(orientation).detach().cpu().double()
+    y = torch.as_tensor(labels).detach().cpu().flatten()
+    if o.dim() != 2 or o.shape[1] != y.numel():
+        raise ValueError(f"orientation: expected shape (epochs, {y.numel()}), got {tuple(o.shape)}")
+    rows = []
+    for e in range(o.shape[0]):
+        for c in torch.unique(y).tolist():
+            a = o[e][y == c]
+            rows.append({"epoch": first_epoch + e, "class": int(c), "n": int(a.numel()),
+                         "R1": resultant_length(a, 1), "R2": resultant_length(a, 2)})  # fmt: skip
     return rows

@@ -305,6 +305,40 @@ def hero_figure(
     return fig
 
 
+def wrapper_diagram(x=None, x_warped=None, x_rec=None, x_hat=None) -> plt.Figure:
+    """The AVAE as a diagram (the introduction's figure): warp, encoder, code, decoder, inverse warp.
+
+    Optional images ``(H, W)`` (or ``(1, H, W)``) are drawn at their stage: the input ``x``, the
+    warped input, the decoder's output and the warped-back reconstruction ``x_hat``.
+    """
+    fig, ax = plt.subplots(figsize=(10.5, 2.6))
+    ax.set_xlim(0, 10.5)
+    ax.set_ylim(0, 2.6)
+    ax.axis("off")
+    boxes = [(1.55, "warp\n$(x, A)$", "#dce9f5"), (3.75, "encoder\n$q_\\phi(z \\mid \\cdot)$", "#fde9d9"),
+             (5.25, "code\n$z = \\mu$", "#eeeeee"), (6.75, "decoder\n$\\hat x_\\theta(z)$", "#fde9d9"),
+             (8.95, "warp back\n$(\\cdot, A^{-1})$", "#dce9f5")]  # fmt: skip
+    for cx, text, color in boxes:
+        ax.add_patch(plt.Rectangle((cx - 0.55, 0.95), 1.1, 0.8, facecolor=color, edgecolor="k", lw=1))
+        ax.text(cx, 1.35, text, ha="center", va="center", fontsize=9)
+    images = [(0.45, x, "$x$"), (2.65, x_warped, "warp$(x, A)$"), (7.85, x_rec, "decoded"),
+              (10.05, x_hat, "$\\hat x_A$")]  # fmt: skip
+    for cx, img, label in images:
+        if img is not None:
+            a = to_images(img)[-1]  # (H, W)
+            ax.imshow(a, cmap=CMAP, vmin=0, vmax=1, extent=(cx - 0.4, cx + 0.4, 0.95, 1.75))
+        ax.text(cx, 0.75, label, ha="center", va="top", fontsize=9)
+    xs = [0.85, 1.0, 2.1, 2.25, 3.05, 3.2, 4.3, 4.7, 5.8, 6.2, 7.3, 7.45, 8.25, 8.4, 9.5, 9.65]
+    for a, b in zip(xs[::2], xs[1::2]):
+        ax.annotate("", xy=(b, 1.35), xytext=(a, 1.35), arrowprops={"arrowstyle": "->", "lw": 1.2})
+    ax.text(5.25, 2.35, "the VAE, unchanged", ha="center", fontsize=9, color="0.3")
+    ax.add_patch(plt.Rectangle((3.1, 0.85), 4.3, 1.25, fill=False, ls="--", ec="0.5"))
+    ax.text(5.25, 0.45, "$A$ per image: the transform that minimizes the loss of $x$ against $\\hat x_A$",
+            ha="center", fontsize=9, color="0.2")
+    fig.tight_layout()
+    return fig
+
+
 # ---------------------------------------------------------------- chapters 3-5: tables, training curves, orientations
 def markdown_table(rows: Sequence[dict], columns: Mapping[str, str]) -> str:
     """A Markdown table of ``rows`` (dicts): ``columns`` maps each key to a format spec (``".1f"``, ``""``).
@@ -420,6 +454,37 @@ def plot_class_orientations(
     return fig
 
 
+def plot_resultant_by_epoch(
+    rows: Sequence[dict], keys: Sequence[str] = ("R1", "R2"), noise: float | None = None
+) -> plt.Figure:
+    """One panel per statistic (``keys``), one line per class, against the epoch.
+
+    ``rows`` as :func:`avae_tutorial.histograms.statistics_by_epoch` returns them; ``noise``
+    (optional) draws the level that uniformly spread angles reach as a dotted line.
+    """
+    if not rows:
+        raise ValueError("rows: expected rows with epoch, class and the statistics, got none")
+    classes = sorted({r["class"] for r in rows})
+    epochs = sorted({r["epoch"] for r in rows})
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.6 * len(keys), 3.3), sharey=True, squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        for c in classes:
+            sel = sorted((r for r in rows if r["class"] == c), key=lambda r: r["epoch"])
+            ax.plot([r["epoch"] for r in sel], [r[key] for r in sel], "o-", ms=3,
+                    color=f"C{c % 10}", label=f'"{c}"')  # fmt: skip
+        if noise is not None:
+            ax.axhline(noise, color="k", linestyle=":", linewidth=1, label="uniform")
+        ax.set_title(key, fontsize=10)
+        ax.set_xlabel("epoch")
+        ax.set_xticks(epochs)
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel("resultant length")
+    axes[0, -1].legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
 def plot_cost_quality(rows: Sequence[dict], ax: plt.Axes | None = None) -> plt.Axes:
     """Mean loss against cost (x a plain VAE evaluation, log scale) of search settings.
 
@@ -453,4 +518,4 @@ def plot_cost_quality(rows: Sequence[dict], ax: plt.Axes | None = None) -> plt.A
 
 
 __all__ += ["markdown_table", "plot_training_curves", "plot_orientation_histograms", "plot_class_orientations",
-            "plot_cost_quality"]
+            "plot_cost_quality", "plot_resultant_by_epoch", "wrapper_diagram"]

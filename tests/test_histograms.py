@@ -130,3 +130,30 @@ def test_circular_std_matches_the_linear_std_of_a_narrow_peak_and_grows_with_spr
     assert h.circular_std([0.0, math.pi]) == math.inf
     two = torch.cat([a, a + math.pi])
     assert h.circular_std(two, harmonic=2) == pytest.approx(float(a.std()), rel=0.05)
+
+
+def test_perturbation_angles_are_the_training_loops_draw():
+    from avae_tutorial.histograms import perturbation_angles
+    from avae_tutorial.train import _epoch_angles
+    from avae_tutorial.transforms import wrap_angle
+
+    a = perturbation_angles(500, seed=3)
+    assert a.shape == (500,) and float(a.min()) >= -math.pi and float(a.max()) < math.pi
+    torch.testing.assert_close(a, wrap_angle(_epoch_angles(500, 3, 0)))
+    assert not torch.equal(a, perturbation_angles(500, seed=3, epoch=1))
+    assert h.resultant_length(a) < 0.15  # uniform: no preferred direction
+
+
+def test_statistics_by_epoch_rows():
+    from avae_tutorial.histograms import statistics_by_epoch
+
+    labels = torch.tensor([0, 0, 1, 1])
+    orientation = torch.tensor([[0.0, math.pi / 2, 0.0, math.pi], [0.3, 0.3, 1.0, 1.0]])
+    rows = statistics_by_epoch(orientation, labels, first_epoch=0)
+    assert [(r["epoch"], r["class"], r["n"]) for r in rows] == [(0, 0, 2), (0, 1, 2), (1, 0, 2), (1, 1, 2)]
+    r = {(x["epoch"], x["class"]): x for x in rows}
+    assert r[0, 0]["R1"] == pytest.approx(math.sqrt(2) / 2)
+    assert r[0, 1]["R1"] == pytest.approx(0, abs=1e-6) and r[0, 1]["R2"] == pytest.approx(1)
+    assert r[1, 0]["R1"] == pytest.approx(1) and r[1, 1]["R2"] == pytest.approx(1)
+    with pytest.raises(ValueError, match="expected shape"):
+        statistics_by_epoch(orientation, torch.tensor([0, 1]))

@@ -137,3 +137,24 @@ def test_landscape_figure_puts_each_digit_over_its_landscape():
     np.testing.assert_allclose(search[0].get_xdata()[0], 270.0)
     with pytest.raises(ValueError, match="one row per image"):
         plotting.landscape_figure(torch.rand(2, 8, 8), a, losses[:1])
+
+
+def test_plot_resultant_by_epoch_one_line_per_class_and_panel():
+    rows = [{"epoch": e, "class": c, "R1": 0.1 * e, "R2": 0.05 * e} for e in (0, 1, 2) for c in (1, 6)]
+    fig = plotting.plot_resultant_by_epoch(rows, noise=0.02)
+    assert [ax.get_title() for ax in fig.axes] == ["R1", "R2"]
+    line = next(ln for ln in fig.axes[0].get_lines() if ln.get_label() == '"6"')
+    np.testing.assert_allclose(line.get_ydata(), [0.0, 0.1, 0.2])
+    assert any(ln.get_label() == "uniform" for ln in fig.axes[1].get_lines())
+    with pytest.raises(ValueError, match="rows"):
+        plotting.plot_resultant_by_epoch([])
+
+
+def test_wrapper_diagram_draws_the_stages_with_optional_images():
+    fig = plotting.wrapper_diagram()
+    texts = " ".join(t.get_text() for t in fig.axes[0].texts)
+    assert "encoder" in texts and "decoder" in texts and "warp back" in texts
+    assert not fig.axes[0].get_images()
+    img = np.random.rand(40, 40)
+    fig = plotting.wrapper_diagram(img, img, img[None], img)
+    assert len(fig.axes[0].get_images()) == 4
