@@ -4,9 +4,10 @@ Per image, batched over images *and* candidates (no Python loop over either):
 
 1. **score** the starting candidates in one no-grad pass: for a family with an angle, a grid
    of ``restarts`` angles from 0 (the identity is its first point, scored as the plain VAE);
-   for a family without one, the identity alone. Caller-supplied ``init`` guesses (last
-   epoch's orientation, a pose network's) join them, each with a neighbour ``init_span``
-   radians to either side when that is set, so that a good guess arrives bracketed;
+   for a family without one, the identity alone. Guesses join them, each with a neighbour
+   ``init_span`` radians to either side when that is set, so that a good guess arrives
+   bracketed: the model's pose net's (``vae.pose_net``, an amortized first guess; with it the
+   grid shrinks to a few safety angles) and caller-supplied ``init`` (last epoch's orientation);
 2. **choose** the best ``top_k`` starts. On the circle of angles these are *basins*:
    candidates whose loss is below both neighbours, ranked by the minimum of the parabola
    through the three (free: no extra forward pass);
@@ -16,6 +17,10 @@ Per image, batched over images *and* candidates (no Python loop over either):
    family's bounds (a forward and a backward pass per step);
 4. **keep** the best loss seen per image. The identity is always scored, so the result is
    never worse than the plain VAE.
+
+Scoring and parabolic steps need no gradients, so they may run in bfloat16 (``precision``;
+``"auto"``: where the CPU has bfloat16 instructions, and on GPUs that support it); the
+chosen transform is then re-scored in float32, so every reported loss is exact.
 
 The search runs on :func:`avae_tutorial.model.for_inference`'s frozen copy of the model; the
 model itself is left untouched. ``search_cost`` counts forward passes per image;
@@ -54,6 +59,8 @@ class AlignConfig:
     lr: float = 0.05
     chunk: int = 64
     init_span: float = 0.0
+    pose: bool = False  # score the model's pose-net guess (if it has one; rotation-like families)
+    precision: str = "float32"  # of the no-grad scoring: "float32", "bfloat16" or "auto"
 
     def __post_init__(self):
         for name in ("restarts", "top_k", "chunk"):
@@ -65,14 +72,39 @@ class AlignConfig:
             raise ValueError(f"lr: expected a positive float, got {self.lr!r}")
         if not (isinstance(self.init_span, (int, float)) and 0 <= self.init_span < math.pi):
             raise ValueError(f"init_span: expected radians in [0, pi), got {self.init_span!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision: expected one of {PRECISIONS}, got {self.precision!r}")
+
+
+PRECISIONS = ("float32", "bfloat16", "auto")
+
+
+def scoring_dtype(config: AlignConfig, device) -> torch.dtype:
+    """The dtype of the no-grad scoring on ``device``: bfloat16 where asked for, or for ``"auto"``
+    where the hardware computes it natively (AVX512-BF16 or AMX CPUs; GPUs that support it)."""
+    if config.precision != "auto":
+        return getattr(torch, config.precision)
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        native = torch.cuda.is_bf16_supported()
+    elif dev.type == "cpu":
+        cpu = getattr(torch, "cpu", None)
+        native = any(getattr(cpu, f, lambda: False)() for f in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+    else:
+        native = False
+    return torch.bfloat16 if native else torch.float32
 
 
 PRESET_NAMES = ("default", "fast")
 
 #: Defaults by kind of family, used where a family names no preset of its own. Costs and
-#: quality are measured by ``python -m avae_tutorial bench``.
+#: quality are measured by ``python -m avae_tutorial bench``. "angle+pose": a rotation-like
+#: family on a model with a pose net: its guess +- init_span and a few safety angles.
 _DEFAULTS = {
-    "angle": {"default": AlignConfig(restarts=24, top_k=1, steps=6), "fast": AlignConfig(restarts=14, steps=3)},
+    "angle": {"default": AlignConfig(restarts=24, top_k=1, steps=6, precision="auto"),
+              "fast": AlignConfig(restarts=14, steps=3, precision="auto")},
+    "angle+pose": {"default": AlignConfig(restarts=6, steps=2, init_span=0.12, pose=True, precision="auto"),
+                   "fast": AlignConfig(restarts=2, steps=1, init_span=0.12, pose=True, precision="auto")},
     "angle+": {"default": AlignConfig(restarts=24, top_k=2, steps=24, lr=0.05),
                "fast": AlignConfig(restarts=12, top_k=1, steps=8, lr=0.1)},
     "other": {"default": AlignConfig(restarts=1, steps=40, lr=0.02), "fast": AlignConfig(restarts=1, steps=15, lr=0.04)},
@@ -86,15 +118,16 @@ def _kind(fam: Family) -> str:
     return "angle" if fam.is_angle else "angle+" if fam.angle is not None else "other"
 
 
-def preset(family: str | Family, name: str = "default") -> AlignConfig:
+def preset(family: str | Family, name: str = "default", pose: bool = False) -> AlignConfig:
     """The named settings of ``family``: its own ``presets[name]`` if it has them, else the defaults
-    for its kind (one angle; an angle and more; no angle)."""
+    for its kind (one angle; an angle and more; no angle). ``pose``: for a model with a pose net
+    (:func:`align` passes ``vae.pose_net is not None``)."""
     fam = get_family(family)
     if name not in PRESET_NAMES and name not in fam.presets:
         raise ValueError(f"unknown preset {name!r} for family {fam.name!r}; expected one of {PRESET_NAMES}")
     own = fam.presets.get(name)
     if own is None:
-        return _DEFAULTS[_kind(fam)][name]
+        return _DEFAULTS[_kind(fam) + ("+pose" if pose and fam.is_angle else "")][name]
     return own if isinstance(own, AlignConfig) else AlignConfig(**own)
 
 
@@ -104,11 +137,14 @@ def for_device(config: AlignConfig, device: torch.device | str) -> AlignConfig:
 
 
 def search_cost(config: AlignConfig, family: str | Family = "rotation", n_init: int = 0) -> int:
-    """Forward-pass equivalents per image of :func:`align`, at most (a backward counts as two)."""
+    """VAE passes per image of :func:`align`, at most (a backward counts as two), whatever their
+    precision; the pose net's guess counts as one guess, its own cost (a few percent of a pass)
+    is left out. A search scored in bfloat16 adds one float32 pass (the exact re-score)."""
     fam = get_family(family)
+    n_init += bool(config.pose and fam.is_angle)
     starts = (config.restarts if fam.angle is not None else 1) + n_init * (3 if config.init_span > 0 else 1)
     refine = config.steps if fam.is_angle else 3 * config.steps + 1
-    return starts + config.top_k * refine
+    return starts + config.top_k * refine + (config.precision != "float32")
 
 
 @dataclass
@@ -148,7 +184,8 @@ def align(
     """
     fam = get_family(family)
     if isinstance(config, str):
-        config = for_device(preset(fam, config), x.device if isinstance(x, torch.Tensor) else "cpu")
+        has_pose = getattr(vae, "pose_net", None) is not None
+        config = for_device(preset(fam, config, pose=has_pose), x.device if isinstance(x, torch.Tensor) else "cpu")
     if not isinstance(config, AlignConfig):
         raise TypeError(f"config: expected an AlignConfig or a preset name, got {type(config).__name__}")
     check_same_device(vae, x)
@@ -209,8 +246,32 @@ def _rows_loss(model, x, img, params, fam: Family, chunk: int) -> torch.Tensor:
 
 
 def _align_batch(model, x, fam: Family, cfg: AlignConfig, extra):
+    loss0 = chunked_loss(model, x, chunk=cfg.chunk)  # (B,) the plain VAE, no warp at all, float32
+    dtype = scoring_dtype(cfg, x.device)
+    with torch.autocast(x.device.type, dtype=dtype, enabled=dtype != x.dtype):
+        best_p, best_l = _search(model, x, fam, cfg, extra, loss0)
+    if dtype != x.dtype:  # the chosen transform, re-scored exactly
+        best_l = _rows_loss(model, x, torch.arange(x.shape[0], device=x.device), best_p, fam, cfg.chunk)
+    keep0 = loss0 <= best_l  # never worse than the identity
+    best_p = torch.where(keep0[:, None], torch.zeros_like(best_p), best_p)
+    return best_p.detach(), torch.where(keep0, loss0, best_l).detach(), loss0
+
+
+def _pose_guess(model, x: torch.Tensor, cfg: AlignConfig, fam: Family) -> torch.Tensor | None:
+    """``(B, 1, P)``: the pose net's angle for each image, the other parameters at identity."""
+    pose = getattr(model, "pose_net", None)
+    if not (cfg.pose and fam.is_angle and pose is not None):
+        return None
+    with torch.no_grad():
+        return torch.cat([pose(x[s : s + cfg.chunk]) for s in range(0, len(x), cfg.chunk)]).float()[:, None, None]
+
+
+def _search(model, x, fam: Family, cfg: AlignConfig, extra, loss0):
+    """Steps 1-3 for one batch: the best ``(params (B, P), loss (B,))`` per image."""
     B = x.shape[0]
-    loss0 = chunked_loss(model, x, chunk=cfg.chunk)  # (B,) the plain VAE, no warp at all
+    guess = _pose_guess(model, x, cfg, fam)
+    if guess is not None:
+        extra = guess.to(x.dtype) if extra is None else torch.cat([extra, guess.to(x.dtype)], 1)
     cand = _starts(fam, cfg, extra, B, x.device, x.dtype)  # (B, R, P); candidate 0 is the identity
     R, P = cand.shape[1:]
     img = torch.arange(B, device=x.device).repeat_interleave(R - 1)
@@ -232,11 +293,10 @@ def _align_batch(model, x, fam: Family, cfg: AlignConfig, extra):
             p0 = cand.gather(1, j[..., None].expand(*j.shape, P))[valid]  # (N, P)
             if fam.angle is not None and R > 1:
                 p0[:, fam.angle] = _parabola(a[valid], b[valid], c[valid], fa[valid], fb[valid], fc[valid])[0]
-            rp, rl = _refine_adam(model, x, rows, p0, fam, cfg)
+            with torch.autocast(x.device.type, enabled=False):  # gradients in float32
+                rp, rl = _refine_adam(model, x, rows, p0, fam, cfg)
         best_p, best_l = _best_per_image(best_p, best_l, rows, rp, rl)
-    keep0 = loss0 <= best_l  # never worse than the identity
-    best_p = torch.where(keep0[:, None], torch.zeros_like(best_p), best_p)
-    return best_p.detach(), torch.where(keep0, loss0, best_l).detach(), loss0
+    return best_p, best_l
 
 
 def _parabola(a, b, c, fa, fb, fc) -> tuple[torch.Tensor, torch.Tensor]:

@@ -15,13 +15,17 @@ import torch
 
 from ._io import atomic_write, sha256_file
 from .model import VAE, VAEConfig
+from .pose import PoseNet
 
 __all__ = ["save_checkpoint", "load_checkpoint", "model_from_checkpoint", "checkpoint_dict", "sha256_file"]
 
 
 def checkpoint_dict(vae: VAE, **extra) -> dict:
-    """``{"model_config", "model", **extra}`` for ``vae``, weights on the CPU."""
-    return {"model_config": vae.config_dict(), "model": {k: v.cpu() for k, v in vae.state_dict().items()}, **extra}
+    """``{"model_config", "model", **extra}`` for ``vae``, weights on the CPU; with ``pose_config``
+    when the model carries a pose net (its weights are in ``model``)."""
+    pose = {"pose_config": vae.pose_net.config} if vae.pose_net is not None else {}
+    return {"model_config": vae.config_dict(), "model": {k: v.cpu() for k, v in vae.state_dict().items()}, **pose,
+            **extra}  # fmt: skip
 
 
 def save_checkpoint(obj: dict, path: str | os.PathLike) -> Path:
@@ -52,6 +56,8 @@ def model_from_checkpoint(ckpt: dict) -> VAE:
     if not isinstance(cfg, dict) or set(cfg) != names:
         raise ValueError(f"checkpoint: expected a model_config with fields {sorted(names)}, got {cfg!r}")
     vae = VAE(**cfg)
+    if ckpt.get("pose_config") is not None:
+        vae.pose_net = PoseNet(**ckpt["pose_config"])
     try:
         vae.load_state_dict(ckpt["model"])
     except (RuntimeError, TypeError, AttributeError) as e:

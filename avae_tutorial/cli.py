@@ -1,4 +1,4 @@
-"""``python -m avae_tutorial {train,evaluate,align,reproduce,bench}``: the package's jobs from the shell."""
+"""``python -m avae_tutorial {train,evaluate,align,reproduce,bench,export-onnx}``: the package's jobs from the shell."""
 from __future__ import annotations
 
 import argparse
@@ -143,7 +143,7 @@ def cmd_bench(a) -> int:
     if a.threads:
         torch.set_num_threads(a.threads)
     cfg = BenchConfig(family=a.family, n=a.n, n_ref=min(a.n_ref, a.n), train_n=a.train_n, train_epochs=a.train_epochs,
-                      curve_n=a.curve_n, seed=a.seed)  # fmt: skip
+                      curve_n=a.curve_n, exhaustive_n=min(a.exhaustive_n, a.n), seed=a.seed)  # fmt: skip
     vae = _load_model(a.model).to(dev)
     x_test = load_mnist("test", canvas=vae.canvas, limit=max(cfg.n, cfg.curve_n) + cfg.train_test_n)[0].to(dev)
     x_train = load_mnist("train", canvas=vae.canvas, limit=cfg.train_n)[0].to(dev) if cfg.train_n else None
@@ -151,6 +151,21 @@ def cmd_bench(a) -> int:
     print(format_report(out))
     if a.out:
         print(f"wrote {write_json(out, a.out)}")
+    return 0
+
+
+def cmd_export_onnx(a) -> int:
+    from .export import export_model, write_digits
+
+    try:
+        info = export_model(a.model, a.out or Path("runs") / f"{Path(a.model).stem}.onnx", opset=a.opset,
+                            check=not a.no_check)  # fmt: skip
+        if a.digits:
+            info["digits"] = write_digits(a.digits, n_per_class=a.n_per_class)
+    except (ImportError, RuntimeError) as e:  # a package missing, or the graph fails its check
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(info, indent=2))
     return 0
 
 
@@ -227,12 +242,26 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--train-epochs", type=_positive_int, default=bc.train_epochs,
                    help="epochs per training run; the first searches cold, later ones warm-start")
     b.add_argument("--curve-n", type=int, default=bc.curve_n, help="digits for the cost/quality curve (0: skip)")
+    b.add_argument("--exhaustive-n", type=int, default=bc.exhaustive_n,
+                   help="digits searched near-exhaustively (360 angles + refinement) for the quality check (0: skip)")
     b.add_argument("--seed", type=int, default=bc.seed)
     b.add_argument("--threads", type=int, default=0,
                    help="torch CPU threads (0: leave as is; 1 on a machine shared with other jobs)")
     b.add_argument("--out", type=Path, default=Path("runs/bench.json"), help="JSON results")
     b.add_argument("--device", default="auto")
     b.set_defaults(func=cmd_bench)
+
+    x = sub.add_parser("export-onnx", help="write a model as an ONNX graph (loss and reconstruction, warp inside)",
+                       description="Export a model to ONNX: inputs images (N,1,H,W) and matrices (N,2,3), outputs "
+                                   "the per-image loss (avae_loss, z = mu) and the reconstruction warped back. "
+                                   "Checked against avae_loss with onnxruntime.")  # fmt: skip
+    x.add_argument("model", nargs="?", default="vae-upright", help="a pretrained name (hash-checked) or a checkpoint .pt")
+    x.add_argument("--out", type=Path, help="the .onnx file (default: runs/<model>.onnx)")
+    x.add_argument("--opset", type=int, default=18, help="ONNX opset, 16 or later (GridSample)")
+    x.add_argument("--digits", type=Path, help="also write MNIST test digits as JSON (for the book's live widget)")
+    x.add_argument("--n-per-class", type=_positive_int, default=2, help="digits per class for --digits")
+    x.add_argument("--no-check", action="store_true", help="skip the onnxruntime comparison with avae_loss")
+    x.set_defaults(func=cmd_export_onnx)
     return p
 
 

@@ -31,7 +31,9 @@ def loss_terms(
         if A is not None:
             check_same_device(vae, check_matrices(A, batch=x.shape[0]), name="matrices A")
             invert(A)  # a singular A: a clear error, not a NaN
-    x_hat, mu, logvar = avae_forward(vae, x, A, sample)
+    # float32 from here on, also when the network ran in bfloat16 (autocast): 1 - EPS rounds to
+    # 1 in bfloat16 or float16, and log(1 - p) would be -inf on a confident black pixel.
+    x_hat, mu, logvar = (t.to(x.dtype) for t in avae_forward(vae, x, A, sample))
     p = EPS + (1 - 2 * EPS) * x_hat
     rec = -(x * torch.log(p) + (1 - x) * torch.log1p(-p)).flatten(1).sum(1)  # (B,)
     kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(1)  # (B,)

@@ -61,6 +61,7 @@ class VAE(nn.Module):
             _block(nn.Conv2d(64, 16, 5), 16),  # 4x4
             nn.Flatten(),
         )
+        self.pose_net: nn.Module | None = None  # an optional amortized first guess (pose.py)
         self.to_mu = nn.Linear(n, latent_dim)
         self.to_logvar = nn.Linear(n, latent_dim)
         self.from_z = nn.Sequential(nn.Linear(latent_dim, n), nn.ELU())

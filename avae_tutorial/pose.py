@@ -1,7 +1,8 @@
 """An amortized first guess for the rotation search: a small CNN that predicts ``align``'s answer.
 
-``align(vae, x, init=pose(x)[:, None])`` then scores the guess beside a coarse grid; the grid
-stays to catch the guesses that land in the wrong valley.
+A model carries one as ``vae.pose_net`` (the shipped models do; checkpoints save it). The
+``"default"`` and ``"fast"`` rotation presets then score the guess, a tight bracket around it
+and a few safety angles instead of a full grid; a model without one gets the grid.
 """
 from __future__ import annotations
 
@@ -10,8 +11,6 @@ import math
 import torch
 
 from ._checks import check_positive_int
-from .align import AlignConfig, align
-from .model import VAE
 from .transforms import rotation, warp
 
 __all__ = ["PoseNet", "fit_pose_net"]
@@ -29,6 +28,7 @@ class PoseNet(torch.nn.Module):
     def __init__(self, canvas: int = 40, width: int = 16):
         super().__init__()
         w, s = check_positive_int(width, "width"), check_positive_int(canvas, "canvas", minimum=8)
+        self.config = {"canvas": canvas, "width": width}
         for k in (5, 3, 3):
             s = (s + 2 * (k // 2) - k) // 2 + 1
         self.net = torch.nn.Sequential(  # 40x40 =>
@@ -47,24 +47,30 @@ class PoseNet(torch.nn.Module):
 
 
 def fit_pose_net(
-    vae: VAE, x: torch.Tensor, config: AlignConfig | str = "default", epochs: int = 30, batch_size: int = 128,
-    lr: float = 3e-3, seed: int = 0,
+    vae, x: torch.Tensor, config="grid", epochs: int = 30, batch_size: int = 128, lr: float = 3e-3, seed: int = 0,
+    progress: bool = False,
 ) -> PoseNet:  # fmt: skip
     """Train a :class:`PoseNet` to predict the search's own answer on digits ``x``.
 
     The search runs once on ``x``; rotation makes the rest free: if ``theta`` is the answer for
     ``x``, ``theta - alpha`` is (up to the search's precision) the answer for ``x`` turned by
     ``alpha``, so every epoch draws fresh angles without searching again. The net regresses
-    ``(cos, sin)`` of the answer (mean squared error).
+    ``(cos, sin)`` of the answer (mean squared error). ``config="grid"``: the full-grid search
+    (:func:`~avae_tutorial.align.preset` without a pose net), whatever ``vae`` carries.
     """
+    from tqdm.auto import tqdm
+
+    from .align import align, preset
+
     check_positive_int(epochs, "epochs")
-    theta = align(vae, x, "rotation", config, progress=False).params[:, 0]  # (N,)
+    config = preset("rotation", "default", pose=False) if config == "grid" else config
+    theta = align(vae, x, "rotation", config, progress=progress).params[:, 0]  # (N,)
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     pose = PoseNet(x.shape[-1]).to(x.device)
     opt = torch.optim.Adam(pose.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs * math.ceil(len(x) / batch_size))
-    for _ in range(epochs):
+    for _ in tqdm(range(epochs), desc="pose net", disable=not progress):
         alpha = (torch.rand(len(x), generator=g) * 2 * math.pi).to(x)
         order = torch.randperm(len(x), generator=g).to(x.device)
         for s in range(0, len(x), batch_size):

@@ -48,8 +48,9 @@ class TrainConfig:
     seed: int = 0
     # aligned regime: the search of the first epoch and of the per-epoch test loss (``align``) and
     # of later epochs, warm-started at each digit's last orientation (``align_warm``)
-    align: dict = field(default_factory=lambda: asdict(AlignConfig(restarts=8, top_k=1, steps=1, lr=0.1)))
-    align_warm: dict = field(default_factory=lambda: asdict(AlignConfig(restarts=6, top_k=1, steps=2, lr=0.1)))
+    align: dict = field(default_factory=lambda: asdict(AlignConfig(restarts=8, steps=1, precision="auto")))
+    align_warm: dict = field(default_factory=lambda: asdict(AlignConfig(restarts=6, steps=2, precision="auto")))
+    warm_start: bool = True  # later epochs start from each digit's last orientation (False: cold every epoch)
 
     def __post_init__(self):
         check_choice(self.regime, REGIMES, "regime")
@@ -59,6 +60,8 @@ class TrainConfig:
         check_positive_int(self.seed, "seed", minimum=0)
         if self.train_limit is not None:
             check_positive_int(self.train_limit, "train_limit")
+        if not isinstance(self.warm_start, bool):
+            raise ValueError(f"warm_start: expected True or False, got {self.warm_start!r}")
         if not (isinstance(self.lr, (int, float)) and self.lr > 0):
             raise ValueError(f"lr: expected a positive float, got {self.lr!r}")
         if not (isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0):
@@ -196,7 +199,8 @@ def fit(
         order = torch.randperm(len(x), generator=torch.Generator().manual_seed(config.seed * 1_000 + epoch))
         angles = _epoch_angles(len(x), config.seed, epoch).to(device)
         orient = torch.zeros(len(x))
-        prev = history["orientation"][-1].to(device) if config.regime == "aligned" and epoch > 0 else None
+        warm = config.regime == "aligned" and epoch > 0 and config.warm_start
+        prev = history["orientation"][-1].to(device) if warm else None
         vae.train()
         total, count = 0.0, 0
         bar = tqdm(range(0, len(x), config.batch_size), desc=f"{config.regime} epoch {epoch + 1}/{config.epochs}",

@@ -15,7 +15,7 @@ from avae_tutorial.cli import main
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 TINY = BenchConfig(n=6, n_ref=2, ref_restarts=2, ref_steps=2, train_n=16, train_epochs=2, train_batch=8,
-                   train_test_n=4, curve_n=4, chunk=64)  # fmt: skip
+                   train_test_n=4, curve_n=4, exhaustive_n=3, chunk=64)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -36,14 +36,16 @@ def _finite(v) -> bool:
 
 def test_bench_structure_and_finite_figures(tiny_run):
     out = tiny_run
-    assert [r["method"] for r in out["test_time"]] == ["seed reference", "align 'default'", "align 'fast'"]
+    names = ["seed reference", "align 'default'", "align 'fast'", "near-exhaustive"]
+    assert [r["method"] for r in out["test_time"]] == names  # no pose net: no "without pose" row
     keys = {"seconds_per_image", "cost_vs_plain", "speedup_vs_ref", "loss", "loss0", "loss_ref_subset",
             "frac_of_ref_reduction", "peak_mib", "evals_per_image"}  # fmt: skip
     for r in out["test_time"]:
         assert keys <= set(r) and all(_finite(r[k]) for k in keys), r
         assert r["seconds_per_image"] > 0 and r["cost_vs_plain"] > 0
-    ref, default, fast = out["test_time"]
-    assert ref["n"] == TINY.n_ref and default["n"] == fast["n"] == TINY.n
+    ref, default, fast, exhaustive = out["test_time"]
+    assert ref["n"] == TINY.n_ref and default["n"] == fast["n"] == TINY.n and exhaustive["n"] == TINY.exhaustive_n
+    assert exhaustive["loss"] <= default["loss_exhaustive_subset"] + 1e-3  # every degree, then refined
     assert default["loss"] <= default["loss0"] + 1e-4 and fast["loss"] <= fast["loss0"] + 1e-4  # never worse
     assert default["evals_per_image"] == search_cost(avae.preset("rotation"))
     assert [(r["restarts"], r["steps"]) for r in out["curve"]] == [tuple(g) for g in avae.bench.CURVE_GRID]
@@ -51,7 +53,7 @@ def test_bench_structure_and_finite_figures(tiny_run):
     for r in out["training"]["runs"]:
         assert len(r["epoch_seconds"]) == TINY.train_epochs and all(t > 0 for t in r["epoch_seconds"])
         assert all(_finite(r[k]) for k in ("seconds_per_epoch", "epoch_vs_plain", "train_loss", "test_loss_aligned"))
-    assert len(out["targets"]) == 6 and all(isinstance(t["met"], bool) and _finite(t["value"]) for t in out["targets"])
+    assert len(out["targets"]) == 7 and all(isinstance(t["met"], bool) and _finite(t["value"]) for t in out["targets"])
     c = out["conditions"]
     assert c["device"] == "cpu" and c["cpu"] and isinstance(c["cpu_flags"], list) and c["torch"] == torch.__version__
 
@@ -62,7 +64,7 @@ def test_reference_row_is_the_seed_search_on_the_first_images(tiny_run, tiny_inp
     vae, x_test, _ = tiny_inputs
     x = avae.random_rotations(x_test[: TINY.n], seed=TINY.seed)[0]
     loss, _ = seed_reference(vae, x[: TINY.n_ref], restarts=TINY.ref_restarts, steps=TINY.ref_steps, seed=TINY.seed)
-    ref, default, _ = tiny_run["test_time"]
+    ref, default = tiny_run["test_time"][:2]
     assert ref["loss"] == pytest.approx(float(loss.mean()), abs=1e-3)
     loss0 = avae.evaluate.mean_loss(vae, x[: TINY.n_ref]).mean()
     share = (float(loss0) - default["loss_ref_subset"]) / (float(loss0) - ref["loss"])
@@ -102,7 +104,7 @@ def test_seed_reference_keeps_best_loss_per_image(template_vae, seven):
 
 def test_curve_rows(tiny_vae, digits):
     rows = cost_quality_curve(tiny_vae, digits[0][:3], grid=((4, 0), (4, 2)), top_k=1)
-    assert [(r["restarts"], r["steps"], r["evals_per_image"]) for r in rows] == [(4, 0, 4), (4, 2, 6)]
+    assert [(r["restarts"], r["steps"], r["evals_per_image"]) for r in rows] == [(4, 0, 5), (4, 2, 7)]  # + re-score
     assert rows[1]["loss"] <= rows[0]["loss"] + 1e-4  # refinement only keeps improvements
 
 

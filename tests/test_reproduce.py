@@ -31,7 +31,8 @@ def test_a_tiny_reproduction_writes_models_manifest_and_results(tmp_path, monkey
     monkeypatch.setattr(repro, "TABLE1_ANGLES", (0, 20))
     rc = repro.ReproConfig(epochs=1, train_limit=32, eval_n=2, affine_n=2)
     manifest = repro.reproduce(rc, out=tmp_path, device="cpu", runs=tmp_path / "runs")
-    assert set(manifest["models"]) == set(repro.MAIN_MODELS)
+    assert set(manifest["models"]) == {*repro.MAIN_MODELS, repro.CONTROL}
+    assert manifest["models"][repro.CONTROL]["config"]["warm_start"] is False
     for name, entry in manifest["models"].items():
         path = tmp_path / entry["file"]
         assert sha256_file(path) == entry["sha256"] and entry["epochs"] == 1
