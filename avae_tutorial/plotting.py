@@ -392,23 +392,27 @@ def plot_orientation_histograms(
     epochs: Sequence[int],
     bins: int = 36,
     size: tuple[float, float] = (3.2, 2.4),
+    first_epoch: int = 1,
 ) -> plt.Figure:
     """Histograms of the encoded orientation (degrees) of the chosen ``digits``, one panel per epoch.
 
-    ``orientation (E, N)`` radians as in an aligned training history, ``labels (N,)``, ``epochs``
-    1-based. Several digits are overlaid in one panel (e.g. ``[6, 9]``). Returns the Figure.
+    ``orientation (E, N)`` radians as in an aligned training history, ``labels (N,)``; row ``e``
+    of ``orientation`` is epoch ``first_epoch + e`` (1 for a history; 0 when the epoch-0 angles
+    are prepended), and ``epochs`` are named that way. Several digits are overlaid in one panel
+    (e.g. ``[6, 9]``). Returns the Figure.
     """
     o, y = _degrees(orientation), np.asarray(labels)
     if o.ndim != 2 or o.shape[1] != len(y):
         raise ValueError(f"orientation: expected shape (epochs, {len(y)}), got {o.shape}")
-    bad = [e for e in epochs if not 1 <= e <= o.shape[0]]
+    last = first_epoch + o.shape[0] - 1
+    bad = [e for e in epochs if not first_epoch <= e <= last]
     if bad:
-        raise ValueError(f"epochs {bad} outside 1..{o.shape[0]} (1-based)")
+        raise ValueError(f"epochs {bad} outside {first_epoch}..{last}")
     edges = np.linspace(-180, 180, bins + 1)
     fig, axes = plt.subplots(1, len(epochs), figsize=(size[0] * len(epochs), size[1]), sharey=True, squeeze=False)
     for ax, e in zip(axes[0], epochs):
         for d in digits:
-            ax.hist(o[e - 1][y == d], bins=edges, density=True, histtype="stepfilled", alpha=0.45,
+            ax.hist(o[e - first_epoch][y == d], bins=edges, density=True, histtype="stepfilled", alpha=0.45,
                     edgecolor=f"C{d}", color=f"C{d}", label=f'"{d}"')  # fmt: skip
         ax.set_title(f"epoch {e}", fontsize=9)
         ax.set_xticks(np.arange(-180, 181, 90))

@@ -158,3 +158,14 @@ def test_wrapper_diagram_draws_the_stages_with_optional_images():
     img = np.random.rand(40, 40)
     fig = plotting.wrapper_diagram(img, img, img[None], img)
     assert len(fig.axes[0].get_images()) == 4
+
+
+def test_plot_orientation_histograms_names_panels_by_epoch():
+    labels = np.array([1, 1, 6, 9])
+    orientation = torch.zeros(3, 4)  # rows: epochs 0, 1, 2
+    fig = plotting.plot_orientation_histograms(orientation, labels, [6, 9], [0, 2], first_epoch=0)
+    assert [ax.get_title() for ax in fig.axes] == ["epoch 0", "epoch 2"]
+    fig = plotting.plot_orientation_histograms(orientation, labels, [1], [1, 3])
+    assert [ax.get_title() for ax in fig.axes] == ["epoch 1", "epoch 3"]
+    with pytest.raises(ValueError, match="outside 1..3"):
+        plotting.plot_orientation_histograms(orientation, labels, [1], [0])
