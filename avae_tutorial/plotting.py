@@ -484,7 +484,7 @@ def plot_resultant_by_epoch(
         ax.set_ylim(0, 1)
         ax.grid(alpha=0.3)
     axes[0, 0].set_ylabel("resultant length")
-    axes[0, -1].legend(fontsize=7, ncol=2)
+    axes[0, -1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
     fig.tight_layout()
     return fig
 
