@@ -1,5 +1,6 @@
 # avae-tutorial: build the book and run the tests.
 #   make venv   create .venv and install the package with its test and book extras
+#   make npm    install onnxruntime-web (chapter 2's live widget) with `npm ci` from package-lock.json
 #   make test   unit tests, then every notebook in quick mode (nbval), then a quick-mode book build,
 #               then the built site in headless Chromium and its links
 #   make book   full-mode book build into _build/html
@@ -16,6 +17,9 @@ VENV       ?= .venv
 BIN        := $(VENV)/bin
 STAMP      := $(VENV)/.installed
 TORCH_PKGS ?= torch==2.14.1 torchvision==0.29.1
+NPM        ?= npm
+# npm ci writes this file last: newer than package-lock.json means node_modules matches the lock.
+NPM_STAMP  := node_modules/.package-lock.json
 # -W: warnings are errors; -n: nit-picky (missing references warn, hence fail);
 # --all: re-read every page, so a change of AVAE_MODE re-executes every notebook
 # (without it Sphinx reuses pages whose source did not change).
@@ -24,10 +28,10 @@ JB_FLAGS   ?= -W -n --all
 # Kernels started by nbval and jupyter-book resolve "python" through PATH.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: help venv test test-unit test-notebooks test-site book-quick book clean
+.PHONY: help venv npm test test-unit test-notebooks test-site book-quick book clean
 
 help:
-	@echo "make venv | test | book | clean"
+	@echo "make venv | npm | test | book | clean"
 
 venv: $(STAMP)
 
@@ -43,10 +47,18 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -e '.[test,book]'
 	touch $(STAMP)
 
+# onnxruntime-web, exactly as package-lock.json pins it (the book build copies its wasm build
+# into the site; see _ext/avae_live.py). Skipped while node_modules is newer than the lock.
+npm: $(NPM_STAMP)
+
+$(NPM_STAMP): package.json package-lock.json
+	$(NPM) ci --ignore-scripts --no-audit --no-fund
+	touch $(NPM_STAMP)
+
 # Sequential on purpose (also under make -j): cheapest failures first. The last step reads the
 # book that the step before it built: headless Chromium over every page, and the link check
 # (screenshots in _build/screenshots/).
-test: venv
+test: venv npm
 	AVAE_MODE=quick $(BIN)/python -m pytest -m "not site" tests
 	AVAE_MODE=quick $(BIN)/python -m pytest --nbval-lax book/
 	AVAE_MODE=quick $(BIN)/jupyter-book build . $(JB_FLAGS)
@@ -56,16 +68,16 @@ test-unit: venv
 	AVAE_MODE=quick $(BIN)/python -m pytest -m "not site" tests
 
 # The rendered site alone (builds the book first when _build/html is missing or stale).
-test-site: venv
+test-site: venv npm
 	AVAE_MODE=quick $(BIN)/python -m pytest -m site tests
 
 test-notebooks: venv
 	AVAE_MODE=quick $(BIN)/python -m pytest --nbval-lax book/
 
-book-quick: venv
+book-quick: venv npm
 	AVAE_MODE=quick $(BIN)/jupyter-book build . $(JB_FLAGS)
 
-book: venv
+book: venv npm
 	AVAE_MODE=full $(BIN)/jupyter-book build . $(JB_FLAGS)
 
 clean:

@@ -98,8 +98,13 @@ class Recorder:
         return [c for c in self.calls if "pip" in " ".join(c) and "install" in c]
 
 
-def run_setup_cell(page: str, monkeypatch, on_colab: bool, cuda: bool) -> tuple[dict, Recorder]:
-    """Execute ``page``'s setup cell in a fresh namespace; returns the namespace and the recorded commands."""
+def run_setup_cell(
+    page: str, monkeypatch, on_colab: bool, cuda: bool, output: types.ModuleType | None = None
+) -> tuple[dict, Recorder]:
+    """Execute ``page``'s setup cell in a fresh namespace; returns the namespace and the recorded commands.
+
+    ``output``: a stand-in for ``google.colab.output`` (Colab's widget manager switch), on Colab.
+    """
     rec = Recorder()
     monkeypatch.setattr(subprocess, "run", rec.run)
     monkeypatch.setattr(subprocess, "call", rec.call)
@@ -114,7 +119,12 @@ def run_setup_cell(page: str, monkeypatch, on_colab: bool, cuda: bool) -> tuple[
             google = types.ModuleType("google")
             google.__path__ = []  # a package, so that "import google.colab" finds the stand-in
             monkeypatch.setitem(sys.modules, "google", google)
-        monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+        colab = types.ModuleType("google.colab")
+        colab.__path__ = []  # a package: "from google.colab import output" looks in sys.modules too
+        if output is not None:
+            colab.output = output
+            monkeypatch.setitem(sys.modules, "google.colab.output", output)
+        monkeypatch.setitem(sys.modules, "google.colab", colab)
     shell = types.SimpleNamespace(run_line_magic=rec.magic, system=rec.system, getoutput=rec.system)
     namespace = {"__name__": "__main__", "get_ipython": lambda: shell}
     exec(compile(setup_cell(page), f"{page}.ipynb:setup-cell", "exec"), namespace)
@@ -154,3 +164,44 @@ def test_the_colab_badge_opens_this_notebook(page):
     links = [url for url in links if "/assets/" not in url]  # the badge image itself
     assert links, f"{page}.ipynb has no Colab badge link"
     assert set(links) == {f"{COLAB_PREFIX}{page}.ipynb"}, f"{page}.ipynb: Colab links {links} do not open this notebook"
+
+
+def colab_output() -> tuple[types.ModuleType, list[str]]:
+    """A stand-in ``google.colab.output`` whose ``enable_custom_widget_manager`` records its calls."""
+    calls: list[str] = []
+    output = types.ModuleType("google.colab.output")
+    output.enable_custom_widget_manager = lambda: calls.append("enable_custom_widget_manager")
+    return output, calls
+
+
+@pytest.mark.parametrize("page", chapter_notebooks())
+def test_on_colab_the_setup_cell_enables_the_custom_widget_manager(page, monkeypatch):
+    """Colab renders third-party ipywidgets (the rotation explorer) only with its custom widget manager."""
+    output, calls = colab_output()
+    run_setup_cell(page, monkeypatch, on_colab=True, cuda=True, output=output)
+    assert calls == ["enable_custom_widget_manager"], f"{page}: the setup cell called {calls} on Colab"
+
+
+@pytest.mark.parametrize("page", chapter_notebooks())
+def test_off_colab_the_setup_cell_leaves_the_widget_manager_alone(page, monkeypatch):
+    output, calls = colab_output()
+    monkeypatch.setitem(sys.modules, "google.colab.output", output)  # importable, but this is not Colab
+    run_setup_cell(page, monkeypatch, on_colab=False, cuda=False)
+    assert calls == [], f"{page}: outside Colab the setup cell called {calls}"
+
+
+@pytest.mark.parametrize("page", chapter_notebooks())
+def test_on_a_cpu_only_colab_the_setup_cell_says_how_to_pick_quick_mode(page, monkeypatch, capsys):
+    monkeypatch.delenv("AVAE_MODE", raising=False)  # full mode, the default
+    ns, _ = run_setup_cell(page, monkeypatch, on_colab=True, cuda=False, output=colab_output()[0])
+    out = capsys.readouterr().out
+    assert ns.get("MODE") == "full" and "AVAE_MODE" in out and "quick" in out and "GPU" in out, out
+    run_setup_cell(page, monkeypatch, on_colab=True, cuda=True, output=colab_output()[0])
+    assert "AVAE_MODE" not in capsys.readouterr().out, "with a GPU there is nothing to advise"
+
+
+def test_ipywidgets_is_a_dependency_of_the_package():
+    """The explorer runs wherever the package is installed (Colab ships ipywidgets itself)."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["dependencies"]
+    assert any(re.match(r"ipywidgets\b", d) for d in deps), deps
