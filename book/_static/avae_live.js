@@ -318,12 +318,12 @@ function build(root, runtime) {
 
   function show(r) {
     paint(shown.canvas, r.input);
-    shown.caption.textContent = `input, turned ${signed(deg)}°`;
+    shown.caption.textContent = `input\nturned ${signed(deg)}°`;
     paint(vaeOut.canvas, r.plain.recon);
     vaeOut.caption.textContent = `VAE: ${r.plain.loss.toFixed(1)} nats`;
     paint(avaeOut.canvas, r.best.recon);
     avaeOut.caption.textContent =
-      `AVAE: ${r.best.loss.toFixed(1)} nats\nthe search turned it ${signed(r.angle)}°`;
+      `AVAE: ${r.best.loss.toFixed(1)} nats\nsearch turned it ${signed(r.angle)}°`;
     drawCurve(plot, r);
     root.dataset.vae = r.plain.loss; // for tests and the curious
     root.dataset.avae = r.best.loss;
