@@ -103,8 +103,8 @@ PRESET_NAMES = ("default", "fast")
 _DEFAULTS = {
     "angle": {"default": AlignConfig(restarts=24, top_k=1, steps=6, precision="auto"),
               "fast": AlignConfig(restarts=14, steps=3, precision="auto")},
-    "angle+pose": {"default": AlignConfig(restarts=6, steps=2, init_span=0.12, pose=True, precision="auto"),
-                   "fast": AlignConfig(restarts=2, steps=1, init_span=0.12, pose=True, precision="auto")},
+    "angle+pose": {"default": AlignConfig(restarts=12, top_k=2, steps=3, init_span=0.15, pose=True, precision="auto"),
+                   "fast": AlignConfig(restarts=2, steps=2, init_span=0.2, pose=True, precision="auto")},
     "angle+": {"default": AlignConfig(restarts=24, top_k=2, steps=24, lr=0.05),
                "fast": AlignConfig(restarts=12, top_k=1, steps=8, lr=0.1)},
     "other": {"default": AlignConfig(restarts=1, steps=40, lr=0.02), "fast": AlignConfig(restarts=1, steps=15, lr=0.04)},

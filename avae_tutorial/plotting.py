@@ -493,7 +493,7 @@ def plot_cost_quality(rows: Sequence[dict], ax: plt.Axes | None = None) -> plt.A
     """Mean loss against cost (x a plain VAE evaluation, log scale) of search settings.
 
     ``rows`` as :func:`avae_tutorial.bench.cost_quality_curve` returns them (``restarts``,
-    ``steps``, ``loss``, ``cost_vs_plain``): one line per number of Adam steps, each point
+    ``steps``, ``loss``, ``cost_vs_plain``): one line per number of refinement steps, each point
     labelled with its number of restarts. Returns the Axes.
     """
     from matplotlib.ticker import FuncFormatter, NullFormatter
@@ -505,7 +505,7 @@ def plot_cost_quality(rows: Sequence[dict], ax: plt.Axes | None = None) -> plt.A
     for i, steps in enumerate(sorted({r["steps"] for r in rows})):
         sel = sorted((r for r in rows if r["steps"] == steps), key=lambda r: r["cost_vs_plain"])
         cost, loss = [r["cost_vs_plain"] for r in sel], [r["loss"] for r in sel]
-        ax.plot(cost, loss, "o-", color=f"C{i}", label=f"{steps} Adam steps")
+        ax.plot(cost, loss, "o-", color=f"C{i}", label=f"{steps} refinement steps")
         for r in sel:
             ax.annotate(str(r["restarts"]), (r["cost_vs_plain"], r["loss"]), textcoords="offset points",
                         xytext=(3, 4), fontsize=7, color=f"C{i}")  # fmt: skip
