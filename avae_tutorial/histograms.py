@@ -178,10 +178,10 @@ def perturbation_angles(n: int, seed: int = 0, epoch: int = 0) -> torch.Tensor:
     epoch ``epoch`` (0-based) of an aligned or rotated :func:`~avae_tutorial.train.fit` run with
     ``seed``. For ``epoch=0`` this is the encoded orientation *before any learning*: the angle at
     which each digit arrives, before the first search corrects it (chapter 5's "epoch 0")."""
-    from .train import _epoch_angles  # the training loop's own draw, not a copy of it
+    from .train import epoch_angles  # the training loop's own draw, not a copy of it
     from .transforms import wrap_angle
 
-    return wrap_angle(_epoch_angles(n, seed, epoch))
+    return wrap_angle(epoch_angles(n, seed, epoch))
 
 
 def statistics_by_epoch(orientation: torch.Tensor, labels: Angles, first_epoch: int = 1) -> list[dict]:

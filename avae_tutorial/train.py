@@ -29,7 +29,7 @@ from .loss import avae_loss
 from .model import MIN_CANVAS, VAE, _sizes
 from .transforms import rotation, warp, wrap_angle
 
-__all__ = ["TrainConfig", "fit", "REGIMES", "evaluation_angles", "search_batch"]
+__all__ = ["TrainConfig", "fit", "REGIMES", "evaluation_angles", "epoch_angles", "search_batch"]
 
 REGIMES = ("upright", "rotated", "aligned")
 
@@ -80,7 +80,8 @@ def evaluation_angles(n: int, seed: int) -> torch.Tensor:
     return torch.rand(n, generator=torch.Generator().manual_seed(seed)) * (2 * math.pi)
 
 
-def _epoch_angles(n: int, seed: int, epoch: int) -> torch.Tensor:
+def epoch_angles(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """The random perturbation angles of the ``n`` training digits in epoch ``epoch`` (0-based)."""
     return evaluation_angles(n, seed * 100_003 + epoch)
 
 
@@ -197,7 +198,7 @@ def fit(
         t0 = time.perf_counter()
         torch.manual_seed(config.seed * 1_000 + epoch)  # reparameterization noise, resumable
         order = torch.randperm(len(x), generator=torch.Generator().manual_seed(config.seed * 1_000 + epoch))
-        angles = _epoch_angles(len(x), config.seed, epoch).to(device)
+        angles = epoch_angles(len(x), config.seed, epoch).to(device)
         orient = torch.zeros(len(x))
         warm = config.regime == "aligned" and epoch > 0 and config.warm_start
         prev = history["orientation"][-1].to(device) if warm else None

@@ -134,12 +134,12 @@ def test_circular_std_matches_the_linear_std_of_a_narrow_peak_and_grows_with_spr
 
 def test_perturbation_angles_are_the_training_loops_draw():
     from avae_tutorial.histograms import perturbation_angles
-    from avae_tutorial.train import _epoch_angles
+    from avae_tutorial.train import epoch_angles
     from avae_tutorial.transforms import wrap_angle
 
     a = perturbation_angles(500, seed=3)
     assert a.shape == (500,) and float(a.min()) >= -math.pi and float(a.max()) < math.pi
-    torch.testing.assert_close(a, wrap_angle(_epoch_angles(500, 3, 0)))
+    torch.testing.assert_close(a, wrap_angle(epoch_angles(500, 3, 0)))
     assert not torch.equal(a, perturbation_angles(500, seed=3, epoch=1))
     assert h.resultant_length(a) < 0.15  # uniform: no preferred direction
 

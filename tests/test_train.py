@@ -64,7 +64,7 @@ def test_aligned_history_records_orientation_per_epoch(data):
     assert orient.shape == (2, N) and orient.dtype == torch.float32
     assert (orient >= -math.pi).all() and (orient < math.pi).all()
     assert torch.equal(hist["labels"], data[1])
-    angles = train_mod._epoch_angles(N, 0, 0)  # the perturbation of epoch 1
+    angles = train_mod.epoch_angles(N, 0, 0)  # the perturbation of epoch 1
     assert not torch.allclose(orient[0], avae.transforms.wrap_angle(angles))  # corrections were applied
 
 
