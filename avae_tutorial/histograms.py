@@ -23,6 +23,8 @@ from typing import Sequence
 
 import torch
 
+from .transforms import wrap_angle
+
 __all__ = [
     "as_angles",
     "resultant",
@@ -106,7 +108,7 @@ def rayleigh_pvalue(angle: Angles, harmonic: int = 1) -> float:
 def angular_difference(a: Angles, b: Angles) -> torch.Tensor:
     """Unsigned angular distance ``|wrap(a - b)|`` in [0, pi], elementwise (broadcasts)."""
     d = as_angles(a, "a") - as_angles(b, "b")
-    return torch.remainder(d + math.pi, 2 * math.pi).sub(math.pi).abs()
+    return wrap_angle(d).abs()
 
 
 def circular_density(angle: Angles, bins: int = 360, bandwidth_deg: float = 10.0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -179,7 +181,6 @@ def perturbation_angles(n: int, seed: int = 0, epoch: int = 0) -> torch.Tensor:
     ``seed``. For ``epoch=0`` this is the encoded orientation *before any learning*: the angle at
     which each digit arrives, before the first search corrects it (chapter 5's "epoch 0")."""
     from .train import epoch_angles  # the training loop's own draw, not a copy of it
-    from .transforms import wrap_angle
 
     return wrap_angle(epoch_angles(n, seed, epoch))
 
