@@ -47,7 +47,7 @@ class BenchConfig:
 
     family: str = "rotation"  # a registered family: the perturbation ("rotation" or affine) and the search
     n: int = 256  # test digits for the package's aligners
-    n_ref: int = 8  # of which the seed-style reference searches (about 5 s each on 2 CPU cores)
+    n_ref: int = 8  # of which the seed-style reference searches (seconds per image on a CPU)
     ref_restarts: int = 30
     ref_steps: int = 20
     train_n: int = 1280  # training digits for the epoch comparison (0: skip it)
