@@ -280,7 +280,7 @@ def _search(model, x, fam: Family, cfg: AlignConfig, extra, loss0):
     best_l, j0 = scores.min(1)
     best_p = cand[torch.arange(B), j0]  # (B, P)
     if cfg.steps > 0:
-        if fam.angle is not None and R > 1:
+        if fam.angle is not None:
             a, b, c, fa, fb, fc, j, valid = _basins(cand[..., fam.angle], scores, cfg.top_k)  # each (B, k)
         else:
             j = scores.topk(min(cfg.top_k, R), dim=1, largest=False)[1]  # (B, k) the best starts
@@ -291,7 +291,7 @@ def _search(model, x, fam: Family, cfg: AlignConfig, extra, loss0):
                                    fam, cfg)  # fmt: skip
         else:
             p0 = cand.gather(1, j[..., None].expand(*j.shape, P))[valid]  # (N, P)
-            if fam.angle is not None and R > 1:
+            if fam.angle is not None:
                 p0[:, fam.angle] = _parabola(a[valid], b[valid], c[valid], fa[valid], fb[valid], fc[valid])[0]
             with torch.autocast(x.device.type, enabled=False):  # gradients in float32
                 rp, rl = _refine_adam(model, x, rows, p0, fam, cfg)
@@ -327,6 +327,8 @@ def _basins(angle: torch.Tensor, scores: torch.Tensor, k: int):
     prev, nxt = torch.roll(torch.arange(R, device=th.device), 1), torch.roll(torch.arange(R, device=th.device), -1)
     gap_l = torch.remainder(th - th[:, prev], 2 * math.pi).clamp_min(1e-4)
     gap_r = torch.remainder(th[:, nxt] - th, 2 * math.pi).clamp_min(1e-4)
+    if R == 1:  # a lone candidate brackets the whole circle
+        gap_l, gap_r = torch.full_like(th, 2 * math.pi), torch.full_like(th, 2 * math.pi)
     fa, fc = f[:, prev], f[:, nxt]
     _, pred = _parabola(th - gap_l, th, th + gap_r, fa, f, fc)
     pred = torch.where((f <= fa) & (f <= fc), torch.minimum(pred, f), torch.full_like(f, math.inf))

@@ -138,3 +138,11 @@ def test_for_device_uses_big_chunks_off_the_cpu():
     cfg = avae.AlignConfig(restarts=5, chunk=64)
     assert for_device(cfg, "cpu") is cfg
     assert for_device(cfg, "meta") == avae.AlignConfig(restarts=5, chunk=GPU_CHUNK)
+
+
+@pytest.mark.parametrize("family", ["rotation", "affine"])
+def test_a_grid_of_one_angle_is_refined_around_the_circle(tiny_vae, digits, family):
+    """restarts=1: the identity alone is the grid; its bracket is the whole circle."""
+    x = digits[0][:3]
+    res = avae.align(tiny_vae, x, family, avae.AlignConfig(restarts=1, steps=2))
+    assert res.loss.shape == (3,) and (res.loss <= res.loss0).all()
