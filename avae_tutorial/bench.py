@@ -36,6 +36,7 @@ from .families import get_family
 from .loss import avae_loss, chunked_loss
 from .model import VAE, for_inference
 from .train import TrainConfig, fit
+from .transforms import rotation
 
 __all__ = ["BenchConfig", "bench", "seed_reference", "seed_train_search", "cost_quality_curve", "train_comparison",
            "format_report", "conditions"]  # fmt: skip
@@ -193,14 +194,14 @@ def seed_train_search(vae: VAE, xb: torch.Tensor, last=None, config=None, candid
     chunk = for_device(AlignConfig(), xb.device).chunk
     angle = torch.rand(B, candidates, device=xb.device, dtype=xb.dtype) * 2 * math.pi  # (B, C)
     img = torch.arange(B, device=xb.device).repeat_interleave(candidates)
-    scores = chunked_loss(model, xb, get_family("rotation").build(angle.reshape(-1, 1)), idx=img, chunk=chunk)
+    scores = chunked_loss(model, xb, rotation(angle.reshape(-1)), idx=img, chunk=chunk)
     best_l, j = scores.view(B, candidates).min(1)
     best_a = angle.gather(1, j[:, None]).squeeze(1)
     a = best_a.clone().requires_grad_(True)
     opt = torch.optim.Adam([a], lr=lr)
     for step in range(steps + 1):
         with torch.enable_grad():
-            loss = avae_loss(model, xb, get_family("rotation").build(a[:, None]), check=False)  # (B,)
+            loss = avae_loss(model, xb, rotation(a), check=False)  # (B,)
         better = loss.detach() < best_l
         best_l, best_a = torch.where(better, loss.detach(), best_l), torch.where(better, a.detach(), best_a)
         if step == steps:

@@ -76,13 +76,6 @@ class Family:
         """One parameter, an angle: searched without gradients (grid, then parabolic steps)."""
         return self.n_params == 1 and self.angle == 0
 
-    def matrices(self, params: torch.Tensor) -> torch.Tensor:
-        """``(B, n_params)`` -> ``(B, 2, 3)``, checked once against the family's promise."""
-        if not isinstance(params, torch.Tensor) or params.dim() != 2 or params.shape[1] != self.n_params:
-            got = tuple(params.shape) if isinstance(params, torch.Tensor) else type(params).__name__
-            raise ValueError(f"family {self.name!r}: expected parameters of shape (B, {self.n_params}), got {got}")
-        return self.build(params)
-
     def project(self, params: torch.Tensor) -> torch.Tensor:
         """``params`` clamped into the bounds, in place (for the search's Adam steps)."""
         with torch.no_grad():

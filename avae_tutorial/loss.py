@@ -3,9 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from ._checks import check_images, check_matrices, check_same_device
-from .model import VAE, avae_forward
-from .transforms import invert
+from .model import VAE, avae_forward, check_inputs
 
 __all__ = ["avae_loss", "loss_terms", "chunked_loss", "EPS"]
 
@@ -26,11 +24,7 @@ def loss_terms(
     (the search, the training loop) that validated once.
     """
     if check:
-        check_same_device(vae, x)
-        check_images(x, canvas=vae.canvas)
-        if A is not None:
-            check_same_device(vae, check_matrices(A, batch=x.shape[0]), name="matrices A")
-            invert(A)  # a singular A: a clear error, not a NaN
+        check_inputs(vae, x, A)
     # float32 from here on, also when the network ran in bfloat16 (autocast): 1 - EPS rounds to
     # 1 in bfloat16 or float16, and log(1 - p) would be -inf on a confident black pixel.
     x_hat, mu, logvar = (t.to(x.dtype) for t in avae_forward(vae, x, A, sample))

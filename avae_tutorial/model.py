@@ -16,7 +16,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 from ._checks import check_images, check_matrices, check_positive_int, check_same_device
 from .transforms import _invert, _warp, invert
 
-__all__ = ["VAEConfig", "VAE", "AffineVAE", "avae_forward", "for_inference", "MIN_CANVAS"]
+__all__ = ["VAEConfig", "VAE", "AffineVAE", "avae_forward", "check_inputs", "for_inference", "MIN_CANVAS"]
 
 #: The smallest canvas the conv stack accepts (the 28x28 MNIST digits themselves).
 MIN_CANVAS = 28
@@ -92,12 +92,21 @@ class VAE(nn.Module):
 
     def forward(self, x: torch.Tensor, sample: bool = False):
         """``x -> (x_hat, mu, logvar)``; ``z = mu`` unless ``sample`` (reparameterization)."""
-        check_same_device(self, x)
-        check_images(x, canvas=self.canvas)
+        check_inputs(self, x)
         return avae_forward(self, x, None, sample)
 
     def config_dict(self) -> dict:
         return asdict(self.config)
+
+
+def check_inputs(vae, x: torch.Tensor, A: torch.Tensor | None = None) -> None:
+    """What every checked entry to the forward pass validates: images on the model's device and
+    canvas, and matrices ``A`` (one per image, same device, invertible: a clear error, not a NaN)."""
+    check_same_device(vae, x)
+    check_images(x, canvas=vae.canvas)
+    if A is not None:
+        check_same_device(vae, check_matrices(A, batch=x.shape[0]), name="matrices A")
+        invert(A)
 
 
 def avae_forward(vae, x: torch.Tensor, A: torch.Tensor | None = None, sample: bool = False):
@@ -122,10 +131,7 @@ class AffineVAE(nn.Module):
 
     def forward(self, x: torch.Tensor, A: torch.Tensor | None = None, sample: bool = False):
         """``(x, A) -> (x_hat, mu, logvar)``; ``A=None`` is the identity (the plain VAE)."""
-        check_same_device(self.vae, x)
-        check_images(x, canvas=self.vae.canvas)
-        if A is not None:
-            invert(check_matrices(A, batch=x.shape[0]))  # a singular A: a clear error, not a NaN
+        check_inputs(self.vae, x, A)
         return avae_forward(self.vae, x, A, sample)
 
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 import math
 
 import torch
+from tqdm.auto import tqdm
 
 from ._checks import check_positive_int
+from .align import align, preset
 from .transforms import rotation, warp
 
 __all__ = ["PoseNet", "fit_pose_net"]
@@ -58,10 +60,6 @@ def fit_pose_net(
     ``(cos, sin)`` of the answer (mean squared error). ``config="grid"``: the full-grid search
     (:func:`~avae_tutorial.align.preset` without a pose net), whatever ``vae`` carries.
     """
-    from tqdm.auto import tqdm
-
-    from .align import align, preset
-
     check_positive_int(epochs, "epochs")
     config = preset("rotation", "default", pose=False) if config == "grid" else config
     theta = align(vae, x, "rotation", config, progress=progress).params[:, 0]  # (N,)
