@@ -33,6 +33,7 @@ import torch
 from .align import PRESET_NAMES, AlignConfig, align, for_device, preset, search_cost
 from .data import random_affines, random_rotations
 from .families import get_family
+from .lesson import synchronize, time_it
 from .loss import avae_loss, chunked_loss
 from .model import VAE, for_inference
 from .train import TrainConfig, fit
@@ -80,11 +81,6 @@ def _check_int(cfg, name: str, low: int) -> None:
 
 
 # ------------------------------------------------------------------ measuring
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 class PeakMemory:
     """Peak memory (MiB) above the level at entry: CUDA allocator statistics on a GPU, else the
     process' resident set sampled every 2 ms from ``/proc/self/statm`` (``None`` where absent)."""
@@ -128,11 +124,11 @@ class PeakMemory:
 
 def _timed(fn, device) -> tuple[object, float, float | None]:
     """``(result, seconds, peak MiB)`` of one call of ``fn()``."""
-    _sync(device)
+    synchronize(device)
     with PeakMemory(device) as mem:
         t0 = time.perf_counter()
         out = fn()
-        _sync(device)
+        synchronize(device)
         seconds = time.perf_counter() - t0
     return out, seconds, mem.mib
 
@@ -141,8 +137,7 @@ def plain_seconds(vae: VAE, x: torch.Tensor, chunk: int, repeats: int = 3) -> fl
     """Median seconds of one plain evaluation of ``x`` (``z = mu``, no gradients) with the model
     as a user holds it (eval mode, not the search's folded copy), after a warm-up: the unit of cost."""
     model = vae.eval()
-    chunked_loss(model, x[:chunk], chunk=chunk)
-    return statistics.median(_timed(lambda: chunked_loss(model, x, chunk=chunk), x.device)[1] for _ in range(repeats))
+    return time_it(lambda: chunked_loss(model, x, chunk=chunk), x.device, repeats=repeats)
 
 
 # ------------------------------------------------------------------ the seed's searches

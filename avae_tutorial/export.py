@@ -32,6 +32,7 @@ import torch
 import torch.nn as nn
 
 from ._checks import check_images, check_matrices
+from ._io import sha256_file
 from .loss import loss_terms
 
 __all__ = ["export_onnx", "export_model", "onnx_session", "onnx_loss", "write_digits",
@@ -138,7 +139,7 @@ def export_onnx(
     onnx.checker.check_model(proto)
     path.write_bytes(proto.SerializeToString())
 
-    info = {"path": str(path), "bytes": path.stat().st_size, "sha256": _sha256(path), "opset": opset,
+    info = {"path": str(path), "bytes": path.stat().st_size, "sha256": sha256_file(path), "opset": opset,
             "inputs": list(INPUTS), "outputs": list(OUTPUTS), "metadata": meta}  # fmt: skip
     if check:
         info.update(check_export(vae, path))
@@ -203,7 +204,7 @@ def export_model(spec: str, path: str | os.PathLike, opset: int = 18, check: boo
     from .pretrained import load_pretrained, manifest
 
     if Path(spec).suffix == ".pt" or Path(spec).is_file():
-        vae, source = model_from_checkpoint(load_checkpoint(spec)), _sha256(spec)
+        vae, source = model_from_checkpoint(load_checkpoint(spec)), sha256_file(spec)
     else:
         vae = load_pretrained(spec)  # raises when the file's sha256 differs from the manifest's
         source = manifest()["models"][spec]["sha256"]
@@ -247,9 +248,3 @@ def _strip_traces(proto) -> None:
         del item.metadata_props[:]
         if hasattr(item, "doc_string"):
             item.doc_string = ""
-
-
-def _sha256(path: str | os.PathLike) -> str:
-    from .checkpoint import sha256_file
-
-    return sha256_file(path)

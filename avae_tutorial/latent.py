@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from ._checks import check_images, check_same_device
-from .model import VAE
+from .model import VAE, for_inference
 from .transforms import rotation, warp
 
 __all__ = ["codes_at", "class_centroids", "nearest_class"]
@@ -23,14 +23,10 @@ def codes_at(vae: VAE, x: torch.Tensor, angle: torch.Tensor, chunk: int = 512) -
     angle = torch.as_tensor(angle, dtype=x.dtype, device=x.device).reshape(-1)
     if angle.numel() != len(x):
         raise ValueError(f"angle: expected one angle per image ({len(x)}), got {angle.numel()}")
-    was_training = vae.training
-    vae.eval()
-    try:
-        with torch.no_grad():
-            return torch.cat([vae.encode(warp(x[s : s + chunk], rotation(angle[s : s + chunk])))[0]
-                              for s in range(0, len(x), chunk)])  # fmt: skip
-    finally:
-        vae.train(was_training)
+    model = for_inference(vae)  # eval mode on a frozen copy; vae is left as it is
+    with torch.no_grad():
+        return torch.cat([model.encode(warp(x[s : s + chunk], rotation(angle[s : s + chunk])))[0]
+                          for s in range(0, len(x), chunk)])  # fmt: skip
 
 
 def class_centroids(codes: torch.Tensor, labels: torch.Tensor) -> tuple[list[int], torch.Tensor]:

@@ -16,10 +16,11 @@ from torch import nn
 
 from ._checks import check_positive_int
 
-__all__ = ["time_it", "layer_activations", "saved_for_backward"]
+__all__ = ["time_it", "synchronize", "layer_activations", "saved_for_backward"]
 
 
-def _sync(device) -> None:
+def synchronize(device) -> None:
+    """Wait for the GPU to finish queued work (a no-op elsewhere): before reading a clock."""
     dev = torch.device(device)
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
@@ -41,10 +42,10 @@ def time_it(fn: Callable[[], object], device="cpu", repeats: int = 5,
         fn()
     times = []
     for _ in range(repeats):
-        _sync(device)
+        synchronize(device)
         t0 = time.perf_counter()
         fn()
-        _sync(device)
+        synchronize(device)
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
