@@ -59,6 +59,8 @@ class BenchConfig:
     curve_n: int = 32  # test digits for the cost/quality curve (0: skip it)
     exhaustive_n: int = 64  # of the n digits, those searched near-exhaustively (360 angles + refinement; 0: skip)
     chunk: int | None = None  # rows per chunk (None: AlignConfig's, or for_device's off the CPU)
+    train_align: dict | None = None  # AlignConfig fields over TrainConfig.align (the first epoch's search)
+    train_align_warm: dict | None = None  # ... over TrainConfig.align_warm (later epochs' search)
     seed: int = 0
 
     def __post_init__(self):
@@ -69,6 +71,9 @@ class BenchConfig:
             _check_int(self, name, 0)
         if self.chunk is not None:
             _check_int(self, "chunk", 1)
+        for name in ("train_align", "train_align_warm"):
+            if getattr(self, name) is not None:
+                AlignConfig(**getattr(self, name))  # validates the fields
         for name in ("n_ref", "exhaustive_n"):
             if getattr(self, name) > self.n:
                 raise ValueError(f"{name}: expected at most n={self.n} images, got {getattr(self, name)}")
@@ -283,8 +288,9 @@ def train_comparison(x_train: torch.Tensor, x_test: torch.Tensor, cfg: BenchConf
     test = (x_test, torch.zeros(len(x_test), dtype=torch.long))
     base = TrainConfig("rotated", latent_dim, x_train.shape[-1], epochs=1, batch_size=cfg.train_batch,
                        test_limit=len(x_test), seed=cfg.seed)  # fmt: skip
-    if cfg.chunk is not None:
-        base = replace(base, align={**base.align, "chunk": cfg.chunk}, align_warm={**base.align_warm, "chunk": cfg.chunk})
+    chunk = {} if cfg.chunk is None else {"chunk": cfg.chunk}
+    base = replace(base, align={**base.align, **(cfg.train_align or {}), **chunk},
+                   align_warm={**base.align_warm, **(cfg.train_align_warm or {}), **chunk})
     kw = dict(test=test, device=x_train.device, progress=False)
     out = {}
     with tempfile.TemporaryDirectory() as tmp:

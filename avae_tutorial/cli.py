@@ -57,6 +57,20 @@ def _angles(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"expected start:stop:step or a comma list of degrees, got {text!r}") from None
 
 
+def _fields(text: str) -> dict:
+    """``"restarts=12,steps=2,init_span=0.1"`` -> ``{"restarts": 12, "steps": 2, "init_span": 0.1}``."""
+    out = {}
+    for item in text.split(","):
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise argparse.ArgumentTypeError(f"expected name=value pairs separated by commas, got {text!r}")
+        try:
+            out[key.strip()] = int(value) if value.strip().lstrip("-").isdigit() else float(value)
+        except ValueError:
+            out[key.strip()] = value.strip()
+    return out
+
+
 def cmd_train(a) -> int:
     from .data import load_mnist
     from .train import TrainConfig, fit
@@ -143,7 +157,8 @@ def cmd_bench(a) -> int:
     if a.threads:
         torch.set_num_threads(a.threads)
     cfg = BenchConfig(family=a.family, n=a.n, n_ref=min(a.n_ref, a.n), train_n=a.train_n, train_epochs=a.train_epochs,
-                      curve_n=a.curve_n, exhaustive_n=min(a.exhaustive_n, a.n), seed=a.seed)  # fmt: skip
+                      curve_n=a.curve_n, exhaustive_n=min(a.exhaustive_n, a.n), train_align=a.train_align,
+                      train_align_warm=a.train_align_warm, seed=a.seed)  # fmt: skip
     vae = _load_model(a.model).to(dev)
     x_test = load_mnist("test", canvas=vae.canvas, limit=max(cfg.n, cfg.curve_n) + cfg.train_test_n)[0].to(dev)
     x_train = load_mnist("train", canvas=vae.canvas, limit=cfg.train_n)[0].to(dev) if cfg.train_n else None
@@ -242,6 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--train-epochs", type=_positive_int, default=bc.train_epochs,
                    help="epochs per training run; the first searches cold, later ones warm-start")
     b.add_argument("--curve-n", type=int, default=bc.curve_n, help="digits for the cost/quality curve (0: skip)")
+    b.add_argument("--train-align", type=_fields, help="AlignConfig fields for the training search's first "
+                   "epoch, e.g. restarts=12,steps=2 (default: TrainConfig's)")
+    b.add_argument("--train-align-warm", type=_fields, help="... for its later, warm-started epochs")
     b.add_argument("--exhaustive-n", type=int, default=bc.exhaustive_n,
                    help="digits searched near-exhaustively (360 angles + refinement) for the quality check (0: skip)")
     b.add_argument("--seed", type=int, default=bc.seed)

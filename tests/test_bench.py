@@ -117,3 +117,18 @@ def test_config_rejects_bad_sizes(bad):
 def test_cli_bench_rejects_unknown_model(capsys):
     assert main(["bench", "--model", "no-such-model", "--n", "2", "--train-n", "0", "--curve-n", "0"]) == 2
     assert "no-such-model" in capsys.readouterr().err
+
+
+def test_training_search_overrides_reach_fit(tiny_inputs):
+    """--train-align / --train-align-warm: the runs train with those fields, the rest as TrainConfig's."""
+    vae, x_test, x_train = tiny_inputs
+    cfg = BenchConfig(**{**TINY.__dict__, "train_align": {"restarts": 5}, "train_align_warm": {"steps": 3}})
+    out = avae.bench.train_comparison(x_train[: cfg.train_n], x_test[-cfg.train_test_n :], cfg, latent_dim=2)
+    assert out["align"]["restarts"] == 5 and out["align"]["steps"] == avae.TrainConfig().align["steps"]
+    assert out["align_warm"]["steps"] == 3 and out["align_warm"]["chunk"] == cfg.chunk
+    with pytest.raises(ValueError, match="restarts"):
+        BenchConfig(train_align={"restarts": 0})
+    from avae_tutorial.cli import _fields
+
+    assert _fields("restarts=12,steps=2,init_span=0.1,precision=auto") == {
+        "restarts": 12, "steps": 2, "init_span": 0.1, "precision": "auto"}
