@@ -20,7 +20,8 @@ Per image, batched over images *and* candidates (no Python loop over either):
 
 Scoring and parabolic steps need no gradients, so they may run in bfloat16 (``precision``;
 ``"auto"``: where the CPU has bfloat16 instructions, and on GPUs that support it); the
-chosen transform is then re-scored in float32, so every reported loss is exact.
+chosen transform is then re-scored in float32, so every reported loss is exact (unless
+``exact=False``: the training loop needs only the transform).
 
 The search runs on :func:`avae_tutorial.model.for_inference`'s frozen copy of the model; the
 model itself is left untouched. ``search_cost`` counts forward passes per image;
@@ -50,7 +51,10 @@ class AlignConfig:
     ``steps``: refinement steps per start (parabolic for a pure angle; Adam with step size
     ``lr`` otherwise). ``init_span``: radians; each ``init`` guess is also scored at its
     angle +- ``init_span``. ``chunk``: (image, candidate) rows evaluated at once; it bounds
-    memory (:func:`for_device` picks a large one off the CPU).
+    memory (:func:`for_device` picks a large one off the CPU). ``exact=False`` skips the two
+    float32 passes of a bfloat16 search (the identity's and the winner's): the transform is
+    chosen as before, but the losses reported are bfloat16-scored (the training loop needs
+    only the transform).
     """
 
     restarts: int = 24
@@ -61,6 +65,7 @@ class AlignConfig:
     init_span: float = 0.0
     pose: bool = False  # score the model's pose-net guess (if it has one; rotation-like families)
     precision: str = "float32"  # of the no-grad scoring: "float32", "bfloat16" or "auto"
+    exact: bool = True  # losses in float32 (False: the identity and the winner keep their scoring-precision loss)
 
     def __post_init__(self):
         for name in ("restarts", "top_k", "chunk"):
@@ -72,6 +77,8 @@ class AlignConfig:
             raise ValueError(f"lr: expected a positive float, got {self.lr!r}")
         if not (isinstance(self.init_span, (int, float)) and 0 <= self.init_span < math.pi):
             raise ValueError(f"init_span: expected radians in [0, pi), got {self.init_span!r}")
+        if not isinstance(self.exact, bool):
+            raise ValueError(f"exact: expected True or False, got {self.exact!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision: expected one of {PRECISIONS}, got {self.precision!r}")
 
@@ -139,12 +146,13 @@ def for_device(config: AlignConfig, device: torch.device | str) -> AlignConfig:
 def search_cost(config: AlignConfig, family: str | Family = "rotation", n_init: int = 0) -> int:
     """VAE passes per image of :func:`align`, at most (a backward counts as two), whatever their
     precision; the pose net's guess counts as one guess, its own cost (a few percent of a pass)
-    is left out. A search scored in bfloat16 adds one float32 pass (the exact re-score)."""
+    is left out. A search scored in bfloat16 adds one float32 pass (the exact re-score) unless
+    ``exact=False``."""
     fam = get_family(family)
     n_init += bool(config.pose and fam.is_angle)
     starts = (config.restarts if fam.angle is not None else 1) + n_init * (3 if config.init_span > 0 else 1)
     refine = config.steps if fam.is_angle else 3 * config.steps + 1
-    return starts + config.top_k * refine + (config.precision != "float32")
+    return starts + config.top_k * refine + (config.exact and config.precision != "float32")
 
 
 @dataclass
@@ -246,11 +254,13 @@ def _rows_loss(model, x, img, params, fam: Family, chunk: int) -> torch.Tensor:
 
 
 def _align_batch(model, x, fam: Family, cfg: AlignConfig, extra):
-    loss0 = chunked_loss(model, x, chunk=cfg.chunk)  # (B,) the plain VAE, no warp at all, float32
     dtype = scoring_dtype(cfg, x.device)
-    with torch.autocast(x.device.type, dtype=dtype, enabled=dtype != x.dtype):
+    lowp = dtype != x.dtype
+    with torch.autocast(x.device.type, dtype=dtype, enabled=lowp and not cfg.exact):
+        loss0 = chunked_loss(model, x, chunk=cfg.chunk)  # (B,) the plain VAE, no warp at all
+    with torch.autocast(x.device.type, dtype=dtype, enabled=lowp):
         best_p, best_l = _search(model, x, fam, cfg, extra, loss0)
-    if dtype != x.dtype:  # the chosen transform, re-scored exactly
+    if lowp and cfg.exact:  # the chosen transform, re-scored exactly
         best_l = _rows_loss(model, x, torch.arange(x.shape[0], device=x.device), best_p, fam, cfg.chunk)
     keep0 = loss0 <= best_l  # never worse than the identity
     best_p = torch.where(keep0[:, None], torch.zeros_like(best_p), best_p)

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from .align import PRESET_NAMES, AlignConfig, align, for_device, preset, search_cost
+from .align import PRECISIONS, PRESET_NAMES, AlignConfig, align, for_device, preset, search_cost
 from .data import random_affines, random_rotations
 from .families import get_family
 from .lesson import synchronize, time_it
@@ -54,6 +54,7 @@ class BenchConfig:
     ref_steps: int = 20
     train_n: int = 1280  # training digits for the epoch comparison (0: skip it)
     train_epochs: int = 4
+    train_seeds: int = 1  # training comparisons from different initial weights and angles (seed, seed + 1, ...)
     train_batch: int = 128
     train_test_n: int = 128  # rotated test digits on which the trained models are compared
     curve_n: int = 32  # test digits for the cost/quality curve (0: skip it)
@@ -61,16 +62,20 @@ class BenchConfig:
     chunk: int | None = None  # rows per chunk (None: AlignConfig's, or for_device's off the CPU)
     train_align: dict | None = None  # AlignConfig fields over TrainConfig.align (the first epoch's search)
     train_align_warm: dict | None = None  # ... over TrainConfig.align_warm (later epochs' search)
+    precision: str | None = None  # of every package search (None: as configured; "float32": as on a CPU without bfloat16)
     seed: int = 0
 
     def __post_init__(self):
         get_family(self.family)
-        for name in ("n", "n_ref", "ref_restarts", "ref_steps", "train_epochs", "train_batch", "train_test_n"):
+        for name in ("n", "n_ref", "ref_restarts", "ref_steps", "train_epochs", "train_batch", "train_test_n",
+                     "train_seeds"):
             _check_int(self, name, 1)
         for name in ("train_n", "curve_n", "exhaustive_n", "seed"):
             _check_int(self, name, 0)
         if self.chunk is not None:
             _check_int(self, "chunk", 1)
+        if self.precision is not None and self.precision not in PRECISIONS:
+            raise ValueError(f"precision: expected None or one of {PRECISIONS}, got {self.precision!r}")
         for name in ("train_align", "train_align_warm"):
             if getattr(self, name) is not None:
                 AlignConfig(**getattr(self, name))  # validates the fields
@@ -231,9 +236,10 @@ def inference_rows(vae: VAE, x: torch.Tensor, cfg: BenchConfig) -> list[dict]:
     methods = [("seed reference", lambda: seed_reference(vae, x[: cfg.n_ref], cfg.family, cfg.ref_restarts,
                                                          cfg.ref_steps, seed=cfg.seed)[0].to(dev),
                 cfg.ref_restarts * (3 * cfg.ref_steps + 1))]  # fmt: skip
-    confs = {f"align {name!r}": replace(preset(cfg.family, name, pose), chunk=cfg.chunk) for name in PRESET_NAMES}
+    own = {"chunk": cfg.chunk} | ({} if cfg.precision is None else {"precision": cfg.precision})
+    confs = {f"align {name!r}": replace(preset(cfg.family, name, pose), **own) for name in PRESET_NAMES}
     if pose:
-        confs["default, grid (no pose)"] = replace(preset(cfg.family, "default"), chunk=cfg.chunk)
+        confs["default, grid (no pose)"] = replace(preset(cfg.family, "default"), **own)
     if cfg.exhaustive_n and get_family(cfg.family).is_angle:
         confs["near-exhaustive"] = replace(EXHAUSTIVE, chunk=cfg.chunk)
     for name, conf in confs.items():
@@ -275,40 +281,51 @@ TRAIN_RUNS = {"plain epoch": ("rotated", None), "package (per batch)": ("aligned
 
 def train_comparison(x_train: torch.Tensor, x_test: torch.Tensor, cfg: BenchConfig, latent_dim: int = 8) -> dict:
     """Plain, package-aligned and seed-style-aligned training with :func:`fit`, from the same
-    initial weights on the same rotated digits.
+    initial weights on the same rotated digits, for each of ``cfg.train_seeds`` seeds.
 
-    The runs advance in turns, one epoch each (``fit`` resumes from its checkpoint), after an
-    untimed warm-up batch of each, so that a change in the machine's load affects all alike.
-    Per run: seconds per epoch (``fit``'s timing of the training pass; the mean over all
-    epochs, the cold first one included) and its ratio to the plain epoch, the last epoch's
-    training loss, and the test loss on rotated ``x_test`` aligned by the ``"default"`` preset.
+    Per seed, the runs advance in turns, one epoch each (``fit`` resumes from its checkpoint),
+    after an untimed warm-up batch of each, so that a change in the machine's load affects all
+    alike. Per run: seconds per epoch (``fit``'s timing of the training pass; the mean over all
+    epochs and seeds, the cold first epoch included) and its ratio to the plain epoch, the last
+    epoch's training loss (per seed, and their mean), and the test loss on rotated ``x_test``
+    aligned by the ``"default"`` preset (the mean over seeds).
     """
     x_rot = random_rotations(x_test, seed=cfg.seed + 1)[0]
+    own = ({} if cfg.chunk is None else {"chunk": cfg.chunk}) | ({} if cfg.precision is None else
+                                                              {"precision": cfg.precision})  # fmt: skip
+    runs = {name: {"seconds": [], "train": [], "test": []} for name in TRAIN_RUNS}
+    for seed in range(cfg.seed, cfg.seed + cfg.train_seeds):
+        base = TrainConfig("rotated", latent_dim, x_train.shape[-1], epochs=1, batch_size=cfg.train_batch,
+                           test_limit=len(x_test), seed=seed)  # fmt: skip
+        base = replace(base, align={**base.align, **(cfg.train_align or {}), **own},
+                       align_warm={**base.align_warm, **(cfg.train_align_warm or {}), **own})
+        for name, (vae, hist) in _train_turns(x_train, x_test, base, cfg.train_epochs).items():
+            runs[name]["seconds"] += hist["seconds"]
+            runs[name]["train"].append(hist["train_loss"][-1])
+            runs[name]["test"].append(float(align(vae, x_rot, "rotation", "default", progress=False).loss.mean()))
+    rows = [{"search": name, "seconds_per_epoch": statistics.fmean(r["seconds"]), "epoch_seconds": r["seconds"],
+             "train_loss": statistics.fmean(r["train"]), "train_loss_per_seed": r["train"],
+             "test_loss_aligned": statistics.fmean(r["test"])} for name, r in runs.items()]  # fmt: skip
+    for r in rows:
+        r["epoch_vs_plain"] = r["seconds_per_epoch"] / rows[0]["seconds_per_epoch"]
+    return {"runs": rows, "align": base.align, "align_warm": base.align_warm, "warm_start": base.warm_start,
+            "seeds": list(range(cfg.seed, cfg.seed + cfg.train_seeds))}  # fmt: skip
+
+
+def _train_turns(x_train: torch.Tensor, x_test: torch.Tensor, base: TrainConfig, epochs: int) -> dict:
+    """``{run: (vae, history)}`` for every run of :data:`TRAIN_RUNS`, advanced one epoch at a time in turns."""
     train = (x_train, torch.zeros(len(x_train), dtype=torch.long))
-    test = (x_test, torch.zeros(len(x_test), dtype=torch.long))
-    base = TrainConfig("rotated", latent_dim, x_train.shape[-1], epochs=1, batch_size=cfg.train_batch,
-                       test_limit=len(x_test), seed=cfg.seed)  # fmt: skip
-    chunk = {} if cfg.chunk is None else {"chunk": cfg.chunk}
-    base = replace(base, align={**base.align, **(cfg.train_align or {}), **chunk},
-                   align_warm={**base.align_warm, **(cfg.train_align_warm or {}), **chunk})
-    kw = dict(test=test, device=x_train.device, progress=False)
+    kw = dict(test=(x_test, torch.zeros(len(x_test), dtype=torch.long)), device=x_train.device, progress=False)
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, (regime, search) in TRAIN_RUNS.items():  # warm-up: one batch each, untimed
-            fit(replace(base, regime=regime), (train[0][: cfg.train_batch], train[1][: cfg.train_batch]), search=search,
-                **kw)  # fmt: skip
-        for epoch in range(cfg.train_epochs):
+            fit(replace(base, regime=regime), (train[0][: base.batch_size], train[1][: base.batch_size]),
+                search=search, **kw)  # fmt: skip
+        for epoch in range(epochs):
             for i, (name, (regime, search)) in enumerate(TRAIN_RUNS.items()):
                 out[name] = fit(replace(base, regime=regime, epochs=epoch + 1), train, checkpoint=Path(tmp) / f"{i}.pt",
                                 search=search, **kw)  # fmt: skip
-    rows = []
-    for name, (vae, hist) in out.items():
-        rows.append({"search": name, "seconds_per_epoch": statistics.fmean(hist["seconds"]),
-                     "epoch_seconds": hist["seconds"], "train_loss": hist["train_loss"][-1],
-                     "test_loss_aligned": float(align(vae, x_rot, "rotation", "default", progress=False).loss.mean())})
-    for r in rows:
-        r["epoch_vs_plain"] = r["seconds_per_epoch"] / rows[0]["seconds_per_epoch"]
-    return {"runs": rows, "align": base.align, "align_warm": base.align_warm}
+    return out
 
 
 # ------------------------------------------------------------------ cost/quality curve
@@ -411,7 +428,8 @@ def targets(out: dict) -> list[dict]:
         plain, pkg, seed = out["training"]["runs"]
         rows += [
             ("training: aligned epoch <= 3x a plain epoch", pkg["epoch_vs_plain"], pkg["epoch_vs_plain"] <= 3),
-            ("training: final train loss <= the seed-style run's", pkg["train_loss"] - seed["train_loss"],
+            ("training: final train loss <= the seed-style run's" + (" (mean over seeds)" if len(
+                pkg["train_loss_per_seed"]) > 1 else ""), pkg["train_loss"] - seed["train_loss"],
              pkg["train_loss"] <= seed["train_loss"]),
         ]  # fmt: skip
     return [{"target": t, "value": float(v), "met": bool(m)} for t, v, m in rows]
@@ -429,7 +447,8 @@ def format_report(out: dict) -> str:
              f"load average {c['load_avg_1min']:.1f} at start, {c.get('load_avg_1min_end', float('nan')):.1f} at end; "
              f"torch {c['torch']}; {c['date']}",
              f"test time: {cfg['family']}, {cfg['n']} perturbed test digits; the seed reference on the first "
-             f"{cfg['n_ref']} only ({cfg['ref_restarts']} restarts x {cfg['ref_steps']} Adam steps, one image at a time)",
+             f"{cfg['n_ref']} only ({cfg['ref_restarts']} restarts x {cfg['ref_steps']} Adam steps, one image at a time)"
+             + (f"; every package search scored in {cfg['precision']}" if cfg.get("precision") else ""),
              "",
              f"{'method':24s} {'images':>6s} {'evals':>5s} {'s/image':>9s} {'x plain':>8s} {'speedup':>8s} {'loss':>9s} "
              f"{'loss(ref imgs)':>14s} {'of ref gain':>11s} {'of default':>10s} {'peak MiB':>8s}"]  # fmt: skip
@@ -453,17 +472,22 @@ def format_report(out: dict) -> str:
             lines.append(f"{r['restarts']:8d} {r['steps']:5d} {r['top_k']:5d} {r['evals_per_image']:5d} "
                          f"{r['cost_vs_plain']:8.1f} {r['seconds_per_image']:9.4f} {r['loss']:9.3f}")  # fmt: skip
     if "training" in out:
-        a, w = out["training"]["align"], out["training"]["align_warm"]
+        tr = out["training"]
+        a, w = tr["align"], tr["align_warm"]
+        later = (f"restarts={w['restarts']} steps={w['steps']} + last epoch's orientation"
+                 + (f" +- {w['init_span']} rad" if w["init_span"] else "")) if tr.get("warm_start", True) else "the same"
+        seeds = tr.get("seeds", [cfg["seed"]])
         lines += ["", f"training: {cfg['train_n']} digits, {cfg['train_epochs']} epochs from the same weights, "
-                  f"batch {cfg['train_batch']}; package search: epoch 1 restarts={a['restarts']} steps={a['steps']}, "
-                  f"later epochs restarts={w['restarts']} steps={w['steps']} + last epoch's orientation"
-                  + (f" +- {w['init_span']} rad" if w["init_span"] else "")
-                  + f"; test loss on {cfg['train_test_n']} rotated digits, 'default' aligner",
-                  f"{'run':24s} {'s/epoch':>8s} {'x plain':>8s} {'train loss':>10s} {'test loss':>10s}  s per epoch"]
-        for r in out["training"]["runs"]:
-            each = " ".join(f"{t:.2f}" for t in r["epoch_seconds"])
+                  f"batch {cfg['train_batch']}, seed(s) {', '.join(map(str, seeds))}; package search: epoch 1 "
+                  f"restarts={a['restarts']} steps={a['steps']}, later epochs {later}; test loss on "
+                  f"{cfg['train_test_n']} rotated digits, 'default' aligner (means over seeds)",
+                  f"{'run':24s} {'s/epoch':>8s} {'x plain':>8s} {'train loss':>10s} {'test loss':>10s}  "
+                  + ("train loss per seed" if len(seeds) > 1 else "s per epoch")]  # fmt: skip
+        for r in tr["runs"]:
+            each = r.get("train_loss_per_seed", []) if len(seeds) > 1 else r["epoch_seconds"]
             lines.append(f"{r['search']:24s} {r['seconds_per_epoch']:8.2f} {r['epoch_vs_plain']:8.2f} "
-                         f"{r['train_loss']:10.3f} {r['test_loss_aligned']:10.3f}  {each}")  # fmt: skip
+                         f"{r['train_loss']:10.3f} {r['test_loss_aligned']:10.3f}  "
+                         + " ".join(f"{t:.2f}" for t in each))  # fmt: skip
     lines += ["", "targets:"]
     lines += [f"  [{'met' if t['met'] else 'NOT met'}] {t['target']}: {t['value']:.4g}" for t in out["targets"]]
     lines.append(f"total {out['seconds_total']:.0f} s")

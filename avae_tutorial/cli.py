@@ -157,8 +157,9 @@ def cmd_bench(a) -> int:
     if a.threads:
         torch.set_num_threads(a.threads)
     cfg = BenchConfig(family=a.family, n=a.n, n_ref=min(a.n_ref, a.n), train_n=a.train_n, train_epochs=a.train_epochs,
+                      train_seeds=a.train_seeds,
                       curve_n=a.curve_n, exhaustive_n=min(a.exhaustive_n, a.n), train_align=a.train_align,
-                      train_align_warm=a.train_align_warm, seed=a.seed)  # fmt: skip
+                      train_align_warm=a.train_align_warm, precision=a.precision, seed=a.seed)  # fmt: skip
     vae = _load_model(a.model).to(dev)
     x_test = load_mnist("test", canvas=vae.canvas, limit=max(cfg.n, cfg.curve_n) + cfg.train_test_n)[0].to(dev)
     x_train = load_mnist("train", canvas=vae.canvas, limit=cfg.train_n)[0].to(dev) if cfg.train_n else None
@@ -256,12 +257,17 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--train-n", type=int, default=bc.train_n, help="training digits for the epoch comparison (0: skip)")
     b.add_argument("--train-epochs", type=_positive_int, default=bc.train_epochs,
                    help="epochs per training run; the first searches cold, later ones warm-start")
+    b.add_argument("--train-seeds", type=_positive_int, default=bc.train_seeds,
+                   help="repeat the training comparison from this many seeds (seed, seed + 1, ...); losses are means")
     b.add_argument("--curve-n", type=int, default=bc.curve_n, help="digits for the cost/quality curve (0: skip)")
     b.add_argument("--train-align", type=_fields, help="AlignConfig fields for the training search's first "
                    "epoch, e.g. restarts=12,steps=2 (default: TrainConfig's)")
     b.add_argument("--train-align-warm", type=_fields, help="... for its later, warm-started epochs")
     b.add_argument("--exhaustive-n", type=int, default=bc.exhaustive_n,
                    help="digits searched near-exhaustively (360 angles + refinement) for the quality check (0: skip)")
+    b.add_argument("--precision", choices=["float32", "bfloat16", "auto"],
+                   help="score every package search in this precision (float32: as on a CPU without bfloat16; "
+                        "default: as configured)")
     b.add_argument("--seed", type=int, default=bc.seed)
     b.add_argument("--threads", type=int, default=0,
                    help="torch CPU threads (0: leave as is; 1 on a machine shared with other jobs)")

@@ -1,8 +1,8 @@
 """The convolutional VAE of the seed and the affine wrapper around it (chapter 2).
 
 :class:`VAE` is the architecture as the paper describes it; :func:`for_inference` makes the
-fast, frozen copy that evaluation and the search use (BatchNorm folded in, a cheaper last layer,
-channels-last memory), with the same outputs up to float rounding.
+fast, frozen copy that evaluation and the search use (BatchNorm folded in, channels-last
+memory), with the same outputs up to float rounding.
 """
 from __future__ import annotations
 
@@ -136,32 +136,11 @@ class AffineVAE(nn.Module):
 
 
 # ---------------------------------------------------------------- the fast, frozen copy
-class _FoldConvTranspose2d(nn.ConvTranspose2d):
-    """A stride-1, unpadded ``ConvTranspose2d`` computed as one matmul and a ``fold`` (col2im):
-    the same weights and result, cheaper on a CPU for the decoder's last layer (32 channels to 1)."""
-
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
-        B, C, H, W = h.shape
-        kh, kw = self.kernel_size
-        cols = h.permute(0, 2, 3, 1).reshape(B, H * W, C) @ self.weight.reshape(C, -1)  # (B, HW, out*kh*kw)
-        out = nn.functional.fold(cols.transpose(1, 2), (H + kh - 1, W + kw - 1), (kh, kw))
-        return out + self.bias.view(1, -1, 1, 1)
-
-
-def _fold_last_layer(layer: nn.ConvTranspose2d) -> nn.Module:
-    if layer.stride != (1, 1) or layer.padding != (0, 0) or layer.groups != 1 or layer.dilation != (1, 1):
-        return layer
-    fast = _FoldConvTranspose2d(layer.in_channels, layer.out_channels, layer.kernel_size, device=layer.weight.device,
-                                dtype=layer.weight.dtype)  # fmt: skip
-    fast.load_state_dict(layer.state_dict())
-    return fast
-
-
 def for_inference(model: nn.Module) -> nn.Module:
     """A frozen copy of ``model`` for evaluation only: eval mode, no weight gradients, and for a
-    :class:`VAE` each BatchNorm folded into the convolution before it, the ELUs in place, the
-    last layer as a matmul and ``fold``, channels-last memory. Outputs equal ``model.eval()``'s
-    up to float rounding; ``model`` itself is not touched. Other modules are copied as they are.
+    :class:`VAE` each BatchNorm folded into the convolution before it, the ELUs in place and
+    channels-last memory. Outputs equal ``model.eval()``'s up to float rounding; ``model`` itself
+    is not touched. Other modules are copied as they are.
     """
     m = copy.deepcopy(model).eval()
     if isinstance(m, VAE):
@@ -170,6 +149,5 @@ def for_inference(model: nn.Module) -> nn.Module:
                 if isinstance(block, nn.Sequential) and isinstance(block[1], nn.BatchNorm2d):
                     conv = fuse_conv_bn_eval(block[0], block[1], transpose=isinstance(block[0], nn.ConvTranspose2d))
                     seq[i] = nn.Sequential(conv, nn.ELU(inplace=True))
-        m.decoder[-1] = _fold_last_layer(m.decoder[-1])
         m.to(memory_format=torch.channels_last)
     return m.requires_grad_(False)

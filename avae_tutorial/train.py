@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -48,8 +48,9 @@ class TrainConfig:
     seed: int = 0
     # aligned regime: the search of the first epoch and of the per-epoch test loss (``align``) and
     # of later epochs, warm-started at each digit's last orientation (``align_warm``)
-    align: dict = field(default_factory=lambda: asdict(AlignConfig(restarts=8, steps=1, precision="auto")))
-    align_warm: dict = field(default_factory=lambda: asdict(AlignConfig(restarts=6, steps=2, precision="auto")))
+    align: dict = field(default_factory=lambda: asdict(AlignConfig(restarts=12, steps=2, precision="auto")))
+    align_warm: dict = field(default_factory=lambda: asdict(AlignConfig(restarts=8, steps=2, init_span=0.1,
+                                                                        precision="auto")))
     warm_start: bool = True  # later epochs start from each digit's last orientation (False: cold every epoch)
 
     def __post_init__(self):
@@ -92,7 +93,8 @@ def search_batch(vae: VAE, xb: torch.Tensor, last: torch.Tensor | None, config: 
     or ``None`` in the first epoch; the search then uses ``config.align``, otherwise
     ``config.align_warm`` warm-started there (:func:`~avae_tutorial.align.for_device` chunks).
     """
-    cfg = for_device(AlignConfig(**(config.align if last is None else config.align_warm)), xb.device)
+    cfg = AlignConfig(**(config.align if last is None else config.align_warm))
+    cfg = for_device(replace(cfg, exact=False), xb.device)  # only the angles are used: no float32 re-scoring
     init = None if last is None else last[:, None]
     return align(vae, xb, "rotation", cfg, init=init, progress=False).params[:, 0]
 

@@ -146,3 +146,24 @@ def test_a_grid_of_one_angle_is_refined_around_the_circle(tiny_vae, digits, fami
     x = digits[0][:3]
     res = avae.align(tiny_vae, x, family, avae.AlignConfig(restarts=1, steps=2))
     assert res.loss.shape == (3,) and (res.loss <= res.loss0).all()
+
+
+def test_bfloat16_scoring_reports_exact_losses_unless_told_not_to(tiny_vae, digits):
+    """A bfloat16 search re-scores its winner in float32 (exact); ``exact=False`` keeps the
+    bfloat16 scores, saves that pass and the identity's float32 pass, and chooses alike."""
+    from dataclasses import replace
+
+    x = avae.random_rotations(digits[0][:8], seed=3)[0]
+    bf = replace(SMALL, precision="bfloat16")
+    exact = avae.align(tiny_vae, x, "rotation", bf)
+    rough = avae.align(tiny_vae, x, "rotation", replace(bf, exact=False))
+    with torch.no_grad():
+        torch.testing.assert_close(exact.loss, avae.avae_loss(tiny_vae, x, exact.A), rtol=1e-4, atol=1e-2)
+        torch.testing.assert_close(exact.loss0, avae.avae_loss(tiny_vae, x))
+        true = avae.avae_loss(tiny_vae, x, rough.A)
+    assert not torch.allclose(rough.loss, true, rtol=1e-5, atol=1e-5)  # bfloat16 scores, not re-scored ...
+    torch.testing.assert_close(rough.loss, true, rtol=0.02, atol=0.5)  # ... but close to them
+    assert (wrap_angle(rough.angle - exact.angle).abs() < 0.05).float().mean() >= 0.75
+    assert search_cost(replace(bf, exact=False)) == search_cost(bf) - 1
+    with pytest.raises(ValueError, match="exact"):
+        avae.AlignConfig(exact=1)

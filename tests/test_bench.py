@@ -132,3 +132,42 @@ def test_training_search_overrides_reach_fit(tiny_inputs):
 
     assert _fields("restarts=12,steps=2,init_span=0.1,precision=auto") == {
         "restarts": 12, "steps": 2, "init_span": 0.1, "precision": "auto"}
+
+
+def test_training_comparison_over_seeds_reports_each_and_their_mean(tiny_inputs):
+    """train_seeds=2: each run trains from two seeds; the train loss is their mean, and seed 0's
+    figures are those of a one-seed comparison (the runs are seeded)."""
+    vae, x_test, x_train = tiny_inputs
+    cfg = BenchConfig(**{**TINY.__dict__, "train_epochs": 1, "train_seeds": 2})
+    two = avae.bench.train_comparison(x_train[: cfg.train_n], x_test[-cfg.train_test_n :], cfg, latent_dim=2)
+    one = avae.bench.train_comparison(x_train[: cfg.train_n], x_test[-cfg.train_test_n :],
+                                      BenchConfig(**{**cfg.__dict__, "train_seeds": 1}), latent_dim=2)  # fmt: skip
+    assert two["seeds"] == [0, 1] and one["seeds"] == [0]
+    for r2, r1 in zip(two["runs"], one["runs"]):
+        assert len(r2["train_loss_per_seed"]) == 2 and len(r2["epoch_seconds"]) == 2
+        assert r2["train_loss"] == pytest.approx(sum(r2["train_loss_per_seed"]) / 2)
+        assert r2["train_loss_per_seed"][0] == pytest.approx(r1["train_loss"], rel=1e-5)
+        assert r2["train_loss_per_seed"][1] != pytest.approx(r1["train_loss"], rel=1e-5)
+    with pytest.raises(ValueError, match="train_seeds"):
+        BenchConfig(train_seeds=0)
+
+
+def test_precision_override_reaches_every_package_search(tiny_inputs, monkeypatch):
+    """--precision float32: the presets and the training search run as on a CPU without bfloat16."""
+    seen = []
+    real = avae.bench.align
+
+    def spy(vae, x, family, config, **kw):
+        seen.append(config)
+        return real(vae, x, family, config, **kw)
+
+    monkeypatch.setattr(avae.bench, "align", spy)
+    vae, x_test, x_train = tiny_inputs
+    cfg = BenchConfig(**{**TINY.__dict__, "precision": "float32"})
+    rows = avae.bench.inference_rows(vae, x_test[: cfg.n], cfg)
+    assert len(seen) >= 3 and all(c.precision == "float32" for c in seen if isinstance(c, avae.AlignConfig))
+    assert [r["method"] for r in rows][:3] == ["seed reference", "align 'default'", "align 'fast'"]
+    out = avae.bench.train_comparison(x_train[: cfg.train_n], x_test[-cfg.train_test_n :], cfg, latent_dim=2)
+    assert out["align"]["precision"] == out["align_warm"]["precision"] == "float32"
+    with pytest.raises(ValueError, match="precision"):
+        BenchConfig(precision="float16")
