@@ -431,6 +431,8 @@ def targets(out: dict) -> list[dict]:
             ("training: final train loss <= the seed-style run's" + (" (mean over seeds)" if len(
                 pkg["train_loss_per_seed"]) > 1 else ""), pkg["train_loss"] - seed["train_loss"],
              pkg["train_loss"] <= seed["train_loss"]),
+            ("training: final test loss (held-out rotated digits, same aligner) <= the seed-style run's",
+             pkg["test_loss_aligned"] - seed["test_loss_aligned"], pkg["test_loss_aligned"] <= seed["test_loss_aligned"]),
         ]  # fmt: skip
     return [{"target": t, "value": float(v), "met": bool(m)} for t, v, m in rows]
 

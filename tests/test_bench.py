@@ -53,7 +53,7 @@ def test_bench_structure_and_finite_figures(tiny_run):
     for r in out["training"]["runs"]:
         assert len(r["epoch_seconds"]) == TINY.train_epochs and all(t > 0 for t in r["epoch_seconds"])
         assert all(_finite(r[k]) for k in ("seconds_per_epoch", "epoch_vs_plain", "train_loss", "test_loss_aligned"))
-    assert len(out["targets"]) == 7 and all(isinstance(t["met"], bool) and _finite(t["value"]) for t in out["targets"])
+    assert len(out["targets"]) == 8 and all(isinstance(t["met"], bool) and _finite(t["value"]) for t in out["targets"])
     c = out["conditions"]
     assert c["device"] == "cpu" and c["cpu"] and isinstance(c["cpu_flags"], list) and c["torch"] == torch.__version__
 
