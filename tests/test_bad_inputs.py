@@ -214,7 +214,7 @@ CASES = [
     ("TrainConfig", "seed -1", lambda t: cfg(seed=-1), ValueError, r"seed: expected an int >= 0, got -1"),
     ("TrainConfig", "train_limit 0", lambda t: cfg(train_limit=0), ValueError, r"train_limit: expected a positive int"),
     ("TrainConfig", "unknown align key", lambda t: cfg(align={"restart": 8}), ValueError,
-     r"align: expected a dict with keys among \['chunk', 'init_span', 'lr', 'pose', 'precision', 'restarts', 'steps', 'top_k'\], got unknown \['restart'\]"),
+     r"align: expected a dict with keys among \['chunk', 'exact', 'init_span', 'lr', 'pose', 'precision', 'restarts', 'steps', 'top_k'\], got unknown \['restart'\]"),
     ("TrainConfig", "bad align value", lambda t: cfg(align={"restarts": 0}), ValueError, r"restarts: expected a positive int"),
     ("fit", "config as a dict", lambda t: fit(config={"regime": "upright"}), TypeError,
      r"config: expected a TrainConfig, got dict"),
