@@ -9,7 +9,9 @@ On one trained model and the same randomly rotated (or affine-perturbed) test di
   plain VAE evaluation of the same images, peak memory;
 * **training time**: epochs of :func:`~avae_tutorial.fit` on rotated digits, plain, with the
   package's per-batch search and with the seed-style one (20 random angles scored, the best
-  kept, 10 Adam steps), from the same weights on the same data;
+  kept, 10 Adam steps), from the same weights on the same data (``train_seeds`` repeats it from
+  other seeds: 40 steps from random weights are a noisy comparison); each run's final training
+  loss, at its own search's angles, and its test loss on held-out digits aligned alike;
 * :func:`cost_quality_curve`: restarts x steps against loss and time (the chapter's figure).
 
 The reference is slow (seconds per image on a CPU): it runs on a few images only, and every
