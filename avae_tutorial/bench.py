@@ -227,6 +227,12 @@ def _perturb(x: torch.Tensor, family: str, seed: int) -> torch.Tensor:
 EXHAUSTIVE = AlignConfig(restarts=360, steps=4, top_k=2)
 
 
+def _search_fields(cfg: BenchConfig) -> dict:
+    """The :class:`AlignConfig` fields that ``cfg`` imposes on every package search: its
+    ``chunk`` and ``precision``, where set."""
+    return {k: v for k, v in (("chunk", cfg.chunk), ("precision", cfg.precision)) if v is not None}
+
+
 def inference_rows(vae: VAE, x: torch.Tensor, cfg: BenchConfig) -> list[dict]:
     """One row per method on the perturbed digits ``x``: the seed reference (on the first
     ``cfg.n_ref``), ``align`` at the ``"default"`` and ``"fast"`` presets (with the model's pose
@@ -238,7 +244,7 @@ def inference_rows(vae: VAE, x: torch.Tensor, cfg: BenchConfig) -> list[dict]:
     methods = [("seed reference", lambda: seed_reference(vae, x[: cfg.n_ref], cfg.family, cfg.ref_restarts,
                                                          cfg.ref_steps, seed=cfg.seed)[0].to(dev),
                 cfg.ref_restarts * (3 * cfg.ref_steps + 1))]  # fmt: skip
-    own = {"chunk": cfg.chunk} | ({} if cfg.precision is None else {"precision": cfg.precision})
+    own = _search_fields(cfg)
     confs = {f"align {name!r}": replace(preset(cfg.family, name, pose), **own) for name in PRESET_NAMES}
     if pose:
         confs["default, grid (no pose)"] = replace(preset(cfg.family, "default"), **own)
@@ -293,8 +299,7 @@ def train_comparison(x_train: torch.Tensor, x_test: torch.Tensor, cfg: BenchConf
     aligned by the ``"default"`` preset (the mean over seeds).
     """
     x_rot = random_rotations(x_test, seed=cfg.seed + 1)[0]
-    own = ({} if cfg.chunk is None else {"chunk": cfg.chunk}) | ({} if cfg.precision is None else
-                                                              {"precision": cfg.precision})  # fmt: skip
+    own = _search_fields(cfg)
     runs = {name: {"seconds": [], "train": [], "test": []} for name in TRAIN_RUNS}
     for seed in range(cfg.seed, cfg.seed + cfg.train_seeds):
         base = TrainConfig("rotated", latent_dim, x_train.shape[-1], epochs=1, batch_size=cfg.train_batch,
@@ -448,11 +453,11 @@ def format_report(out: dict) -> str:
     c, cfg = out["conditions"], out["config"]
     lines = [f"device {c['device']} ({c['device_name']}; {c['threads']} threads of {c['cpus']} CPUs; "
              f"vector extensions: {' '.join(c['cpu_flags']) or 'n/a'})",
-             f"load average {c['load_avg_1min']:.1f} at start, {c.get('load_avg_1min_end', float('nan')):.1f} at end; "
+             f"load average {c['load_avg_1min']:.1f} at start, {c['load_avg_1min_end']:.1f} at end; "
              f"torch {c['torch']}; {c['date']}",
              f"test time: {cfg['family']}, {cfg['n']} perturbed test digits; the seed reference on the first "
              f"{cfg['n_ref']} only ({cfg['ref_restarts']} restarts x {cfg['ref_steps']} Adam steps, one image at a time)"
-             + (f"; every package search scored in {cfg['precision']}" if cfg.get("precision") else ""),
+             + (f"; every package search scored in {cfg['precision']}" if cfg["precision"] else ""),
              "",
              f"{'method':24s} {'images':>6s} {'evals':>5s} {'s/image':>9s} {'x plain':>8s} {'speedup':>8s} {'loss':>9s} "
              f"{'loss(ref imgs)':>14s} {'of ref gain':>11s} {'of default':>10s} {'peak MiB':>8s}"]  # fmt: skip
@@ -479,8 +484,8 @@ def format_report(out: dict) -> str:
         tr = out["training"]
         a, w = tr["align"], tr["align_warm"]
         later = (f"restarts={w['restarts']} steps={w['steps']} + last epoch's orientation"
-                 + (f" +- {w['init_span']} rad" if w["init_span"] else "")) if tr.get("warm_start", True) else "the same"
-        seeds = tr.get("seeds", [cfg["seed"]])
+                 + (f" +- {w['init_span']} rad" if w["init_span"] else "")) if tr["warm_start"] else "the same"
+        seeds = tr["seeds"]
         lines += ["", f"training: {cfg['train_n']} digits, {cfg['train_epochs']} epochs from the same weights, "
                   f"batch {cfg['train_batch']}, seed(s) {', '.join(map(str, seeds))}; package search: epoch 1 "
                   f"restarts={a['restarts']} steps={a['steps']}, later epochs {later}; test loss on "
@@ -488,7 +493,7 @@ def format_report(out: dict) -> str:
                   f"{'run':24s} {'s/epoch':>8s} {'x plain':>8s} {'train loss':>10s} {'test loss':>10s}  "
                   + ("train loss per seed" if len(seeds) > 1 else "s per epoch")]  # fmt: skip
         for r in tr["runs"]:
-            each = r.get("train_loss_per_seed", []) if len(seeds) > 1 else r["epoch_seconds"]
+            each = r["train_loss_per_seed"] if len(seeds) > 1 else r["epoch_seconds"]
             lines.append(f"{r['search']:24s} {r['seconds_per_epoch']:8.2f} {r['epoch_vs_plain']:8.2f} "
                          f"{r['train_loss']:10.3f} {r['test_loss_aligned']:10.3f}  "
                          + " ".join(f"{t:.2f}" for t in each))  # fmt: skip

@@ -106,10 +106,9 @@ def cmd_evaluate(a) -> int:
 def cmd_align(a) -> int:
     import time
 
-    import torch
-
     from .align import align
     from .data import load_mnist, random_affines, random_rotations
+    from .lesson import synchronize
 
     dev = _device(a.device)
     vae = _load_model(a.model).to(dev)
@@ -120,8 +119,7 @@ def cmd_align(a) -> int:
         x = random_affines(x, seed=a.seed)[0]
     t0 = time.perf_counter()
     res = align(vae, x, a.family, a.preset, progress=True)
-    if dev.startswith("cuda"):
-        torch.cuda.synchronize()
+    synchronize(dev)
     out = {"n": len(x), "family": a.family, "preset": a.preset, "perturb": a.perturb, "device": dev,
            "loss_identity": float(res.loss0.mean()), "loss_aligned": float(res.loss.mean()),
            "seconds": round(time.perf_counter() - t0, 3)}  # fmt: skip

@@ -25,6 +25,7 @@ from ._checks import check_choice, check_device, check_images, check_labels, che
 from .align import AlignConfig, align, for_device
 from .checkpoint import checkpoint_dict, load_checkpoint, model_from_checkpoint, save_checkpoint
 from .evaluate import mean_loss
+from .lesson import synchronize
 from .loss import avae_loss
 from .model import MIN_CANVAS, VAE, _sizes
 from .transforms import rotation, warp, wrap_angle
@@ -231,8 +232,7 @@ def fit(
             total += loss.item() * len(idx)
             count += len(idx)
             bar.set_postfix(loss=f"{total / count:.1f}")
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        synchronize(device)  # queued GPU work belongs to this epoch's time
         history["seconds"].append(time.perf_counter() - t0)
         history["epoch"].append(epoch + 1)
         history["train_loss"].append(total / count)
