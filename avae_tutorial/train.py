@@ -30,7 +30,7 @@ from .loss import avae_loss
 from .model import MIN_CANVAS, VAE, _sizes
 from .transforms import rotation, warp, wrap_angle
 
-__all__ = ["TrainConfig", "fit", "REGIMES", "evaluation_angles", "epoch_angles", "search_batch"]
+__all__ = ["TrainConfig", "fit", "REGIMES", "evaluation_angles", "epoch_angles", "search_config", "search_batch"]
 
 REGIMES = ("upright", "rotated", "aligned")
 
@@ -86,6 +86,13 @@ def epoch_angles(n: int, seed: int, epoch: int) -> torch.Tensor:
     return evaluation_angles(n, seed * 100_003 + epoch)
 
 
+def search_config(config: TrainConfig, warm: bool) -> AlignConfig:
+    """The aligned regime's per-batch search settings: ``config.align`` in the first epoch,
+    ``config.align_warm`` when warm-started; ``exact=False`` either way (training uses only the
+    angles, so no pass is spent re-scoring the winner in float32)."""
+    return replace(AlignConfig(**(config.align_warm if warm else config.align)), exact=False)
+
+
 def search_batch(vae: VAE, xb: torch.Tensor, last: torch.Tensor | None, config: TrainConfig) -> torch.Tensor:
     """The aligned regime's search for one batch: the correction angle ``(B,)`` for each image of ``xb``.
 
@@ -93,8 +100,7 @@ def search_batch(vae: VAE, xb: torch.Tensor, last: torch.Tensor | None, config: 
     or ``None`` in the first epoch; the search then uses ``config.align``, otherwise
     ``config.align_warm`` warm-started there (:func:`~avae_tutorial.align.for_device` chunks).
     """
-    cfg = AlignConfig(**(config.align if last is None else config.align_warm))
-    cfg = for_device(replace(cfg, exact=False), xb.device)  # only the angles are used: no float32 re-scoring
+    cfg = for_device(search_config(config, warm=last is not None), xb.device)
     init = None if last is None else last[:, None]
     return align(vae, xb, "rotation", cfg, init=init, progress=False).params[:, 0]
 
