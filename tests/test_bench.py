@@ -52,8 +52,9 @@ def test_bench_structure_and_finite_figures(tiny_run):
     assert [r["search"] for r in out["training"]["runs"]] == list(avae.bench.TRAIN_RUNS)
     for r in out["training"]["runs"]:
         assert len(r["epoch_seconds"]) == TINY.train_epochs and all(t > 0 for t in r["epoch_seconds"])
-        assert all(_finite(r[k]) for k in ("seconds_per_epoch", "epoch_vs_plain", "train_loss", "test_loss_aligned"))
-    assert len(out["targets"]) == 8 and all(isinstance(t["met"], bool) and _finite(t["value"]) for t in out["targets"])
+        assert all(_finite(r[k]) for k in ("seconds_per_epoch", "epoch_vs_plain", "train_loss", "train_loss_aligned",
+                                           "test_loss_aligned"))  # fmt: skip
+    assert len(out["targets"]) == 9 and all(isinstance(t["met"], bool) and _finite(t["value"]) for t in out["targets"])
     c = out["conditions"]
     assert c["device"] == "cpu" and c["cpu"] and isinstance(c["cpu_flags"], list) and c["torch"] == torch.__version__
 
@@ -72,15 +73,20 @@ def test_reference_row_is_the_seed_search_on_the_first_images(tiny_run, tiny_inp
 
 
 def test_training_runs_go_through_fit(tiny_run, tiny_inputs):
-    """The plain run is fit's rotated regime on the same digits from the same seed: same losses."""
+    """The plain run is fit's rotated regime on the same digits from the same seed: same losses, and
+    its aligned train loss is the 'default' aligner's on the training digits rotated with seed + 2."""
     _, x_test, x_train = tiny_inputs
     cfg = avae.TrainConfig("rotated", 2, 28, epochs=TINY.train_epochs, batch_size=TINY.train_batch,
                            test_limit=TINY.train_test_n, seed=TINY.seed)  # fmt: skip
     zeros = torch.zeros(TINY.train_n, dtype=torch.long)
     test = (x_test[-TINY.train_test_n :], zeros[: TINY.train_test_n])
-    _, hist = avae.fit(cfg, (x_train[: TINY.train_n], zeros), test, progress=False)
+    vae, hist = avae.fit(cfg, (x_train[: TINY.train_n], zeros), test, progress=False)
     plain, package, seed_style = tiny_run["training"]["runs"]
     assert plain["train_loss"] == pytest.approx(hist["train_loss"][-1], rel=1e-5)
+    x_fit = avae.random_rotations(x_train[: TINY.train_n], seed=TINY.seed + 2)[0]
+    fit_loss = avae.align(vae, x_fit, "rotation", "default", progress=False).loss.mean()
+    assert plain["train_loss_aligned"] == pytest.approx(float(fit_loss), rel=1e-4)
+    assert plain["train_loss_aligned_per_seed"] == [plain["train_loss_aligned"]]
     assert package["train_loss"] != pytest.approx(plain["train_loss"], rel=1e-6)  # the search changed the inputs
     assert seed_style["train_loss"] != pytest.approx(package["train_loss"], rel=1e-6)
 
@@ -148,6 +154,8 @@ def test_training_comparison_over_seeds_reports_each_and_their_mean(tiny_inputs)
         assert r2["train_loss"] == pytest.approx(sum(r2["train_loss_per_seed"]) / 2)
         assert r2["train_loss_per_seed"][0] == pytest.approx(r1["train_loss"], rel=1e-5)
         assert r2["train_loss_per_seed"][1] != pytest.approx(r1["train_loss"], rel=1e-5)
+        assert r2["train_loss_aligned"] == pytest.approx(sum(r2["train_loss_aligned_per_seed"]) / 2)
+        assert r2["train_loss_aligned_per_seed"][0] == pytest.approx(r1["train_loss_aligned"], rel=1e-5)
     with pytest.raises(ValueError, match="train_seeds"):
         BenchConfig(train_seeds=0)
 
