@@ -50,7 +50,9 @@ class TrainConfig:
     # aligned regime: the search of the first epoch and of the per-epoch test loss (``align``) and
     # of later epochs, warm-started at each digit's last orientation (``align_warm``)
     align: dict = field(default_factory=lambda: asdict(AlignConfig(restarts=8, steps=1, precision="auto")))
-    align_warm: dict = field(default_factory=lambda: asdict(AlignConfig(restarts=6, steps=2, precision="auto")))
+    align_warm: dict = field(
+        default_factory=lambda: asdict(AlignConfig(restarts=8, steps=2, init_span=0.1, precision="auto"))
+    )
     warm_start: bool = True  # later epochs start from each digit's last orientation (False: cold every epoch)
 
     def __post_init__(self):
