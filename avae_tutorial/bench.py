@@ -13,8 +13,8 @@ On one trained model and the same randomly rotated (or affine-perturbed) test di
   other seeds: 40 steps from random weights are a noisy comparison); each run's last-epoch
   training loss, at its own search's angles, and the final model's loss on its training digits and
   on held-out digits, rotated alike and aligned by the same ``"default"`` search. The targets
-  compare all three: the first also measures how finely each run's search resolves angles, the
-  other two only the model it trained;
+  compare all three (the last two from :data:`MIN_SEEDS_ALIGNED` seeds or more): the first also
+  measures how finely each run's search resolves angles, the other two only the model it trained;
 * :func:`cost_quality_curve`: restarts x steps against loss and time (the chapter's figure).
 
 The reference is slow (seconds per image on a CPU): it runs on a few images only, and every
@@ -423,8 +423,16 @@ def bench(vae: VAE, x_test: torch.Tensor, x_train: torch.Tensor | None = None, c
     return out
 
 
+#: Seeds from which the final models' aligned losses are judged. From one seed they are within a
+#: single run's noise: the same 40-step run on 1 and on 2 threads differs in rounding, and its final
+#: model by up to 1.5 nats on this measure, more than the gap between the two searches.
+MIN_SEEDS_ALIGNED = 3
+
+
 def targets(out: dict) -> list[dict]:
-    """The speed and quality targets, each with the measured value and whether it is met."""
+    """The speed and quality targets, each with the measured value and whether it is met
+    (``None``: not judged, the final models' aligned losses from fewer than
+    :data:`MIN_SEEDS_ALIGNED` seeds)."""
     ref, default, fast = out["test_time"][:3]
     rows = [
         ("default: >= 250x faster per image than the reference", default["speedup_vs_ref"], default["speedup_vs_ref"] >= 250),
@@ -440,18 +448,21 @@ def targets(out: dict) -> list[dict]:
         rows.append(("default: mean loss within 0.2% of the near-exhaustive search's (its images)", gap, gap <= 0.002))
     if "training" in out:
         plain, pkg, seed = out["training"]["runs"]
-        mean = " (mean over seeds)" if len(pkg["train_loss_per_seed"]) > 1 else ""
+        n_seeds = len(pkg["train_loss_per_seed"])
+        mean = " (mean over seeds)" if n_seeds > 1 else ""
+        judged = n_seeds >= MIN_SEEDS_ALIGNED  # below: within one run's noise, reported but not judged
         rows += [
             ("training: aligned epoch <= 3x a plain epoch", pkg["epoch_vs_plain"], pkg["epoch_vs_plain"] <= 3),
             ("training: last epoch's train loss (own search's angles) <= the seed-style run's" + mean,
              pkg["train_loss"] - seed["train_loss"], pkg["train_loss"] <= seed["train_loss"]),
             ("training: final loss on the training digits (same aligner) <= the seed-style run's" + mean,
              pkg["train_loss_aligned"] - seed["train_loss_aligned"],
-             pkg["train_loss_aligned"] <= seed["train_loss_aligned"]),
+             pkg["train_loss_aligned"] <= seed["train_loss_aligned"] if judged else None),
             ("training: final loss on held-out digits (same aligner) <= the seed-style run's" + mean,
-             pkg["test_loss_aligned"] - seed["test_loss_aligned"], pkg["test_loss_aligned"] <= seed["test_loss_aligned"]),
+             pkg["test_loss_aligned"] - seed["test_loss_aligned"],
+             pkg["test_loss_aligned"] <= seed["test_loss_aligned"] if judged else None),
         ]  # fmt: skip
-    return [{"target": t, "value": float(v), "met": bool(m)} for t, v, m in rows]
+    return [{"target": t, "value": float(v), "met": None if m is None else bool(m)} for t, v, m in rows]
 
 
 def _mib(v) -> str:
@@ -512,7 +523,8 @@ def format_report(out: dict) -> str:
                          f"{r['train_loss']:10.3f} {'':9s} {r['train_loss_aligned']:8.3f} {r['test_loss_aligned']:8.3f}  "
                          + " ".join(t if isinstance(t, str) else f"{t:.2f}" for t in each))  # fmt: skip
     lines += ["", "targets:"]
-    lines += [f"  [{'met' if t['met'] else 'NOT met'}] {t['target']}: {t['value']:.4g}" for t in out["targets"]]
+    verdict = {True: "met", False: "NOT met", None: f"not judged below {MIN_SEEDS_ALIGNED} seeds (--train-seeds)"}
+    lines += [f"  [{verdict[t['met']]}] {t['target']}: {t['value']:.4g}" for t in out["targets"]]
     lines.append(f"total {out['seconds_total']:.0f} s")
     return "\n".join(lines)
 

@@ -54,7 +54,9 @@ def test_bench_structure_and_finite_figures(tiny_run):
         assert len(r["epoch_seconds"]) == TINY.train_epochs and all(t > 0 for t in r["epoch_seconds"])
         assert all(_finite(r[k]) for k in ("seconds_per_epoch", "epoch_vs_plain", "train_loss", "train_loss_aligned",
                                            "test_loss_aligned"))  # fmt: skip
-    assert len(out["targets"]) == 9 and all(isinstance(t["met"], bool) and _finite(t["value"]) for t in out["targets"])
+    assert len(out["targets"]) == 9 and all(_finite(t["value"]) for t in out["targets"])
+    assert [t["met"] is None for t in out["targets"]] == [False] * 7 + [True] * 2  # one seed: aligned losses unjudged
+    assert all(isinstance(t["met"], bool) for t in out["targets"][:7])
     c = out["conditions"]
     assert c["device"] == "cpu" and c["cpu"] and isinstance(c["cpu_flags"], list) and c["torch"] == torch.__version__
 
@@ -158,6 +160,22 @@ def test_training_comparison_over_seeds_reports_each_and_their_mean(tiny_inputs)
         assert r2["train_loss_aligned_per_seed"][0] == pytest.approx(r1["train_loss_aligned"], rel=1e-5)
     with pytest.raises(ValueError, match="train_seeds"):
         BenchConfig(train_seeds=0)
+
+
+def test_aligned_loss_targets_are_judged_from_three_seeds(tiny_run):
+    """The final models' aligned losses are judged (met or not) only from MIN_SEEDS_ALIGNED seeds:
+    the same targets, fed three seeds' figures, say met or NOT met by the sign of the gap."""
+    out = json.loads(json.dumps(tiny_run, default=float))
+    plain, package, seed_style = out["training"]["runs"]
+    for r, loss in ((plain, 230.0), (package, 220.0), (seed_style, 225.0)):
+        r["train_loss_per_seed"] = [loss] * avae.bench.MIN_SEEDS_ALIGNED
+        r["train_loss_aligned"], r["test_loss_aligned"] = loss, loss + 1
+    met = {t["target"].split(":")[1].strip(): t for t in avae.bench.targets(out) if t["target"].startswith("training")}
+    aligned = [t for name, t in met.items() if "same aligner" in name]
+    assert len(aligned) == 2 and all(t["met"] is True and t["value"] == -5.0 for t in aligned)
+    seed_style["train_loss_aligned"] = seed_style["test_loss_aligned"] = 210.0
+    assert [t["met"] for t in avae.bench.targets(out)[-2:]] == [False, False]
+    assert "not judged" in format_report(tiny_run) and "not judged" not in format_report({**out, "targets": avae.bench.targets(out)})
 
 
 def test_precision_override_reaches_every_package_search(tiny_inputs, monkeypatch):
