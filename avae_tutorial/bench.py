@@ -306,7 +306,8 @@ def train_comparison(x_train: torch.Tensor, x_test: torch.Tensor, cfg: BenchConf
     x_fit = random_rotations(x_train, seed=cfg.seed + 2)[0]  # the training digits, rotated alike for every run
     own = _search_fields(cfg)
     runs = {name: {"seconds": [], "train": [], "fit": [], "test": []} for name in TRAIN_RUNS}
-    for seed in range(cfg.seed, cfg.seed + cfg.train_seeds):
+    seeds = list(range(cfg.seed, cfg.seed + cfg.train_seeds))
+    for seed in seeds:
         base = TrainConfig("rotated", latent_dim, x_train.shape[-1], epochs=1, batch_size=cfg.train_batch,
                            test_limit=len(x_test), seed=seed)  # fmt: skip
         base = replace(base, align={**base.align, **(cfg.train_align or {}), **own},
@@ -323,7 +324,7 @@ def train_comparison(x_train: torch.Tensor, x_test: torch.Tensor, cfg: BenchConf
     for r in rows:
         r["epoch_vs_plain"] = r["seconds_per_epoch"] / rows[0]["seconds_per_epoch"]
     return {"runs": rows, "align": base.align, "align_warm": base.align_warm, "warm_start": base.warm_start,
-            "seeds": list(range(cfg.seed, cfg.seed + cfg.train_seeds))}  # fmt: skip
+            "seeds": seeds}  # fmt: skip
 
 
 def _train_turns(x_train: torch.Tensor, x_test: torch.Tensor, base: TrainConfig, epochs: int) -> dict:
@@ -516,12 +517,13 @@ def format_report(out: dict) -> str:
                   f"{'run':24s} {'s/epoch':>8s} {'x plain':>8s} {'train loss':>10s} {'aligned:':>9s} {'train':>8s} "
                   f"{'test':>8s}  " + ("per seed: train loss/aligned train" if len(seeds) > 1 else "s per epoch")]  # fmt: skip
         for r in tr["runs"]:
-            each = r["epoch_seconds"]
             if len(seeds) > 1:
-                each = [f"{a:.2f}/{b:.2f}" for a, b in zip(r["train_loss_per_seed"], r["train_loss_aligned_per_seed"])]
+                each = " ".join(f"{t:.2f}/{f:.2f}" for t, f in zip(r["train_loss_per_seed"], r["train_loss_aligned_per_seed"]))
+            else:
+                each = " ".join(f"{t:.2f}" for t in r["epoch_seconds"])
             lines.append(f"{r['search']:24s} {r['seconds_per_epoch']:8.2f} {r['epoch_vs_plain']:8.2f} "
                          f"{r['train_loss']:10.3f} {'':9s} {r['train_loss_aligned']:8.3f} {r['test_loss_aligned']:8.3f}  "
-                         + " ".join(t if isinstance(t, str) else f"{t:.2f}" for t in each))  # fmt: skip
+                         f"{each}")  # fmt: skip
     lines += ["", "targets:"]
     verdict = {True: "met", False: "NOT met", None: f"not judged below {MIN_SEEDS_ALIGNED} seeds (--train-seeds)"}
     lines += [f"  [{verdict[t['met']]}] {t['target']}: {t['value']:.4g}" for t in out["targets"]]
