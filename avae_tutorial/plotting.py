@@ -325,25 +325,26 @@ def hero_figure(
     rows = [to_images(inputs), to_images(vae_rec), to_images(avae_rec)]
     n, cols = len(angles), min(ncols, len(angles))
     blocks = math.ceil(n / cols)
-    fig, axes = plt.subplots(3 * blocks, cols, figsize=(size * cols + 0.9, (size + 0.42) * 3 * blocks + 0.5),
-                             squeeze=False)  # fmt: skip
-    for i in range(blocks * cols):
-        for r, label in enumerate(("rotated input", "VAE", "AVAE")):
-            ax = axes[3 * (i // cols) + r, i % cols]
-            if i >= n:
-                ax.axis("off")
-                continue
-            _imshow(ax, rows[r][i], f"{angles[i]:.0f}°" if r == 0 else None)
-            if r == 1:
-                ax.set_xlabel(f"{vl[i]:.0f} nats", fontsize=FONT)
-            elif r == 2:
-                turn = "" if found is None else f", {found[i]:+.0f}°"
-                ax.set_xlabel(f"{al[i]:.0f} nats{turn}", fontsize=FONT)
-            if i % cols == 0:
-                ax.set_ylabel(label, fontsize=FONT)
+    fig = plt.figure(figsize=(size * cols + 0.9, (size + 0.42) * 3 * blocks + 0.3 * blocks + 0.5), layout="constrained")
+    for b, sub in enumerate(np.atleast_1d(fig.subfigures(blocks, 1, hspace=0.04))):
+        axes = sub.subplots(3, cols, squeeze=False)
+        for c in range(cols):
+            i = b * cols + c
+            for r, label in enumerate(("rotated input", "VAE", "AVAE")):
+                ax = axes[r, c]
+                if i >= n:
+                    ax.axis("off")
+                    continue
+                _imshow(ax, rows[r][i], f"{angles[i]:.0f}°" if r == 0 else None)
+                if r == 1:
+                    ax.set_xlabel(f"{vl[i]:.0f} nats", fontsize=FONT)
+                elif r == 2:
+                    turn = "" if found is None else f", {found[i]:+.0f}°"
+                    ax.set_xlabel(f"{al[i]:.0f} nats{turn}", fontsize=FONT)
+                if c == 0:
+                    ax.set_ylabel(label, fontsize=FONT)
     fig.suptitle("A turned test digit, the upright VAE's reconstruction and the AVAE's;\n"
                  "under each: its loss (for the AVAE, and the turn the search applied)", fontsize=FONT)
-    fig.tight_layout()
     return fig
 
 

@@ -120,7 +120,7 @@ def test_hero_figure_has_three_rows_with_losses():
     imgs = np.random.rand(F, 8, 8)
     fig = plotting.hero_figure([0, 90, 180, 270], imgs, imgs, imgs, [200, 210, 220, 230], [90, 91, 92, 93],
                                found_deg=[0, -90, 180, 90])  # fmt: skip
-    axes = np.array(fig.axes).reshape(3, F)
+    axes = np.array(fig.axes).reshape(3, F)  # one block of three rows: F <= ncols
     assert axes[0, 1].get_title() == "90°"
     assert axes[1, 2].get_xlabel() == "220 nats"
     assert axes[2, 1].get_xlabel() == "91 nats, -90°"
