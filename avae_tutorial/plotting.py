@@ -354,9 +354,9 @@ def wrapper_diagram(x=None, x_warped=None, x_rec=None, x_hat=None) -> plt.Figure
     Optional images ``(H, W)`` (or ``(1, H, W)``) are drawn at their stage: the input ``x``, the
     warped input, the decoder's output and the warped-back reconstruction ``x_hat``.
     """
-    fig, ax = plt.subplots(figsize=(10.5, 2.6))
+    fig, ax = plt.subplots(figsize=(MAX_WIDTH_IN, 2.6 * MAX_WIDTH_IN / 10.5 + 0.3))  # drawn in 10.5 x 2.6 units
     ax.set_xlim(0, 10.5)
-    ax.set_ylim(0, 2.6)
+    ax.set_ylim(-0.1, 2.6)
     ax.axis("off")
     boxes = [(1.55, "warp\n$(x, A)$", "#dce9f5"), (3.75, "encoder\n$q_\\phi(z \\mid \\cdot)$", "#fde9d9"),
              (5.25, "code\n$z = \\mu$", "#eeeeee"), (6.75, "decoder\n$\\hat x_\\theta(z)$", "#fde9d9"),
@@ -376,7 +376,7 @@ def wrapper_diagram(x=None, x_warped=None, x_rec=None, x_hat=None) -> plt.Figure
         ax.annotate("", xy=(b, 1.35), xytext=(a, 1.35), arrowprops={"arrowstyle": "->", "lw": 1.2})
     ax.text(5.25, 2.35, "the VAE, unchanged", ha="center", fontsize=9, color="0.3")
     ax.add_patch(plt.Rectangle((3.1, 0.85), 4.3, 1.25, fill=False, ls="--", ec="0.5"))
-    ax.text(5.25, 0.45, "$A$ per image: the transform that minimizes the loss of $x$ against $\\hat x_A$",
+    ax.text(5.25, 0.1, "$A$ per image: the transform that minimizes the loss of $x$ against $\\hat x_A$",
             ha="center", fontsize=9, color="0.2")
     fig.tight_layout()
     return fig
