@@ -541,8 +541,8 @@ def plot_class_orientations(
 
 
 #: Ten colours and markers that stay apart in print and for common colour-vision deficiencies
-#: (Okabe-Ito's eight, plus two greys), one per digit class.
-CLASS_COLORS = ("#000000", "#E69F00", "#56B4E9", "#009E73", "#F0E442",
+#: (Okabe-Ito's, its pale yellow swapped for a wine red, plus a grey and a purple), one per class.
+CLASS_COLORS = ("#000000", "#E69F00", "#56B4E9", "#009E73", "#882255",
                 "#0072B2", "#D55E00", "#CC79A7", "#999999", "#6A3D9A")  # fmt: skip
 CLASS_MARKERS = "osD^v<>ph*"
 
