@@ -30,9 +30,9 @@ __all__ = [
 
 CMAP = "gray"  # digits are white strokes on black, as MNIST stores them
 #: The smallest font size (points) that any figure here uses. Figures are drawn at most
-#: ``MAX_WIDTH_IN`` inches wide, so that at matplotlib's 100 dpi they fit a book page's ~740 px
-#: column without being scaled down: text keeps its size, at least 9 pt as displayed.
-FONT = 9
+#: ``MAX_WIDTH_IN`` inches wide, so that at matplotlib's 100 dpi they fit a book page's
+#: column (about 660-740 px) scaled down by at most a tenth: text stays at least 9 pt as displayed.
+FONT = 10
 MAX_WIDTH_IN = 7.4
 
 
@@ -53,7 +53,7 @@ def _imshow(ax, img: np.ndarray, title: str | None = None) -> None:
     ax.set_xticks([])
     ax.set_yticks([])
     if title is not None:
-        ax.set_title(title, fontsize=9)
+        ax.set_title(title, fontsize=FONT)
 
 
 def show_images(x, titles: Sequence[str] | None = None, nrow: int = 8, size: float = 1.3) -> plt.Figure:
@@ -102,7 +102,7 @@ def show_grid(
             if captions is not None:
                 ax.set_xlabel(captions[r][c], fontsize=FONT)
         if row_labels is not None:
-            axes[r, 0].set_ylabel(row_labels[r], fontsize=9)
+            axes[r, 0].set_ylabel(row_labels[r], fontsize=FONT)
     fig.tight_layout()
     return fig
 
@@ -277,7 +277,7 @@ def plot_sweep(rows: Sequence[dict], ax: plt.Axes | None = None) -> plt.Axes:
     the Axes.
     """
     if ax is None:
-        _, ax = plt.subplots(figsize=(6.4, 4.0))
+        _, ax = plt.subplots(figsize=(4.0, 3.6), layout="constrained")  # the legend to the right
     regimes = sorted({r["regime"] for r in rows})
     if not regimes:
         raise ValueError("rows: expected sweep rows with regime, latent_dim and losses, got none")
@@ -298,7 +298,7 @@ def plot_sweep(rows: Sequence[dict], ax: plt.Axes | None = None) -> plt.Axes:
     ax.set_xlabel("latent size L")
     ax.set_ylabel("mean loss (nats)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=FONT)
+    ax.legend(fontsize=FONT, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
     return ax
 
 
@@ -363,21 +363,21 @@ def wrapper_diagram(x=None, x_warped=None, x_rec=None, x_hat=None) -> plt.Figure
              (8.95, "warp back\n$(\\cdot, A^{-1})$", "#dce9f5")]  # fmt: skip
     for cx, text, color in boxes:
         ax.add_patch(plt.Rectangle((cx - 0.55, 0.95), 1.1, 0.8, facecolor=color, edgecolor="k", lw=1))
-        ax.text(cx, 1.35, text, ha="center", va="center", fontsize=9)
+        ax.text(cx, 1.35, text, ha="center", va="center", fontsize=FONT)
     images = [(0.45, x, "$x$"), (2.65, x_warped, "warp$(x, A)$"), (7.85, x_rec, "decoded"),
               (10.05, x_hat, "$\\hat x_A$")]  # fmt: skip
     for cx, img, label in images:
         if img is not None:
             a = to_images(img)[-1]  # (H, W)
             ax.imshow(a, cmap=CMAP, vmin=0, vmax=1, extent=(cx - 0.4, cx + 0.4, 0.95, 1.75))
-        ax.text(cx, 0.75, label, ha="center", va="top", fontsize=9)
+        ax.text(cx, 0.75, label, ha="center", va="top", fontsize=FONT)
     xs = [0.85, 1.0, 2.1, 2.25, 3.05, 3.2, 4.3, 4.7, 5.8, 6.2, 7.3, 7.45, 8.25, 8.4, 9.5, 9.65]
     for a, b in zip(xs[::2], xs[1::2]):
         ax.annotate("", xy=(b, 1.35), xytext=(a, 1.35), arrowprops={"arrowstyle": "->", "lw": 1.2})
-    ax.text(5.25, 2.35, "the VAE, unchanged", ha="center", fontsize=9, color="0.3")
+    ax.text(5.25, 2.35, "the VAE, unchanged", ha="center", fontsize=FONT, color="0.3")
     ax.add_patch(plt.Rectangle((3.1, 0.85), 4.3, 1.25, fill=False, ls="--", ec="0.5"))
     ax.text(5.25, 0.1, "$A$ per image: the transform that minimizes the loss of $x$ against $\\hat x_A$",
-            ha="center", fontsize=9, color="0.2")
+            ha="center", fontsize=FONT, color="0.2")
     fig.tight_layout()
     return fig
 
