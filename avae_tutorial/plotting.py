@@ -277,7 +277,7 @@ def plot_sweep(rows: Sequence[dict], ax: plt.Axes | None = None) -> plt.Axes:
     the Axes.
     """
     if ax is None:
-        _, ax = plt.subplots(figsize=(4.0, 3.6), layout="constrained")  # the legend to the right
+        _, ax = plt.subplots(figsize=(MAX_WIDTH_IN - 0.2, 3.6), layout="constrained")  # legend at the right
     regimes = sorted({r["regime"] for r in rows})
     if not regimes:
         raise ValueError("rows: expected sweep rows with regime, latent_dim and losses, got none")
@@ -285,12 +285,12 @@ def plot_sweep(rows: Sequence[dict], ax: plt.Axes | None = None) -> plt.Axes:
         sel = sorted((r for r in rows if r["regime"] == regime), key=lambda r: r["latent_dim"])
         L = [r["latent_dim"] for r in sel]
         color = f"C{i}"
-        ax.plot(L, [r["loss_rotated_test"] for r in sel], "o-", color=color, label=f"trained {regime}, turned digits")
+        ax.plot(L, [r["loss_rotated_test"] for r in sel], "o-", color=color, label=f"{regime} model, turned digits")
         ax.plot(L, [r["loss_upright_test"] for r in sel], "s--", color=color, alpha=0.7,
-                label=f"trained {regime}, upright digits")  # fmt: skip
+                label=f"{regime} model, upright digits")  # fmt: skip
         if regime == "upright" and all(r.get("loss_rotated_undone") is not None for r in sel):
             ax.plot(L, [r["loss_rotated_undone"] for r in sel], "^:", color=color, alpha=0.9,
-                    label=f"trained {regime}, turned digits, turn undone")  # fmt: skip
+                    label=f"{regime} model, turned digits, turn undone")  # fmt: skip
     dims = sorted({r["latent_dim"] for r in rows})
     ax.set_xscale("log", base=2)
     ax.set_xticks(dims)

@@ -105,14 +105,14 @@ def test_plot_sweep_draws_rotated_and_upright_lines_per_regime():
             for g in ("upright", "rotated") for L in (2, 8, 32)]  # fmt: skip
     ax = plotting.plot_sweep(rows)
     assert len(ax.get_lines()) == 4 and ax.get_xscale() == "log"
-    line = next(ln for ln in ax.get_lines() if ln.get_label() == "trained rotated, turned digits")
+    line = next(ln for ln in ax.get_lines() if ln.get_label() == "rotated model, turned digits")
     np.testing.assert_array_equal(line.get_xdata(), [2, 8, 32])
     np.testing.assert_array_equal(line.get_ydata(), [198, 192, 168])
     with pytest.raises(ValueError, match="sweep rows"):
         plotting.plot_sweep([])
     undone = [r | {"loss_rotated_undone": 150.0} for r in rows]
     labels = [ln.get_label() for ln in plotting.plot_sweep(undone).get_lines()]
-    assert len(labels) == 5 and "trained upright, turned digits, turn undone" in labels
+    assert len(labels) == 5 and "upright model, turned digits, turn undone" in labels
 
 
 def test_hero_figure_has_three_rows_with_losses():
