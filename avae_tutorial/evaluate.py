@@ -10,22 +10,25 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ._checks import check_images, check_same_device
+from ._checks import check_images, check_matrices, check_same_device
 from .align import AlignConfig, align
 from .data import random_affines
 from .families import Family, get_family
 from .loss import chunked_loss
 from .model import VAE, for_inference
-from .transforms import rotation, warp
+from .transforms import rotate
 
 __all__ = ["loss_per_angle", "affine_comparison", "mean_loss", "write_rows"]
 
 
-def mean_loss(vae: VAE, x: torch.Tensor, chunk: int = 512) -> torch.Tensor:
-    """Per-image loss ``(N,)`` of the plain VAE (``z = mu``, eval mode), ``chunk`` images at a time."""
+def mean_loss(vae: VAE, x: torch.Tensor, A: torch.Tensor | None = None, chunk: int = 512) -> torch.Tensor:
+    """Per-image loss ``(N,)`` (``z = mu``, eval mode), ``chunk`` images at a time: of the plain VAE,
+    or with a warp ``A (N, 2, 3)`` per image (:func:`~avae_tutorial.loss.avae_loss`)."""
     check_same_device(vae, x)
     check_images(x, canvas=vae.canvas)
-    return chunked_loss(for_inference(vae), x, chunk=chunk)
+    if A is not None:
+        A = check_matrices(A, batch=len(x)).to(x)
+    return chunked_loss(for_inference(vae), x, A, chunk=chunk)
 
 
 def loss_per_angle(
@@ -35,20 +38,21 @@ def loss_per_angle(
     aligned: bool = False,
     config: AlignConfig | str = "default",
     progress: bool = True,
+    per_image: bool = False,
 ) -> list[dict]:
     """Mean loss of ``x`` turned by each angle (degrees), without or with rotation alignment.
 
-    Returns rows ``{"angle_deg", "loss", "loss_std", "n", "aligned"}``.
+    Returns rows ``{"angle_deg", "loss", "loss_std", "n", "aligned"}``; with ``per_image``, each
+    row also holds ``"losses"``, the ``(N,)`` tensor of every image's loss at that angle.
     """
     check_same_device(vae, x)
     check_images(x, canvas=vae.canvas)
     rows = []
     for deg in tqdm(list(angles_deg), desc="angles", disable=not progress):
-        a = torch.full((len(x),), math.radians(float(deg)), device=x.device, dtype=x.dtype)
-        xr = warp(x, rotation(a))
+        xr = rotate(x, math.radians(float(deg)))
         loss = align(vae, xr, "rotation", config, progress=False).loss if aligned else mean_loss(vae, xr)
         rows.append({"angle_deg": float(deg), "loss": float(loss.mean()), "loss_std": float(loss.std()),
-                     "n": len(x), "aligned": bool(aligned)})  # fmt: skip
+                     "n": len(x), "aligned": bool(aligned)} | ({"losses": loss.cpu()} if per_image else {}))  # fmt: skip
     return rows
 
 

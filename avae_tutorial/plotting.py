@@ -29,6 +29,11 @@ __all__ = [
 ]
 
 CMAP = "gray"  # digits are white strokes on black, as MNIST stores them
+#: The smallest font size (points) that any figure here uses. Figures are drawn at most
+#: ``MAX_WIDTH_IN`` inches wide, so that at matplotlib's 100 dpi they fit a book page's
+#: column (about 660-740 px) scaled down by at most a tenth: text stays at least 9 pt as displayed.
+FONT = 10
+MAX_WIDTH_IN = 7.4
 
 
 def to_images(x) -> np.ndarray:
@@ -48,7 +53,7 @@ def _imshow(ax, img: np.ndarray, title: str | None = None) -> None:
     ax.set_xticks([])
     ax.set_yticks([])
     if title is not None:
-        ax.set_title(title, fontsize=9)
+        ax.set_title(title, fontsize=FONT)
 
 
 def show_images(x, titles: Sequence[str] | None = None, nrow: int = 8, size: float = 1.3) -> plt.Figure:
@@ -95,9 +100,9 @@ def show_grid(
             ax = axes[r, c]
             _imshow(ax, img, col_titles[c] if (col_titles is not None and r == 0) else None)
             if captions is not None:
-                ax.set_xlabel(captions[r][c], fontsize=8)
+                ax.set_xlabel(captions[r][c], fontsize=FONT)
         if row_labels is not None:
-            axes[r, 0].set_ylabel(row_labels[r], fontsize=9)
+            axes[r, 0].set_ylabel(row_labels[r], fontsize=FONT)
     fig.tight_layout()
     return fig
 
@@ -135,7 +140,7 @@ def plot_loss_vs_angle(series, ax: plt.Axes | None = None, band: bool = True, yl
     ax.set_xticks(np.arange(0, 45 * math.ceil(top / 45) + 1, 45))
     ax.grid(alpha=0.3)
     if any(label for label in _rows_by_label(series)):
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=FONT)
     return ax
 
 
@@ -224,10 +229,12 @@ def landscape_figure(
     exact=None,
     found=None,
     prominence: float = 1.0,
-    size: float = 2.5,
+    size: float = 2.4,
+    ncols: int = 3,
 ) -> plt.Figure:
-    """Several digits over their loss landscapes: images ``(K, H, W)`` on top, ``losses (K, A)`` below.
+    """Several digits over their loss landscapes: images ``(K, H, W)`` above ``losses (K, A)``.
 
+    ``ncols`` digits per row (each a small image over its landscape), as many rows as needed.
     ``angles (A,)`` radians are the candidate rotations; ``exact`` and ``found`` ``(K,)``
     radians are drawn as in :func:`plot_landscape`; local minima deeper than ``prominence``
     nats are marked. Returns the Figure.
@@ -237,14 +244,27 @@ def landscape_figure(
     if v.ndim != 2 or len(v) != len(imgs):
         raise ValueError(f"losses: expected shape ({len(imgs)}, A), one row per image, got {v.shape}")
     k = len(imgs)
-    fig, axes = plt.subplots(2, k, figsize=(size * k, size * 1.75), squeeze=False, gridspec_kw={"height_ratios": [1, 1.2]})
+    cols = min(ncols, k)
+    nrows = math.ceil(k / cols)
+    fig, axes = plt.subplots(2 * nrows, cols, figsize=(size * cols + 0.4, size * 1.6 * nrows), squeeze=False,
+                             gridspec_kw={"height_ratios": [0.75, 1.25] * nrows})  # fmt: skip
     for i in range(k):
-        _imshow(axes[0, i], imgs[i], None if titles is None else titles[i])
-        plot_landscape(angles, v[i], local_minima(v[i], prominence=prominence), ax=axes[1, i],
+        top, bottom = axes[2 * (i // cols), i % cols], axes[2 * (i // cols) + 1, i % cols]
+        _imshow(top, imgs[i], None if titles is None else titles[i])
+        plot_landscape(angles, v[i], local_minima(v[i], prominence=prominence), ax=bottom,
                        exact=None if exact is None else exact[i], found=None if found is None else found[i])  # fmt: skip
-        if i:
-            axes[1, i].set_ylabel("")
-    axes[1, 0].legend(fontsize=7)
+        if i % cols:
+            bottom.set_ylabel("")
+        if i // cols < nrows - 1 and i + cols < k:
+            bottom.set_xlabel("")
+    for j in range(k, nrows * cols):
+        axes[2 * (j // cols), j % cols].axis("off")
+        axes[2 * (j // cols) + 1, j % cols].axis("off")
+    if k < nrows * cols:  # the legend in the first free cell, else in the first panel
+        handles, labels = axes[1, 0].get_legend_handles_labels()
+        axes[-1, -1].legend(handles, labels, fontsize=FONT, loc="center")
+    else:
+        axes[1, 0].legend(fontsize=FONT)
     fig.tight_layout()
     return fig
 
@@ -252,10 +272,12 @@ def landscape_figure(
 def plot_sweep(rows: Sequence[dict], ax: plt.Axes | None = None) -> plt.Axes:
     """Loss against latent size for each training regime (rows as in ``sweep.csv``).
 
-    Solid lines: loss on rotated test digits; dashed: on upright test digits. Returns the Axes.
+    Solid lines: loss on rotated test digits; dashed: on upright test digits; dotted (where the
+    rows have ``loss_rotated_undone``): on the rotated digits with the exact turn undone. Returns
+    the Axes.
     """
     if ax is None:
-        _, ax = plt.subplots(figsize=(6.0, 3.6))
+        _, ax = plt.subplots(figsize=(MAX_WIDTH_IN - 0.2, 3.6), layout="constrained")  # legend at the right
     regimes = sorted({r["regime"] for r in rows})
     if not regimes:
         raise ValueError("rows: expected sweep rows with regime, latent_dim and losses, got none")
@@ -263,9 +285,12 @@ def plot_sweep(rows: Sequence[dict], ax: plt.Axes | None = None) -> plt.Axes:
         sel = sorted((r for r in rows if r["regime"] == regime), key=lambda r: r["latent_dim"])
         L = [r["latent_dim"] for r in sel]
         color = f"C{i}"
-        ax.plot(L, [r["loss_rotated_test"] for r in sel], "o-", color=color, label=f"trained {regime}, rotated test")
+        ax.plot(L, [r["loss_rotated_test"] for r in sel], "o-", color=color, label=f"{regime} model, turned digits")
         ax.plot(L, [r["loss_upright_test"] for r in sel], "s--", color=color, alpha=0.7,
-                label=f"trained {regime}, upright test")  # fmt: skip
+                label=f"{regime} model, upright digits")  # fmt: skip
+        if regime == "upright" and all(r.get("loss_rotated_undone") is not None for r in sel):
+            ax.plot(L, [r["loss_rotated_undone"] for r in sel], "^:", color=color, alpha=0.9,
+                    label=f"{regime} model, turned digits, turn undone")  # fmt: skip
     dims = sorted({r["latent_dim"] for r in rows})
     ax.set_xscale("log", base=2)
     ax.set_xticks(dims)
@@ -273,7 +298,7 @@ def plot_sweep(rows: Sequence[dict], ax: plt.Axes | None = None) -> plt.Axes:
     ax.set_xlabel("latent size L")
     ax.set_ylabel("mean loss (nats)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=FONT, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
     return ax
 
 
@@ -285,23 +310,41 @@ def hero_figure(
     vae_loss,
     avae_loss,
     found_deg=None,
-    size: float = 1.25,
+    size: float = 1.3,
+    ncols: int = 4,
 ) -> plt.Figure:
     """Three rows over the same angles: the rotated input, the VAE's and the AVAE's reconstructions.
 
     Images ``(F, H, W)`` (or ``(F, 1, H, W)``), losses ``(F,)`` in nats, ``found_deg`` the
-    rotation the search applied (optional). Returns the Figure (the README's picture).
+    rotation the search applied (optional). ``ncols`` angles per block of three rows; more
+    angles start a new block below. Returns the Figure (the README's picture).
     """
     angles = [float(a) for a in np.asarray(angles_deg).ravel()]
     vl, al = np.asarray(vae_loss, dtype=float).ravel(), np.asarray(avae_loss, dtype=float).ravel()
-    col_titles = [f"{a:.0f}°" for a in angles]
-    captions = [[""] * len(angles), [f"{v:.0f} nats" for v in vl], [f"{v:.0f} nats" for v in al]]
-    if found_deg is not None:
-        captions[2] = [f"{v:.0f} nats, {f:+.0f}°" for v, f in zip(al, np.asarray(found_deg).ravel())]
-    fig = show_grid([inputs, vae_rec, avae_rec], ["rotated input", "VAE", "AVAE"], col_titles, captions, size=size)
-    fig.suptitle("A turned test digit; the upright VAE alone, and inside the warp its search found (AVAE)\n"
-                 "under each reconstruction: its loss (and, for the AVAE, the turn the search applied)", fontsize=9)
-    fig.tight_layout()
+    found = None if found_deg is None else np.asarray(found_deg, dtype=float).ravel()
+    rows = [to_images(inputs), to_images(vae_rec), to_images(avae_rec)]
+    n, cols = len(angles), min(ncols, len(angles))
+    blocks = math.ceil(n / cols)
+    fig = plt.figure(figsize=(size * cols + 0.9, (size + 0.42) * 3 * blocks + 0.3 * blocks + 0.5), layout="constrained")
+    for b, sub in enumerate(np.atleast_1d(fig.subfigures(blocks, 1, hspace=0.04))):
+        axes = sub.subplots(3, cols, squeeze=False)
+        for c in range(cols):
+            i = b * cols + c
+            for r, label in enumerate(("rotated input", "VAE", "AVAE")):
+                ax = axes[r, c]
+                if i >= n:
+                    ax.axis("off")
+                    continue
+                _imshow(ax, rows[r][i], f"{angles[i]:.0f}°" if r == 0 else None)
+                if r == 1:
+                    ax.set_xlabel(f"{vl[i]:.0f} nats", fontsize=FONT)
+                elif r == 2:
+                    turn = "" if found is None else f", {found[i]:+.0f}°"
+                    ax.set_xlabel(f"{al[i]:.0f} nats{turn}", fontsize=FONT)
+                if c == 0:
+                    ax.set_ylabel(label, fontsize=FONT)
+    fig.suptitle("A turned test digit, the upright VAE's reconstruction and the AVAE's;\n"
+                 "under each: its loss (for the AVAE, and the turn the search applied)", fontsize=FONT)
     return fig
 
 
@@ -311,30 +354,30 @@ def wrapper_diagram(x=None, x_warped=None, x_rec=None, x_hat=None) -> plt.Figure
     Optional images ``(H, W)`` (or ``(1, H, W)``) are drawn at their stage: the input ``x``, the
     warped input, the decoder's output and the warped-back reconstruction ``x_hat``.
     """
-    fig, ax = plt.subplots(figsize=(10.5, 2.6))
+    fig, ax = plt.subplots(figsize=(MAX_WIDTH_IN, 2.6 * MAX_WIDTH_IN / 10.5 + 0.3))  # drawn in 10.5 x 2.6 units
     ax.set_xlim(0, 10.5)
-    ax.set_ylim(0, 2.6)
+    ax.set_ylim(-0.1, 2.6)
     ax.axis("off")
     boxes = [(1.55, "warp\n$(x, A)$", "#dce9f5"), (3.75, "encoder\n$q_\\phi(z \\mid \\cdot)$", "#fde9d9"),
              (5.25, "code\n$z = \\mu$", "#eeeeee"), (6.75, "decoder\n$\\hat x_\\theta(z)$", "#fde9d9"),
              (8.95, "warp back\n$(\\cdot, A^{-1})$", "#dce9f5")]  # fmt: skip
     for cx, text, color in boxes:
         ax.add_patch(plt.Rectangle((cx - 0.55, 0.95), 1.1, 0.8, facecolor=color, edgecolor="k", lw=1))
-        ax.text(cx, 1.35, text, ha="center", va="center", fontsize=9)
+        ax.text(cx, 1.35, text, ha="center", va="center", fontsize=FONT)
     images = [(0.45, x, "$x$"), (2.65, x_warped, "warp$(x, A)$"), (7.85, x_rec, "decoded"),
               (10.05, x_hat, "$\\hat x_A$")]  # fmt: skip
     for cx, img, label in images:
         if img is not None:
             a = to_images(img)[-1]  # (H, W)
             ax.imshow(a, cmap=CMAP, vmin=0, vmax=1, extent=(cx - 0.4, cx + 0.4, 0.95, 1.75))
-        ax.text(cx, 0.75, label, ha="center", va="top", fontsize=9)
+        ax.text(cx, 0.75, label, ha="center", va="top", fontsize=FONT)
     xs = [0.85, 1.0, 2.1, 2.25, 3.05, 3.2, 4.3, 4.7, 5.8, 6.2, 7.3, 7.45, 8.25, 8.4, 9.5, 9.65]
     for a, b in zip(xs[::2], xs[1::2]):
         ax.annotate("", xy=(b, 1.35), xytext=(a, 1.35), arrowprops={"arrowstyle": "->", "lw": 1.2})
-    ax.text(5.25, 2.35, "the VAE, unchanged", ha="center", fontsize=9, color="0.3")
+    ax.text(5.25, 2.35, "the VAE, unchanged", ha="center", fontsize=FONT, color="0.3")
     ax.add_patch(plt.Rectangle((3.1, 0.85), 4.3, 1.25, fill=False, ls="--", ec="0.5"))
-    ax.text(5.25, 0.45, "$A$ per image: the transform that minimizes the loss of $x$ against $\\hat x_A$",
-            ha="center", fontsize=9, color="0.2")
+    ax.text(5.25, 0.1, "$A$ per image: the transform that minimizes the loss of $x$ against $\\hat x_A$",
+            ha="center", fontsize=FONT, color="0.2")
     fig.tight_layout()
     return fig
 
@@ -366,7 +409,7 @@ def plot_training_curves(histories: Mapping[str, dict], keys: Sequence[str] = ("
     """One panel per history key (loss per epoch), one line per model: ``histories`` maps label -> history."""
     if not histories:
         raise ValueError("histories: expected at least one label -> history")
-    fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.2), sharey=False, squeeze=False)
+    fig, axes = plt.subplots(1, len(keys), figsize=(3.6 * len(keys), 3.2), sharey=False, squeeze=False)
     for ax, key in zip(axes[0], keys):
         for label, h in histories.items():
             if key not in h:
@@ -375,7 +418,7 @@ def plot_training_curves(histories: Mapping[str, dict], keys: Sequence[str] = ("
         ax.set_xlabel("epoch")
         ax.set_ylabel(f"{key.replace('_', ' ')} (nats)")
         ax.grid(alpha=0.3)
-    axes[0, 0].legend(fontsize=8)
+    axes[0, 0].legend(fontsize=FONT)
     fig.tight_layout()
     return fig
 
@@ -385,21 +428,50 @@ def _degrees(angle) -> np.ndarray:
     return (np.degrees(a) + 180.0) % 360.0 - 180.0  # [-180, 180)
 
 
+def circular_cut(deg) -> float:
+    """Where to cut the circle to draw angles ``deg`` (degrees) on a line: the multiple of 5 degrees
+    where their smoothed density (:func:`~avae_tutorial.histograms.circular_density`) is lowest,
+    so that no peak is split between the two edges of a histogram."""
+    from .histograms import circular_density
+
+    d = np.asarray(deg, dtype=float).ravel()
+    if d.size == 0:
+        return -180.0
+    grid, density = circular_density(torch.from_numpy(np.radians(d)), bins=72)
+    return math.degrees(float(grid[int(density.argmin())]))
+
+
+def _on_window(deg: np.ndarray, cut: float) -> np.ndarray:
+    """Angles (degrees) moved into the window ``[cut, cut + 360)``."""
+    return (deg - cut) % 360.0 + cut
+
+
+def _circle_ticks(ax, cut: float) -> None:
+    """Ticks every 90 degrees across ``[cut, cut + 360]``, labelled as angles in [-180, 180)."""
+    ticks = np.arange(90 * math.ceil(cut / 90), cut + 360.01, 90)
+    ax.set_xticks(ticks)
+    ax.set_xticklabels([f"{(t + 180) % 360 - 180:.0f}" for t in ticks])
+    ax.set_xlim(cut, cut + 360)
+
+
 def plot_orientation_histograms(
     orientation,
     labels,
     digits: Sequence[int],
     epochs: Sequence[int],
     bins: int = 36,
-    size: tuple[float, float] = (3.2, 2.4),
+    size: tuple[float, float] = (3.5, 2.4),
     first_epoch: int = 1,
+    ncols: int = 2,
 ) -> plt.Figure:
     """Histograms of the encoded orientation (degrees) of the chosen ``digits``, one panel per epoch.
 
     ``orientation (E, N)`` radians as in an aligned training history, ``labels (N,)``; row ``e``
     of ``orientation`` is epoch ``first_epoch + e`` (1 for a history; 0 when the epoch-0 angles
     are prepended), and ``epochs`` are named that way. Several digits are overlaid in one panel
-    (e.g. ``[6, 9]``). Returns the Figure.
+    (e.g. ``[6, 9]``), ``ncols`` panels per row. The circle is cut where the shown digits' angles
+    at the last shown epoch are sparsest (:func:`circular_cut`), the same for every panel, so
+    that no peak is drawn at both edges; tick labels are angles in [-180, 180). Returns the Figure.
     """
     o, y = _degrees(orientation), np.asarray(labels)
     if o.ndim != 2 or o.shape[1] != len(y):
@@ -408,18 +480,26 @@ def plot_orientation_histograms(
     bad = [e for e in epochs if not first_epoch <= e <= last]
     if bad:
         raise ValueError(f"epochs {bad} outside {first_epoch}..{last}")
-    edges = np.linspace(-180, 180, bins + 1)
-    fig, axes = plt.subplots(1, len(epochs), figsize=(size[0] * len(epochs), size[1]), sharey=True, squeeze=False)
-    for ax, e in zip(axes[0], epochs):
+    shown = np.isin(y, list(digits))
+    cut = circular_cut(o[max(epochs) - first_epoch][shown])
+    edges = np.linspace(cut, cut + 360, bins + 1)
+    cols = min(ncols, len(epochs))
+    nrows = math.ceil(len(epochs) / cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(size[0] * cols, size[1] * nrows), sharey=True, squeeze=False)
+    for ax, e in zip(axes.flat, epochs):
         for d in digits:
-            ax.hist(o[e - first_epoch][y == d], bins=edges, density=True, histtype="stepfilled", alpha=0.45,
-                    edgecolor=f"C{d}", color=f"C{d}", label=f'"{d}"')  # fmt: skip
-        ax.set_title(f"epoch {e}", fontsize=9)
-        ax.set_xticks(np.arange(-180, 181, 90))
-        ax.set_xlabel("encoded orientation (degrees)")
+            ax.hist(_on_window(o[e - first_epoch][y == d], cut), bins=edges, density=True, histtype="stepfilled",
+                    alpha=0.45, edgecolor=f"C{d}", color=f"C{d}", label=f'"{d}"')  # fmt: skip
+        ax.set_title(f"epoch {e}", fontsize=FONT + 1)
+        _circle_ticks(ax, cut)
         ax.grid(alpha=0.3)
-    axes[0, 0].set_ylabel("density (per degree)")
-    axes[0, 0].legend(fontsize=8)
+    for ax in axes.flat[len(epochs) :]:
+        ax.axis("off")
+    for ax in axes[-1]:
+        ax.set_xlabel("encoded orientation (degrees)", fontsize=FONT)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("density (per degree)", fontsize=FONT)
+    axes[0, 0].legend(fontsize=FONT)
     fig.tight_layout()
     return fig
 
@@ -429,33 +509,42 @@ def plot_class_orientations(
     labels,
     modes_deg: Mapping[int, Sequence[float]] | None = None,
     bins: int = 36,
-    ncols: int = 5,
+    ncols: int = 4,
 ) -> plt.Figure:
     """A grid of orientation histograms (degrees), one panel per class, for one epoch ``orientation (N,)``.
 
-    ``modes_deg`` (class -> angles in degrees, e.g. from :func:`avae_tutorial.histograms.find_modes`)
-    are drawn as dashed lines. Returns the Figure.
+    Each panel cuts the circle where its class is sparsest (:func:`circular_cut`), so a peak is
+    drawn whole; tick labels are angles in [-180, 180). ``modes_deg`` (class -> angles in
+    degrees, e.g. from :func:`avae_tutorial.histograms.find_modes`) are drawn as dashed lines.
+    Returns the Figure.
     """
     o, y = _degrees(orientation).ravel(), np.asarray(labels).ravel()
     if o.shape != y.shape:
         raise ValueError(f"orientation and labels: expected the same length, got {o.shape} and {y.shape}")
     classes = sorted(int(c) for c in np.unique(y))
     nrows = math.ceil(len(classes) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(2.4 * ncols, 1.9 * nrows), sharex=True, squeeze=False)
-    edges = np.linspace(-180, 180, bins + 1)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(1.8 * ncols, 1.75 * nrows), squeeze=False)
     for ax, c in zip(axes.flat, classes):
-        ax.hist(o[y == c], bins=edges, density=True, color=f"C{c % 10}", alpha=0.8)
+        cut = circular_cut(o[y == c])
+        ax.hist(_on_window(o[y == c], cut), bins=np.linspace(cut, cut + 360, bins + 1), density=True,
+                color=f"C{c % 10}", alpha=0.8)  # fmt: skip
         for m in (modes_deg or {}).get(c, []):
-            ax.axvline(m, color="k", linestyle="--", linewidth=0.8)
-        ax.set_title(f'"{c}"', fontsize=9)
-        ax.set_xticks(np.arange(-180, 181, 90))
+            ax.axvline(_on_window(np.asarray(m, dtype=float), cut), color="k", linestyle="--", linewidth=0.8)
+        ax.set_title(f'"{c}"', fontsize=FONT + 1)
+        _circle_ticks(ax, cut)
+        ax.tick_params(labelsize=FONT)
         ax.set_yticks([])
     for ax in axes.flat[len(classes) :]:
         ax.axis("off")
-    for ax in axes[-1]:
-        ax.set_xlabel("degrees", fontsize=8)
     fig.tight_layout()
     return fig
+
+
+#: Ten colours and markers that stay apart in print and for common colour-vision deficiencies
+#: (Okabe-Ito's, its pale yellow swapped for a wine red, plus a grey and a purple), one per class.
+CLASS_COLORS = ("#000000", "#E69F00", "#56B4E9", "#009E73", "#882255",
+                "#0072B2", "#D55E00", "#CC79A7", "#999999", "#6A3D9A")  # fmt: skip
+CLASS_MARKERS = "osD^v<>ph*"
 
 
 def plot_resultant_by_epoch(
@@ -464,28 +553,35 @@ def plot_resultant_by_epoch(
     """One panel per statistic (``keys``), one line per class, against the epoch.
 
     ``rows`` as :func:`avae_tutorial.histograms.statistics_by_epoch` returns them; ``noise``
-    (optional) draws the level that uniformly spread angles reach as a dotted line.
+    (optional) draws the level that uniformly spread angles reach as a dotted line. Each class has
+    its own colour and marker (:data:`CLASS_COLORS`, :data:`CLASS_MARKERS`), is named at the end
+    of its line, and the legend lists the classes in a row below the panels.
     """
     if not rows:
         raise ValueError("rows: expected rows with epoch, class and the statistics, got none")
     classes = sorted({r["class"] for r in rows})
     epochs = sorted({r["epoch"] for r in rows})
-    fig, axes = plt.subplots(1, len(keys), figsize=(4.6 * len(keys), 3.3), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(1, len(keys), figsize=(3.6 * len(keys), 3.6), sharey=True, squeeze=False)
     for ax, key in zip(axes[0], keys):
         for c in classes:
             sel = sorted((r for r in rows if r["class"] == c), key=lambda r: r["epoch"])
-            ax.plot([r["epoch"] for r in sel], [r[key] for r in sel], "o-", ms=3,
-                    color=f"C{c % 10}", label=f'"{c}"')  # fmt: skip
+            color, marker = CLASS_COLORS[c % 10], CLASS_MARKERS[c % 10]
+            ax.plot([r["epoch"] for r in sel], [r[key] for r in sel], "-", marker=marker, ms=4,
+                    color=color, label=f'"{c}"')  # fmt: skip
+            ax.annotate(str(c), (sel[-1]["epoch"], sel[-1][key]), textcoords="offset points", xytext=(4, 0),
+                        va="center", fontsize=FONT, color=color)  # fmt: skip
         if noise is not None:
             ax.axhline(noise, color="k", linestyle=":", linewidth=1, label="uniform")
-        ax.set_title(key, fontsize=10)
+        ax.set_title(key, fontsize=FONT + 1)
         ax.set_xlabel("epoch")
         ax.set_xticks(epochs)
+        ax.set_xlim(epochs[0] - 0.3, epochs[-1] + 0.8)
         ax.set_ylim(0, 1)
         ax.grid(alpha=0.3)
     axes[0, 0].set_ylabel("resultant length")
-    axes[0, -1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
-    fig.tight_layout()
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=FONT, loc="lower center", ncol=min(len(labels), 6), frameon=False)
+    fig.tight_layout(rect=(0, 0.06 * math.ceil(len(labels) / 6) + 0.02, 1, 1))
     return fig
 
 
@@ -508,7 +604,7 @@ def plot_cost_quality(rows: Sequence[dict], ax: plt.Axes | None = None) -> plt.A
         ax.plot(cost, loss, "o-", color=f"C{i}", label=f"{steps} refinement steps")
         for r in sel:
             ax.annotate(str(r["restarts"]), (r["cost_vs_plain"], r["loss"]), textcoords="offset points",
-                        xytext=(3, 4), fontsize=7, color=f"C{i}")  # fmt: skip
+                        xytext=(3, 4), fontsize=FONT, color=f"C{i}")  # fmt: skip
     ax.set_xscale("log")
     costs = [r["cost_vs_plain"] for r in rows]
     fmt = FuncFormatter(lambda v, _: f"{v:g}")
@@ -517,9 +613,9 @@ def plot_cost_quality(rows: Sequence[dict], ax: plt.Axes | None = None) -> plt.A
     ax.set_xlabel("cost per image (x one plain VAE evaluation)")
     ax.set_ylabel("mean loss (nats)")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8, title="numbers: restarts", title_fontsize=8)
+    ax.legend(fontsize=FONT, title="numbers: restarts", title_fontsize=FONT)
     return ax
 
 
 __all__ += ["markdown_table", "plot_training_curves", "plot_orientation_histograms", "plot_class_orientations",
-            "plot_cost_quality", "plot_resultant_by_epoch", "wrapper_diagram"]
+            "plot_cost_quality", "plot_resultant_by_epoch", "wrapper_diagram", "circular_cut", "FONT", "MAX_WIDTH_IN"]

@@ -25,7 +25,7 @@ from .pretrained import pretrained_dir
 from .train import TrainConfig, evaluation_angles, fit
 from .transforms import rotation, warp
 
-__all__ = ["ReproConfig", "recipes", "reproduce", "MAIN_MODELS"]
+__all__ = ["ReproConfig", "recipes", "reproduce", "MAIN_MODELS", "sweep_losses", "sweep_name", "evaluate_sweep"]
 
 MAIN_MODELS = ("vae-upright", "vae-rotated", "avae-transopt")
 #: The control for chapter 5: aligned training with a cold search every epoch (no warm start).
@@ -59,7 +59,7 @@ def recipes(rc: ReproConfig) -> dict[str, TrainConfig]:
         if latent == 8:
             continue
         for regime in ("upright", "rotated"):
-            out[f"vae-{regime}-l{latent}"] = TrainConfig(
+            out[sweep_name(regime, latent)] = TrainConfig(
                 regime, latent, epochs=rc.sweep_epochs, train_limit=rc.train_limit, seed=rc.seed
             )
     return out
@@ -128,22 +128,47 @@ def reproduce(
     return manifest
 
 
-def evaluate_sweep(out: Path, rc: ReproConfig, test, dev) -> list[dict]:
-    """Write sweep.csv: every latent size, upright and rotated training, on all upright test
-    digits and on the same digits turned by seeded random angles."""
-    xt = test[0].to(dev)
-    xr = warp(xt, rotation(evaluation_angles(len(xt), rc.seed + 1).to(dev)))
-    sweep = []
+def sweep_name(regime: str, latent: int) -> str:
+    """The shipped name of the sweep's model: ``vae-<regime>`` at latent 8, else ``vae-<regime>-l<L>``."""
+    return f"vae-{regime}" if latent == 8 else f"vae-{regime}-l{latent}"
+
+
+def sweep_losses(load, x: torch.Tensor, seed: int = 1) -> list[dict]:
+    """One row per sweep model that ``load(name)`` returns (``None``: skipped), on digits ``x``.
+
+    ``loss_upright_test``: on the upright digits; ``loss_rotated_test``: on the same digits turned
+    by seeded random angles (:func:`~avae_tutorial.train.evaluation_angles`); ``loss_rotated_undone``:
+    on those turned digits with the exact turn undone before encoding and redone after decoding,
+    ``avae_loss(vae, x_rot, rotation(-angle))``. The last two are scored against the same turned
+    digits, so they compare an upright model with a rotated one like with like.
+    """
+    angle = evaluation_angles(len(x), seed).to(x.device)  # (N,)
+    xr = warp(x, rotation(angle))
+    undo = rotation(-angle)
+    rows = []
     for latent in SWEEP_LATENTS:
         for regime in ("upright", "rotated"):
-            name = f"vae-{regime}-l{latent}" if latent != 8 else f"vae-{regime}"
-            if not (out / f"{name}.pt").exists():
+            vae = load(sweep_name(regime, latent))
+            if vae is None:
                 continue
-            vae = model_from_checkpoint(load_checkpoint(out / f"{name}.pt")).to(dev)
-            sweep.append({"model": name, "regime": regime, "latent_dim": latent,
-                          "epochs": load_checkpoint(out / f"{name}.pt")["config"]["epochs"],
-                          "loss_upright_test": float(mean_loss(vae, xt).mean()),
-                          "loss_rotated_test": float(mean_loss(vae, xr).mean())})  # fmt: skip
+            rows.append({"model": sweep_name(regime, latent), "regime": regime, "latent_dim": latent,
+                         "loss_upright_test": float(mean_loss(vae, x).mean()),
+                         "loss_rotated_test": float(mean_loss(vae, xr).mean()),
+                         "loss_rotated_undone": float(mean_loss(vae, xr, undo).mean())})  # fmt: skip
+    return rows
+
+
+def evaluate_sweep(out: Path, rc: ReproConfig, test, dev) -> list[dict]:
+    """Write sweep.csv (:func:`sweep_losses` on all test digits, angles seeded ``rc.seed + 1``) from
+    the models in ``out``, with each model's training epochs."""
+
+    def load(name):
+        path = out / f"{name}.pt"
+        return model_from_checkpoint(load_checkpoint(path)).to(dev) if path.exists() else None
+
+    sweep = sweep_losses(load, test[0].to(dev), seed=rc.seed + 1)
+    for r in sweep:
+        r["epochs"] = load_checkpoint(out / f"{r['model']}.pt")["config"]["epochs"]
     write_rows(sweep, out / "sweep.csv")
     return sweep
 

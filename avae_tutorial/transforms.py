@@ -25,6 +25,7 @@ __all__ = [
     "rotation",
     "affine",
     "warp",
+    "rotate",
     "invert",
     "compose",
     "identity",
@@ -148,6 +149,13 @@ def warp(x: torch.Tensor, A: torch.Tensor, padding_mode: str = "zeros") -> torch
     if padding_mode not in ("zeros", "border", "reflection"):
         raise ValueError(f"unknown padding_mode {padding_mode!r}; expected one of: 'zeros', 'border', 'reflection'")
     return _warp(x, A, padding_mode)
+
+
+def rotate(x: torch.Tensor, angle) -> torch.Tensor:
+    """``x (B, C, H, W)`` turned counter-clockwise by ``angle`` radians: one number for every image,
+    or ``(B,)``. Shorthand for ``warp(x, rotation(angle))``."""
+    angle = torch.as_tensor(angle, dtype=x.dtype, device=x.device).reshape(-1).expand(len(x))
+    return warp(x, rotation(angle))
 
 
 def _warp(x: torch.Tensor, A: torch.Tensor, padding_mode: str = "zeros") -> torch.Tensor:

@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> Path:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--index", type=int, default=0, help="test digit to show (default 0, a 7)")
     p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "hero.png")
-    p.add_argument("--dpi", type=int, default=90)
+    p.add_argument("--dpi", type=int, default=120)  # about 740 px wide: a page column, unscaled
     args = p.parse_args(argv)
     vae = load_pretrained("vae-upright")
     x, _ = avae.load_mnist("test", limit=args.index + 1)

@@ -54,3 +54,15 @@ def test_write_rows_csv_and_json(tmp_path):
     with open(write_rows(rows, tmp_path / "a" / "r.csv"), newline="") as f:
         assert [float(r["loss"]) for r in csv.DictReader(f)] == [1.5, 2.5]
     assert json.loads(write_rows(rows, tmp_path / "r.json").read_text()) == rows
+
+
+def test_mean_loss_with_a_warp_is_avae_loss_and_loss_per_angle_keeps_per_image_losses(template_vae, seven):
+    x = seven.expand(3, -1, -1, -1)
+    A = avae.rotation(torch.tensor([0.3, -1.0, 2.0]))
+    with torch.no_grad():
+        torch.testing.assert_close(mean_loss(template_vae, x, A), avae.avae_loss(template_vae, x, A))
+    with pytest.raises(ValueError, match="A"):
+        mean_loss(template_vae, x, A[:2])
+    rows = loss_per_angle(template_vae, x, [0, 90], progress=False, per_image=True)
+    assert [tuple(r["losses"].shape) for r in rows] == [(3,), (3,)]
+    assert rows[1]["loss"] == pytest.approx(float(rows[1]["losses"].mean()))

@@ -105,11 +105,14 @@ def test_plot_sweep_draws_rotated_and_upright_lines_per_regime():
             for g in ("upright", "rotated") for L in (2, 8, 32)]  # fmt: skip
     ax = plotting.plot_sweep(rows)
     assert len(ax.get_lines()) == 4 and ax.get_xscale() == "log"
-    line = next(ln for ln in ax.get_lines() if ln.get_label() == "trained rotated, rotated test")
+    line = next(ln for ln in ax.get_lines() if ln.get_label() == "rotated model, turned digits")
     np.testing.assert_array_equal(line.get_xdata(), [2, 8, 32])
     np.testing.assert_array_equal(line.get_ydata(), [198, 192, 168])
     with pytest.raises(ValueError, match="sweep rows"):
         plotting.plot_sweep([])
+    undone = [r | {"loss_rotated_undone": 150.0} for r in rows]
+    labels = [ln.get_label() for ln in plotting.plot_sweep(undone).get_lines()]
+    assert len(labels) == 5 and "upright model, turned digits, turn undone" in labels
 
 
 def test_hero_figure_has_three_rows_with_losses():
@@ -117,7 +120,7 @@ def test_hero_figure_has_three_rows_with_losses():
     imgs = np.random.rand(F, 8, 8)
     fig = plotting.hero_figure([0, 90, 180, 270], imgs, imgs, imgs, [200, 210, 220, 230], [90, 91, 92, 93],
                                found_deg=[0, -90, 180, 90])  # fmt: skip
-    axes = np.array(fig.axes).reshape(3, F)
+    axes = np.array(fig.axes).reshape(3, F)  # one block of three rows: F <= ncols
     assert axes[0, 1].get_title() == "90°"
     assert axes[1, 2].get_xlabel() == "220 nats"
     assert axes[2, 1].get_xlabel() == "91 nats, -90°"
@@ -169,3 +172,57 @@ def test_plot_orientation_histograms_names_panels_by_epoch():
     assert [ax.get_title() for ax in fig.axes] == ["epoch 1", "epoch 3"]
     with pytest.raises(ValueError, match="outside 1..3"):
         plotting.plot_orientation_histograms(orientation, labels, [1], [0])
+
+
+def test_orientation_histograms_cut_the_circle_where_the_angles_are_sparse():
+    """A peak at 180 degrees is drawn whole, in the middle of the axis, not split at both edges."""
+    g = torch.Generator().manual_seed(0)
+    peak = math.pi + 0.2 * torch.randn(400, generator=g)  # around 180 degrees
+    cut = plotting.circular_cut(np.degrees(peak.numpy()))
+    assert abs(((cut + 180) % 360) - 180) < 30  # cut near 0 degrees, far from the peak
+    fig = plotting.plot_orientation_histograms(peak[None], np.ones(400, dtype=int), [1], [1])
+    lo, hi = fig.axes[0].get_xlim()
+    assert lo < 180 < hi and hi - lo == pytest.approx(360)
+    assert all(t.get_text() in {"-180", "-90", "0", "90"} for t in fig.axes[0].get_xticklabels())
+    fig = plotting.plot_class_orientations(torch.cat([peak, peak - math.pi]), np.repeat([1, 2], 400))
+    for ax in fig.axes[:2]:
+        lo, hi = ax.get_xlim()
+        assert hi - lo == pytest.approx(360)
+
+
+def _every_figure():
+    """One figure from each plotting function, at its default size, with small synthetic inputs."""
+    img = np.random.rand(8, 8, 8)
+    a = torch.linspace(0, 2 * math.pi, 37)[:-1]
+    hist_rows = [{"epoch": e, "class": c, "R1": 0.1 * e, "R2": 0.05 * e} for e in (0, 1, 2) for c in range(10)]
+    sweep = [{"regime": g, "latent_dim": L, "loss_upright_test": 100.0, "loss_rotated_test": 150.0,
+              "loss_rotated_undone": 120.0} for g in ("upright", "rotated") for L in (2, 8)]  # fmt: skip
+    angles = torch.rand(3, 200) * 6.28 - 3.14
+    labels = np.arange(200) % 10
+    yield "show_images", plotting.show_images(img[:5], titles=list("abcde"), nrow=5)
+    yield "show_grid", plotting.show_grid([img[:6], img[:6]], ["in", "out"], list("abcdef"), [["1"] * 6] * 2, size=1.15)
+    yield "plot_loss_vs_angle", plotting.plot_loss_vs_angle(_rows()).figure
+    yield "landscape_figure", plotting.landscape_figure(img[:5], a, torch.rand(5, 36), titles=list("abcde"))
+    yield "plot_sweep", plotting.plot_sweep(sweep).figure
+    yield "hero_figure", plotting.hero_figure(range(0, 360, 45), img, img, img, range(8), range(8), range(8))
+    yield "plot_training_curves", plotting.plot_training_curves({"a": {"train_loss": [2, 1], "test_loss": [2, 1]}})
+    yield "plot_orientation_histograms", plotting.plot_orientation_histograms(angles, labels, [6, 9], [0, 1, 2],
+                                                                              first_epoch=0)  # fmt: skip
+    yield "plot_class_orientations", plotting.plot_class_orientations(angles[-1], labels)
+    yield "plot_resultant_by_epoch", plotting.plot_resultant_by_epoch(hist_rows, noise=0.05)
+
+
+def test_every_figure_fits_the_page_with_text_of_at_least_font_points():
+    """Legible as displayed: no wider than MAX_WIDTH_IN (so a page shows it unscaled), no text
+    smaller than FONT points. The site test checks the same figures as the browser draws them."""
+    import matplotlib.pyplot as plt
+    from matplotlib.text import Text
+
+    for name, fig in _every_figure():
+        fig.canvas.draw()
+        width = fig.get_tightbbox().width  # inches, as saved with bbox_inches="tight"
+        assert width <= plotting.MAX_WIDTH_IN + 0.1, f"{name}: {width:.2f} in wide"
+        texts = [t for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
+        small = {t.get_text(): t.get_fontsize() for t in texts if t.get_fontsize() < plotting.FONT}
+        assert not small, f"{name}: text below {plotting.FONT} pt: {small}"
+        plt.close(fig)

@@ -46,3 +46,13 @@ def test_a_tiny_reproduction_writes_models_manifest_and_results(tmp_path, monkey
     affine = json.loads((tmp_path / "affine.json").read_text())
     assert affine["vae-upright"]["avae_loss"] <= affine["vae-upright"]["vae_loss"] + 1e-3
     assert torch.isfinite(torch.tensor(manifest["results"]["eval_seconds"]))
+
+
+def test_sweep_losses_scores_the_undone_turn_against_the_same_turned_digits(template_vae, seven):
+    """An upright model given the exact turn back is scored on the digits the rotated models see."""
+    x = seven.expand(4, -1, -1, -1).contiguous()
+    rows = repro.sweep_losses(lambda name: template_vae if name == "vae-upright" else None, x, seed=1)
+    assert [r["model"] for r in rows] == ["vae-upright"] and repro.sweep_name("rotated", 16) == "vae-rotated-l16"
+    r = rows[0]
+    assert r["loss_rotated_undone"] < r["loss_rotated_test"]  # turned back, the stub knows the digit
+    assert r["loss_rotated_undone"] >= r["loss_upright_test"] - 1.0  # resampling only blurs

@@ -532,3 +532,57 @@ def test_text_checks_catch_a_raw_table_and_a_long_line(tmp_path):
     assert raw_markdown_tables(good) == [] and long_code_lines(good) == []
     assert len(raw_markdown_tables(bad)) == 3, raw_markdown_tables(bad)
     assert len(long_code_lines(bad)) == 1, long_code_lines(bad)
+
+
+# ---------------------------------------------------------------------------------------------
+# Figures legible as displayed
+# ---------------------------------------------------------------------------------------------
+#: Pages whose figures follow ``avae_tutorial.plotting``'s size rules (at most ``MAX_WIDTH_IN``
+#: wide, text at least ``FONT`` points); chapters 3 and 4 join when their own figures do.
+LEGIBLE_PAGES = [p for p in PAGES if Path(p).name in
+                 ("intro", "01_vae_fails_on_rotation", "02_affine_wrapper", "05_histograms")]  # fmt: skip
+MIN_TEXT_PX = 12  # 9 pt at the browser's 96 px per inch
+FIGURES_JS = """
+return Array.from(document.querySelectorAll('article img')).filter(img => {
+  const path = new URL(img.currentSrc || img.src, location.href).pathname;
+  return path.endsWith('.png') && !img.closest('.animation');  // not the animation's frames
+}).map(img => ({path: new URL(img.currentSrc || img.src, location.href).pathname,
+                natural: img.naturalWidth, shown: img.getBoundingClientRect().width}));
+"""
+
+
+def png_dpi(path: Path) -> float | None:
+    """The resolution a PNG records (its ``pHYs`` chunk, which matplotlib writes), in dots per inch."""
+    data, pos = path.read_bytes(), 8
+    while pos + 8 <= len(data):
+        length, kind = int.from_bytes(data[pos : pos + 4], "big"), data[pos + 4 : pos + 8]
+        if kind == b"pHYs":
+            per_unit, unit = int.from_bytes(data[pos + 8 : pos + 12], "big"), data[pos + 16]
+            return per_unit * 0.0254 if unit == 1 else None  # unit 1: per metre
+        pos += 12 + length
+    return None
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("page", LEGIBLE_PAGES)
+def test_figure_text_is_at_least_9_pt_as_displayed(browser, server, site, page):
+    """Each figure's smallest text (``plotting.FONT`` points at the PNG's dpi), scaled by how much
+    the page shrinks the image to fit its column, is at least 9 pt (12 CSS px) on screen."""
+    from avae_tutorial.plotting import FONT
+
+    browser.get(f"{server}/{page}.html")
+    wait_until(browser, "return document.readyState === 'complete'")
+    browser.execute_script("for (const img of document.images) img.loading = 'eager';")
+    wait_until(browser, "return Array.from(document.images).every(img => img.complete)")
+    figures = browser.execute_script(FIGURES_JS)
+    assert figures, f"{page}: no figures found"
+    small = []
+    for f in figures:
+        dpi = png_dpi(site / unquote(f["path"]).lstrip("/"))
+        assert dpi, f"{page}: {f['path']} records no resolution"
+        px = FONT / 72 * dpi * f["shown"] / f["natural"]
+        print(f"{page}: {Path(f['path']).name} {f['natural']} px shown at {f['shown']:.0f} px: "
+              f"{FONT} pt text is {px:.1f} px")  # shown by pytest -rP
+        if px < MIN_TEXT_PX:
+            small.append(f"{Path(f['path']).name}: {px:.1f} px ({f['natural']} px shown at {f['shown']:.0f})")
+    assert not small, f"{page}: figure text below {MIN_TEXT_PX} px as displayed:\n" + "\n".join(small)

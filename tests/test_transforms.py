@@ -206,3 +206,10 @@ def test_warp_follows_dtype_and_keeps_channels():
     x = torch.rand(2, 3, 6, 6, dtype=torch.float64)
     out = avae.warp(x, rot(30, b=2))  # float32 matrices, float64 images
     assert out.dtype == torch.float64 and out.shape == x.shape
+
+
+def test_rotate_is_warp_by_rotation_for_one_angle_or_one_per_image():
+    x = smooth_images(3)
+    torch.testing.assert_close(avae.transforms.rotate(x, math.pi / 2), torch.rot90(x, 1, dims=(-2, -1)), atol=1e-5, rtol=0)
+    angle = torch.tensor([0.1, -0.7, 2.0])
+    torch.testing.assert_close(avae.transforms.rotate(x, angle), avae.warp(x, avae.rotation(angle)))
