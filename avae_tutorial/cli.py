@@ -25,6 +25,19 @@ def _device(name: str | None) -> str:
     return name
 
 
+def _launch(name: str | None) -> str:
+    """The device, after joining torchrun's process group when started by it (one GPU per process)."""
+    from .distributed import init_from_env
+
+    return init_from_env(_device(name))
+
+
+def _rank() -> int:
+    from .distributed import world
+
+    return world()[0]
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -77,9 +90,11 @@ def cmd_train(a) -> int:
 
     cfg = TrainConfig(regime=a.regime, latent_dim=a.latent, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr,
                       train_limit=a.train_limit, test_limit=a.test_limit, seed=a.seed)  # fmt: skip
-    device = _device(a.device)  # before loading any data
+    device = _launch(a.device)  # before loading any data
     _, hist = fit(cfg, load_mnist("train"), load_mnist("test"), checkpoint=a.out, resume=not a.restart,
                   device=device)  # fmt: skip
+    if _rank() > 0:
+        return 0
     print(json.dumps({"checkpoint": str(a.out), "test_loss": hist["test_loss"][-1], "train_loss": hist["train_loss"][-1],
                       "seconds": round(sum(hist["seconds"]), 1)}))  # fmt: skip
     return 0
@@ -106,11 +121,11 @@ def cmd_evaluate(a) -> int:
 def cmd_align(a) -> int:
     import time
 
-    from .align import align
     from .data import load_mnist, random_affines, random_rotations
+    from .distributed import align_sharded
     from .lesson import synchronize
 
-    dev = _device(a.device)
+    dev = _launch(a.device)
     vae = _load_model(a.model).to(dev)
     x = load_mnist("test", canvas=vae.canvas, limit=a.n)[0].to(dev)
     if a.perturb == "rotation":
@@ -118,8 +133,10 @@ def cmd_align(a) -> int:
     elif a.perturb == "affine":
         x = random_affines(x, seed=a.seed)[0]
     t0 = time.perf_counter()
-    res = align(vae, x, a.family, a.preset, progress=True)
+    res = align_sharded(vae, x, a.family, a.preset, progress=True)  # one process, or all of torchrun's
     synchronize(dev)
+    if _rank() > 0:
+        return 0
     out = {"n": len(x), "family": a.family, "preset": a.preset, "perturb": a.perturb, "device": dev,
            "loss_identity": float(res.loss0.mean()), "loss_aligned": float(res.loss.mean()),
            "seconds": round(time.perf_counter() - t0, 3)}  # fmt: skip
@@ -292,8 +309,25 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (ValueError, TypeError, FileNotFoundError, FloatingPointError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error{_where()}: {e}", file=sys.stderr)  # under torchrun: which process failed
         return 2
+    finally:
+        _leave()
+
+
+def _where() -> str:
+    if "torch.distributed" not in sys.modules:
+        return ""
+    from .distributed import rank_label
+
+    return rank_label()
+
+
+def _leave() -> None:
+    """Leave torchrun's process group, if this process joined one."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":

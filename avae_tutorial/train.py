@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from ._checks import check_choice, check_device, check_images, check_labels, check_positive_int
 from .align import AlignConfig, align, for_device
 from .checkpoint import checkpoint_dict, load_checkpoint, model_from_checkpoint, save_checkpoint
+from .distributed import GlobalBatchSampler, align_sharded, all_sum, check_same, data_parallel, global_mean, world
 from .evaluate import mean_loss
 from .lesson import synchronize
 from .loss import avae_loss
@@ -110,8 +111,13 @@ def search_batch(vae: VAE, xb: torch.Tensor, last: torch.Tensor | None, config: 
 def _test_loss(vae: VAE, x: torch.Tensor, align_cfg: AlignConfig | None = None) -> float:
     """Mean test loss: the plain VAE's, or after ``align`` with ``align_cfg`` (the aligned regime)."""
     if align_cfg is not None:
-        return float(align(vae, x, "rotation", align_cfg, progress=False).loss.mean())
+        return float(align_sharded(vae, x, "rotation", align_cfg, progress=False).loss.mean())
     return float(mean_loss(vae, x).mean())
+
+
+def _training_loss(vae: VAE, xb: torch.Tensor, A: torch.Tensor | None) -> torch.Tensor:
+    """The SGD step's loss per sample ``(B,)``: a one-sample negative ELBO."""
+    return avae_loss(vae, xb, A, sample=True, check=False)
 
 
 def _pair(data, name: str, canvas: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -163,6 +169,11 @@ def fit(
     and for ``aligned`` ``orientation (epochs, N)``: radians in [-pi, pi) at which each training
     digit was encoded, with ``labels (N,)``.
 
+    In a process group (``torchrun``; :mod:`avae_tutorial.distributed`) every process runs
+    ``fit`` alike: each trains on its slice of the same global batches of ``batch_size``
+    (DistributedDataParallel, BatchNorm over the global batch), and only rank 0 writes
+    ``checkpoint``.
+
     Raises ``ValueError`` for bad data (fewer than 2 training images, a last batch of one image
     at canvas 28-31, images not on the config's canvas) or a checkpoint written by another config, and
     ``FloatingPointError`` (naming the epoch and batch) when the loss stops being finite.
@@ -204,20 +215,26 @@ def fit(
 
     align_cfg = for_device(AlignConfig(**config.align), device)
     search = search or search_batch
+    # several processes (torchrun): each trains on its slice of the same global batches (distributed.py)
+    rank, _ = world()
+    check_same(start, "the epoch to resume from")
+    step = data_parallel(vae, _training_loss)  # (xb, A) -> (B,); DistributedDataParallel in a process group
+    batches = GlobalBatchSampler(len(x), config.batch_size, config.seed)
+    progress = progress and rank == 0
     for epoch in range(start, config.epochs):
         t0 = time.perf_counter()
         torch.manual_seed(config.seed * 1_000 + epoch)  # reparameterization noise, resumable
-        order = torch.randperm(len(x), generator=torch.Generator().manual_seed(config.seed * 1_000 + epoch))
+        batches.set_epoch(epoch)
         angles = epoch_angles(len(x), config.seed, epoch).to(device)
         orient = torch.zeros(len(x))
         warm = config.regime == "aligned" and epoch > 0 and config.warm_start
         prev = history["orientation"][-1].to(device) if warm else None
         vae.train()
         total, count = 0.0, 0
-        bar = tqdm(range(0, len(x), config.batch_size), desc=f"{config.regime} epoch {epoch + 1}/{config.epochs}",
+        bar = tqdm(batches, desc=f"{config.regime} epoch {epoch + 1}/{config.epochs}",
                    disable=not progress, leave=False)  # fmt: skip
-        for b, s in enumerate(bar):
-            idx = order[s : s + config.batch_size].to(device)
+        for b, idx in enumerate(bar):
+            idx = torch.tensor(idx, dtype=torch.long, device=device)
             xb = x[idx]
             A = None
             if config.regime != "upright":
@@ -227,7 +244,8 @@ def fit(
                 corr = search(vae, xb, last, config)
                 A = rotation(corr)
                 orient[idx.cpu()] = wrap_angle(angles[idx] + corr).cpu()
-            loss = avae_loss(vae, xb, A, sample=True, check=False).mean()
+            per_sample = step(xb, A)
+            loss = global_mean(per_sample, batches.global_batch(b))
             if not torch.isfinite(loss):
                 kept = f"the last good checkpoint is kept at {checkpoint}" if checkpoint else "no checkpoint was asked for"
                 raise FloatingPointError(
@@ -237,9 +255,11 @@ def fit(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total += loss.item() * len(idx)
+            total += per_sample.detach().sum().item()
             count += len(idx)
-            bar.set_postfix(loss=f"{total / count:.1f}")
+            bar.set_postfix(loss=f"{total / max(count, 1):.1f}")
+        total, count = all_sum(torch.tensor([total, count], dtype=torch.float64)).tolist()
+        orient = all_sum(orient)  # each digit's orientation was found by one process
         synchronize(device)  # queued GPU work belongs to this epoch's time
         history["seconds"].append(time.perf_counter() - t0)
         history["epoch"].append(epoch + 1)
@@ -252,7 +272,7 @@ def fit(
                 f"[{config.regime} L={config.latent_dim}] epoch {epoch + 1}: train {history['train_loss'][-1]:.2f} "
                 f"test {history['test_loss'][-1]:.2f} nats ({history['seconds'][-1]:.0f}s)"
             )
-        if checkpoint is not None:
+        if checkpoint is not None and rank == 0:
             save_checkpoint(checkpoint_dict(vae, config=asdict(config), optimizer=opt.state_dict(), epoch=epoch + 1,
                                             history=history), checkpoint)  # fmt: skip
     vae.eval()
