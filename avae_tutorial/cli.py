@@ -122,7 +122,7 @@ def cmd_align(a) -> int:
     import time
 
     from .data import load_mnist, random_affines, random_rotations
-    from .distributed import align_sharded
+    from .distributed import align_sharded, barrier, world
     from .lesson import synchronize
 
     dev = _launch(a.device)
@@ -132,13 +132,14 @@ def cmd_align(a) -> int:
         x = random_rotations(x, seed=a.seed)[0]
     elif a.perturb == "affine":
         x = random_affines(x, seed=a.seed)[0]
+    barrier()  # under torchrun: every process starts the clock together
     t0 = time.perf_counter()
     res = align_sharded(vae, x, a.family, a.preset, progress=True)  # one process, or all of torchrun's
     synchronize(dev)
     if _rank() > 0:
         return 0
     out = {"n": len(x), "family": a.family, "preset": a.preset, "perturb": a.perturb, "device": dev,
-           "loss_identity": float(res.loss0.mean()), "loss_aligned": float(res.loss.mean()),
+           "processes": world()[1], "loss_identity": float(res.loss0.mean()), "loss_aligned": float(res.loss.mean()),
            "seconds": round(time.perf_counter() - t0, 3)}  # fmt: skip
     print(json.dumps(out, indent=2))
     if a.out:
@@ -182,6 +183,19 @@ def cmd_bench(a) -> int:
     print(format_report(out))
     if a.out:
         print(f"wrote {write_json(out, a.out)}")
+    return 0
+
+
+def cmd_bench_distributed(a) -> int:
+    from .bench_distributed import bench_distributed, format_report
+
+    out = bench_distributed(a.model, n=a.n, nprocs=tuple(a.nprocs), train_n=a.train_n, regime=a.regime,
+                            batch_size=a.batch_size, device=_device(a.device))  # fmt: skip
+    print(format_report(out))
+    if a.out:
+        a.out.parent.mkdir(parents=True, exist_ok=True)
+        a.out.write_text(json.dumps(out, indent=2))
+        print(f"wrote {a.out}")
     return 0
 
 
@@ -240,7 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--family", choices=list(FAMILIES), default="rotation")
     g.add_argument("--preset", choices=PRESET_NAMES, default="default")
     g.add_argument("--perturb", choices=("none", "rotation", "affine"), default="rotation")
-    g.add_argument("--n", type=_positive_int, default=500)
+    g.add_argument("--n", "--digits", type=_positive_int, default=500,
+                   help="test digits (under torchrun spell it --digits: torchrun reads --n as its own)")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--out", type=Path, help="write the summary as JSON")
     g.add_argument("--device", default="auto")
@@ -289,6 +304,19 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", type=Path, default=Path("runs/bench.json"), help="JSON results")
     b.add_argument("--device", default="auto")
     b.set_defaults(func=cmd_bench)
+
+    bd = sub.add_parser("bench-distributed", help="time alignment and training on 1 and 2 processes (torchrun)",
+                        description="Start torchrun with N one-thread processes on the same alignment and training "
+                                    "epoch; print seconds, speed-up, device, backend and N.")  # fmt: skip
+    bd.add_argument("--model", default="vae-upright", help="a pretrained name or a checkpoint .pt")
+    bd.add_argument("--n", type=_positive_int, default=256, help="rotated test digits to align")
+    bd.add_argument("--nprocs", type=_positive_int, nargs="+", default=[1, 2], help="process counts")
+    bd.add_argument("--train-n", type=int, default=1024, help="training digits for one epoch (0: skip)")
+    bd.add_argument("--regime", choices=REGIMES, default="aligned")
+    bd.add_argument("--batch-size", type=_positive_int, default=128, help="the global batch")
+    bd.add_argument("--out", type=Path, default=Path("runs/bench_distributed.json"), help="JSON results")
+    bd.add_argument("--device", default="cpu", help="cpu, or cuda (one GPU per process)")
+    bd.set_defaults(func=cmd_bench_distributed)
 
     x = sub.add_parser("export-onnx", help="write a model as an ONNX graph (loss and reconstruction, warp inside)",
                        description="Export a model to ONNX: inputs images (N,1,H,W) and matrices (N,2,3), outputs "

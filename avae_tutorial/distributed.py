@@ -27,7 +27,7 @@ import torch.distributed as dist
 import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
-__all__ = ["init_from_env", "world", "shard", "gather_rows", "all_sum", "check_same", "align_sharded",
+__all__ = ["init_from_env", "world", "barrier", "shard", "gather_rows", "all_sum", "check_same", "align_sharded",
            "GlobalBatchSampler", "GlobalBatchNorm", "data_parallel", "global_mean", "rank_label"]  # fmt: skip
 
 
@@ -65,6 +65,12 @@ def init_from_env(device: str | torch.device = "cpu") -> str:
         device = f"cuda:{local}"
     dist.init_process_group("nccl" if cuda else "gloo")
     return str(device)
+
+
+def barrier() -> None:
+    """Wait for every process (nothing to wait for without a process group)."""
+    if world()[1] > 1:
+        dist.barrier()
 
 
 def shard(n: int, rank: int | None = None, world_size: int | None = None) -> slice:
