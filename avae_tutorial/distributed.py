@@ -25,9 +25,9 @@ from dataclasses import fields, is_dataclass, replace
 import torch
 import torch.distributed as dist
 import torch.nn as nn
-from torch.utils.data import DataLoader, Dataset, Sampler, Subset
+from torch.utils.data import Dataset, Sampler
 
-__all__ = ["init_from_env", "world", "barrier", "shard", "gather_rows", "all_sum", "check_same", "align_sharded",
+__all__ = ["init_from_env", "world", "barrier", "gather_objects", "broadcast_object", "shard_chunks", "shard", "gather_rows", "all_sum", "check_same", "align_sharded",
            "GlobalBatchSampler", "GlobalBatchNorm", "data_parallel", "global_mean", "rank_label"]  # fmt: skip
 
 
@@ -100,6 +100,44 @@ def gather_rows(t: torch.Tensor, n: int) -> torch.Tensor:
     return torch.cat([p[:k] for p, k in zip(parts, sizes)]).to(t.dtype)
 
 
+def gather_objects(obj) -> list:
+    """Every rank's picklable ``obj``, in rank order, on every rank (``[obj]`` without a group)."""
+    size = world()[1]
+    if size == 1:
+        return [obj]
+    out = [None] * size
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def broadcast_object(obj):
+    """Rank 0's picklable ``obj`` on every rank (``obj`` itself without a group)."""
+    if world()[1] == 1:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def shard_chunks(indices: list[int], chunk: int, rank: int | None = None,
+                 world_size: int | None = None) -> tuple[list[int], int, int]:  # fmt: skip
+    """Split ``indices`` into global chunks, each shared among the ranks in order.
+
+    The chunk size is ``chunk`` rounded up to a multiple of the world size N. Returns
+    ``(mine, per_rank, n_chunks)``: this rank's :func:`shard` of every chunk, concatenated;
+    the share of a full chunk (``chunk / N`` rounded up); and the number of chunks. Read in
+    batches of ``per_rank``, ``mine``'s k-th batch is this rank's share of chunk k (the last
+    chunk's share may be short, or missing when the chunk has fewer indices than ranks).
+    """
+    rank, size = (rank, world_size) if rank is not None else world()
+    per = math.ceil(chunk / size)
+    mine = []
+    for s in range(0, len(indices), per * size):
+        part = indices[s : s + per * size]
+        mine += part[shard(len(part), rank, size)]
+    return mine, per, math.ceil(len(indices) / (per * size))
+
+
 def all_sum(t: torch.Tensor) -> torch.Tensor:
     """The sum of ``t`` over all ranks (a copy; ``t`` itself without a process group)."""
     if world()[1] == 1:
@@ -128,8 +166,9 @@ def align_sharded(vae, data, family="rotation", config="default", init: torch.Te
     and every process gets the whole :class:`~avae_tutorial.AlignResult`, rows in input order.
 
     ``data``: images ``(N, C, H, W)`` on the model's device, or a ``torch.utils.data.Dataset``
-    of images ``(C, H, W)`` (or of tuples whose first element is the image), read through a
-    ``DataLoader`` with ``num_workers`` in batches of ``batch_size``. ``init`` (tensors only) is
+    of images ``(C, H, W)`` (:func:`~avae_tutorial.images.open_images`), read through a
+    ``DataLoader`` with ``num_workers`` in batches of ``batch_size``
+    (:func:`~avae_tutorial.poses.iter_align`); a file that cannot be read stops it, named. ``init`` (tensors only) is
     sharded with the images. The search is deterministic per image, so the result equals one
     process's row for row; without a process group this *is* one process's :func:`align`.
     """
@@ -137,27 +176,21 @@ def align_sharded(vae, data, family="rotation", config="default", init: torch.Te
 
     rank, size = world()
     progress = False if rank > 0 else progress  # one bar: rank 0's share
-    if isinstance(data, Dataset) and not isinstance(data, torch.Tensor):
-        n = len(data)
-        loader = DataLoader(Subset(data, range(n)[shard(n)]), batch_size=batch_size, num_workers=num_workers)
-        device = next(vae.parameters()).device
-        parts = [align(vae, _images(b).to(device), family, config, batch_size=batch_size, progress=False)
-                 for b in loader]  # fmt: skip
-        res = _concat(parts) if parts else None
-    elif isinstance(data, torch.Tensor):
-        n = len(data)
-        s = shard(n)
+    if not isinstance(data, (torch.Tensor, Dataset)):
+        raise TypeError(f"data: expected images (N, C, H, W) or a torch.utils.data.Dataset, got {type(data).__name__}")
+    n = len(data)
+    if n < size:
+        raise ValueError(f"data: {n} images for {size} processes; give every process at least one")
+    s = shard(n)
+    if isinstance(data, torch.Tensor):
         res = align(vae, data[s], family, config, init=None if init is None else init[s], batch_size=batch_size,
                     progress=progress)  # fmt: skip
     else:
-        raise TypeError(f"data: expected images (N, C, H, W) or a torch.utils.data.Dataset, got {type(data).__name__}")
-    if size == 1:
-        return res
-    return _gather_result(res, n)
+        from .poses import iter_align
 
-
-def _images(batch) -> torch.Tensor:
-    return batch[0] if isinstance(batch, (tuple, list)) else batch
+        res = _concat([c.result for c in iter_align(vae, data, family, config, indices=list(range(n))[s],
+                                                    batch_size=batch_size, workers=num_workers, progress=progress)])
+    return res if size == 1 else _gather_result(res, n)
 
 
 def _concat(parts: list):

@@ -24,7 +24,7 @@ __all__ = ["loss_per_angle", "affine_comparison", "mean_loss", "write_rows"]
 def mean_loss(vae: VAE, x: torch.Tensor, chunk: int = 512) -> torch.Tensor:
     """Per-image loss ``(N,)`` of the plain VAE (``z = mu``, eval mode), ``chunk`` images at a time."""
     check_same_device(vae, x)
-    check_images(x, canvas=vae.canvas)
+    check_images(x, canvas=vae.canvas, channels=getattr(vae, "channels", 1))
     return chunked_loss(for_inference(vae), x, chunk=chunk)
 
 
@@ -41,7 +41,7 @@ def loss_per_angle(
     Returns rows ``{"angle_deg", "loss", "loss_std", "n", "aligned"}``.
     """
     check_same_device(vae, x)
-    check_images(x, canvas=vae.canvas)
+    check_images(x, canvas=vae.canvas, channels=getattr(vae, "channels", 1))
     rows = []
     for deg in tqdm(list(angles_deg), desc="angles", disable=not progress):
         a = torch.full((len(x),), math.radians(float(deg)), device=x.device, dtype=x.dtype)

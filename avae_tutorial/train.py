@@ -28,7 +28,7 @@ from .distributed import GlobalBatchSampler, align_sharded, all_sum, check_same,
 from .evaluate import mean_loss
 from .lesson import synchronize
 from .loss import avae_loss
-from .model import MIN_CANVAS, VAE, _sizes
+from .model import VAE, _sizes, check_canvas, check_channels
 from .transforms import rotation, warp, wrap_angle
 
 __all__ = ["TrainConfig", "fit", "REGIMES", "evaluation_angles", "epoch_angles", "search_config", "search_batch"]
@@ -41,6 +41,7 @@ class TrainConfig:
     regime: str = "upright"
     latent_dim: int = 8
     canvas: int = 40
+    channels: int = 1  # 1 (grey) or 3 (RGB)
     epochs: int = 10
     batch_size: int = 128
     lr: float = 1e-3
@@ -60,7 +61,8 @@ class TrainConfig:
         check_choice(self.regime, REGIMES, "regime")
         for name in ("latent_dim", "epochs", "batch_size", "test_limit"):
             check_positive_int(getattr(self, name), name)
-        check_positive_int(self.canvas, "canvas", minimum=MIN_CANVAS)
+        check_canvas(self.canvas)
+        check_channels(self.channels)
         check_positive_int(self.seed, "seed", minimum=0)
         if self.train_limit is not None:
             check_positive_int(self.train_limit, "train_limit")
@@ -120,12 +122,12 @@ def _training_loss(vae: VAE, xb: torch.Tensor, A: torch.Tensor | None) -> torch.
     return avae_loss(vae, xb, A, sample=True, check=False)
 
 
-def _pair(data, name: str, canvas: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _pair(data, name: str, canvas: int, channels: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     """Validate ``(x, y)``: images as :func:`load_mnist` returns them and one label per image."""
     if not isinstance(data, (tuple, list)) or len(data) != 2:
         raise TypeError(f"{name}: expected a pair (x, y) as load_mnist returns, got {type(data).__name__}")
     x, y = data
-    check_images(x, name=f"{name} x", canvas=canvas)
+    check_images(x, name=f"{name} x", canvas=canvas, channels=channels)
     check_labels(y, len(x), name=f"{name} y")
     return x, y
 
@@ -180,11 +182,11 @@ def fit(
     """
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config: expected a TrainConfig, got {type(config).__name__}")
-    x, y = _pair(train, "train", config.canvas)
+    x, y = _pair(train, "train", config.canvas, config.channels)
     if config.train_limit is not None:
         x, y = x[: config.train_limit], y[: config.train_limit]
     _check_batches(len(x), config.batch_size, config.canvas)
-    test = (x[-config.test_limit :], y[-config.test_limit :]) if test is None else _pair(test, "test", config.canvas)
+    test = (x[-config.test_limit :], y[-config.test_limit :]) if test is None else _pair(test, "test", config.canvas, config.channels)
     device = check_device(device) if device is not None else x.device
     x, y = x.to(device), y.to(device)
     x_test = test[0][: config.test_limit].to(device)
@@ -192,7 +194,7 @@ def fit(
         x_test = warp(x_test, rotation(evaluation_angles(len(x_test), config.seed + 1).to(device)))
 
     torch.manual_seed(config.seed)
-    vae = VAE(config.latent_dim, config.canvas).to(device)
+    vae = VAE(config.latent_dim, config.canvas, config.channels).to(device)
     opt = torch.optim.Adam(vae.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     history = {"epoch": [], "train_loss": [], "test_loss": [], "seconds": []}
     if config.regime == "aligned":
@@ -201,8 +203,9 @@ def fit(
     start = 0
     if checkpoint is not None and resume and Path(checkpoint).exists():
         ckpt = load_checkpoint(checkpoint, map_location=device)
-        diff = {k: (ckpt["config"].get(k), v) for k, v in asdict(config).items()
-                if k != "epochs" and ckpt["config"].get(k) != v}  # more epochs continue a run
+        old = {"channels": 1, **ckpt["config"]}  # written before channels existed: grey
+        diff = {k: (old.get(k), v) for k, v in asdict(config).items()
+                if k != "epochs" and old.get(k) != v}  # more epochs continue a run
         if diff:
             raise ValueError(
                 f"checkpoint {checkpoint} was written by another config (field: checkpoint's, this run's): {diff}; "

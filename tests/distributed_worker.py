@@ -5,7 +5,8 @@
 * ``run``: align 64 images with :func:`align_sharded`, then train one epoch with :func:`fit`
   (aligned regime, z = mu: the reparameterization noise fixed at zero) recording the images of
   every batch; rank 0 writes what the test compares with one process to ``OUT/result.pt`` and
-  ``fit`` writes ``OUT/ddp.pt``.
+  ``fit`` writes ``OUT/ddp.pt``; last, the command line aligns the folder ``OUT/images`` with
+  that checkpoint into ``OUT/poses.csv`` (:data:`ALIGN_ARGS`).
 * ``fail``: rank 1 runs the command line on a checkpoint that does not exist; rank 0 aligns and
   waits for rank 1's share, until torchrun stops it.
 """
@@ -25,6 +26,7 @@ from avae_tutorial.loss import avae_loss
 
 CANVAS = 28
 SEARCH = avae.AlignConfig(restarts=8, steps=2)
+ALIGN_ARGS = ["--batch-size", "24", "--skip-bad", "--preset", "fast", "--device", "cpu"]  # chunks of 24: 12 a process
 
 
 def vae() -> avae.VAE:
@@ -70,11 +72,13 @@ def main(job: str, out: Path) -> int:
     model, hist = avae.fit(config(), train_data(), checkpoint=out / "ddp.pt", progress=False)
     batches = [None] * size
     dist.all_gather_object(batches, seen)
+    code = cli.main(["align", str(out / "ddp.pt"), "--images", str(out / "images"), "--out", str(out / "poses.csv"),
+                     *ALIGN_ARGS])  # fmt: skip
     if rank == 0:
         torch.save({"align": res, "batches": batches, "state": model.state_dict(), "history": hist, "size": size},
                    out / "result.pt")  # fmt: skip
     dist.destroy_process_group()
-    return 0
+    return code
 
 
 if __name__ == "__main__":

@@ -19,7 +19,9 @@ import avae_tutorial as avae
 import distributed_worker as worker
 from avae_tutorial import train as train_mod
 from avae_tutorial.checkpoint import load_checkpoint, model_from_checkpoint
-from avae_tutorial.distributed import GlobalBatchSampler, gather_rows, global_mean, shard
+from avae_tutorial.cli import main
+from avae_tutorial.distributed import GlobalBatchSampler, gather_rows, global_mean, shard, shard_chunks
+from avae_tutorial.images import save_images
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -37,6 +39,9 @@ def torchrun(job: str, out: Path, n: int = 2, timeout: float = 120) -> subproces
 def two(tmp_path_factory):
     """The worker's results on two processes, and its folder (with the checkpoint ``ddp.pt``)."""
     out = tmp_path_factory.mktemp("ddp")
+    names = [f"img{i:02d}.png" for i in range(64)]
+    save_images(worker.images(), [out / "images" / name for name in names])
+    (out / "images" / "img32_bad.png").write_bytes(b"not a png")  # sorted among rank 1's share
     run = torchrun("run", out)
     assert run.returncode == 0, run.stdout + run.stderr
     return torch.load(out / "result.pt", weights_only=False), out
@@ -72,6 +77,16 @@ def test_sampler_slices_the_batches_of_one_process():
     assert len(one) == 5 and [one.global_batch(b) for b in range(5)] == [8, 8, 8, 8, 5]
     a, b = list(GlobalBatchSampler(37, 8, seed=4)), list(GlobalBatchSampler(37, 8, seed=5))
     assert a != b and sorted(sum(a, [])) == list(range(37))
+
+
+def test_chunks_are_shared_so_that_batches_line_up():
+    idx = list(range(10, 33))  # 23 indices in chunks of 8 (rounded up to 9 for 3 ranks)
+    shares = [shard_chunks(idx, 8, r, 3) for r in range(3)]
+    assert all(per == 3 and n == 3 for _, per, n in shares)
+    batches = [[mine[s : s + 3] for s in range(0, len(mine), 3)] for mine, _, _ in shares]
+    joined = [sum((b[k] for b in batches if k < len(b)), []) for k in range(3)]
+    assert joined == [idx[0:9], idx[9:18], idx[18:23]]
+    assert shard_chunks(idx, 8) == (idx, 8, 3)  # one process: the chunks themselves
 
 
 def test_one_process_is_the_plain_path():
@@ -135,6 +150,16 @@ def test_a_ddp_checkpoint_loads_and_aligns_in_one_process(two):
         assert torch.equal(vae.state_dict()[name], t), name
     res = avae.align(vae, worker.images()[:8], "rotation", worker.SEARCH, progress=False)
     assert (res.loss <= res.loss0).all() and torch.isfinite(res.loss).all()
+
+
+def test_align_images_on_two_processes_writes_the_same_csv(two, tmp_path):
+    out = two[1]
+    one_csv = tmp_path / "one.csv"
+    assert main(["align", str(out / "ddp.pt"), "--images", str(out / "images"), "--out", str(one_csv),
+                 *worker.ALIGN_ARGS]) == 0  # fmt: skip
+    text = (out / "poses.csv").read_text()
+    assert text == one_csv.read_text()
+    assert len(text.splitlines()) == 1 + 64 and "img32_bad" not in text
 
 
 def test_a_failing_process_stops_the_others_and_is_named(tmp_path):
