@@ -329,5 +329,4 @@ def data_parallel(vae: nn.Module, loss) -> nn.Module:
     for parent, name, child in norms:
         setattr(parent, name, GlobalBatchNorm(child))
     device = next(vae.parameters()).device
-    return nn.parallel.DistributedDataParallel(_Loss(twin, loss), device_ids=[device] if device.type == "cuda"
-                                               else None, broadcast_buffers=False)  # fmt: skip
+    return nn.parallel.DistributedDataParallel(_Loss(twin, loss), device_ids=[device] if device.type == "cuda" else None)

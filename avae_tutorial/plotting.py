@@ -26,6 +26,7 @@ __all__ = [
     "landscape_figure",
     "plot_sweep",
     "hero_figure",
+    "plot_data_parallel",
 ]
 
 CMAP = "gray"  # digits are white strokes on black, as MNIST stores them
@@ -523,3 +524,52 @@ def plot_cost_quality(rows: Sequence[dict], ax: plt.Axes | None = None) -> plt.A
 
 __all__ += ["markdown_table", "plot_training_curves", "plot_orientation_histograms", "plot_class_orientations",
             "plot_cost_quality", "plot_resultant_by_epoch", "wrapper_diagram"]
+
+
+def plot_data_parallel(slices: Mapping[int, Sequence[Sequence[Sequence[int]]]], rank_grads, single) -> plt.Figure:
+    """Data-parallel training in a picture (the "Beyond one machine" appendix).
+
+    Left, one panel per process count N: ``slices[N][rank][b]`` are the indices that ``rank``
+    trains on in global batch ``b`` (:class:`~avae_tutorial.distributed.GlobalBatchSampler`);
+    each row is a global batch, each cell an image, coloured by the process that takes it.
+    Right: ``rank_grads (N, K)``, a few gradient coordinates of each process's share of the loss,
+    their average (what DistributedDataParallel applies) and ``single (K,)``, one process's
+    gradient of the whole batch's mean loss.
+    """
+    rank_grads = torch.as_tensor(rank_grads).detach().float().cpu()
+    single = torch.as_tensor(single).detach().float().cpu()
+    counts = list(slices)
+    fig = plt.figure(figsize=(10.5, 1.0 + 1.1 * len(counts)))
+    grid = fig.add_gridspec(len(counts), 2, width_ratios=[1.25, 1], wspace=0.25, hspace=0.9)
+    colors = plt.get_cmap("tab10")
+    for row, n in enumerate(counts):
+        ax = fig.add_subplot(grid[row, 0])
+        batches = [sum((list(slices[n][r][b]) for r in range(n)), []) for b in range(len(slices[n][0]))]
+        owner = [[r for r in range(n) for _ in slices[n][r][b]] for b in range(len(batches))]
+        width = max(len(b) for b in batches)
+        for b, (idx, who) in enumerate(zip(batches, owner)):
+            for j, (i, r) in enumerate(zip(idx, who)):
+                ax.add_patch(plt.Rectangle((j, b), 0.95, 0.9, color=colors(r), alpha=0.55))
+                ax.text(j + 0.47, b + 0.45, str(i), ha="center", va="center", fontsize=7)
+        ax.set_xlim(0, width)
+        ax.set_ylim(len(batches), 0)
+        ax.set_xticks([])
+        ax.set_yticks([b + 0.45 for b in range(len(batches))], [f"batch {b + 1}" for b in range(len(batches))],
+                      fontsize=7)  # fmt: skip
+        ax.set_title(f"N = {n}: " + ("one process" if n == 1 else f"{n} processes, one colour each"), fontsize=8)
+        for spine in ax.spines.values():
+            spine.set_visible(False)
+    ax = fig.add_subplot(grid[:, 1])
+    n, k = rank_grads.shape
+    w = 0.8 / (n + 2)
+    x = np.arange(k)
+    for r in range(n):
+        ax.bar(x + r * w, rank_grads[r].numpy(), w, color=colors(r), alpha=0.55, label=f"rank {r}'s share")
+    ax.bar(x + n * w, rank_grads.mean(0).numpy(), w, color="0.3", label="average of the ranks")
+    ax.bar(x + (n + 1) * w, single.numpy(), w, color="0.3", hatch="///", fill=False, label="one process")
+    ax.axhline(0, color="0.5", lw=0.6)
+    ax.set_xticks(x + 0.4 - w / 2, [str(i) for i in range(k)], fontsize=7)
+    ax.set_xlabel("gradient coordinate", fontsize=8)
+    ax.set_title("one global batch's gradient", fontsize=8)
+    ax.legend(fontsize=7, frameon=False)
+    return fig

@@ -169,3 +169,17 @@ def test_plot_orientation_histograms_names_panels_by_epoch():
     assert [ax.get_title() for ax in fig.axes] == ["epoch 1", "epoch 3"]
     with pytest.raises(ValueError, match="outside 1..3"):
         plotting.plot_orientation_histograms(orientation, labels, [1], [0])
+
+
+def test_plot_data_parallel_colours_each_rank_and_draws_the_average():
+    from avae_tutorial.distributed import GlobalBatchSampler
+
+    slices = {N: [list(GlobalBatchSampler(12, 4, rank=r, world_size=N)) for r in range(N)] for N in (1, 2)}
+    grads = torch.tensor([[1.0, -2.0, 0.5], [3.0, 0.0, -0.5]])
+    fig = plotting.plot_data_parallel(slices, grads, grads.mean(0))
+    left, right = fig.axes[0], fig.axes[-1]
+    assert len(fig.axes) == 3 and left.get_title().startswith("N = 1") and fig.axes[1].get_title().startswith("N = 2")
+    assert sorted(int(t.get_text()) for t in fig.axes[1].texts) == list(range(12))
+    assert {len(set(p.get_facecolor() for p in ax.patches)) for ax in fig.axes[:2]} == {1, 2}
+    heights = [p.get_height() for p in right.patches]
+    np.testing.assert_allclose(heights[6:9], [2.0, -1.0, 0.0])  # the average of the ranks
