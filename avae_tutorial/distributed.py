@@ -27,8 +27,9 @@ import torch.distributed as dist
 import torch.nn as nn
 from torch.utils.data import Dataset, Sampler
 
-__all__ = ["init_from_env", "world", "barrier", "gather_objects", "broadcast_object", "shard_chunks", "shard", "gather_rows", "all_sum", "check_same", "align_sharded",
-           "GlobalBatchSampler", "GlobalBatchNorm", "data_parallel", "global_mean", "rank_label"]  # fmt: skip
+__all__ = ["init_from_env", "backend_for", "world", "rank_label", "barrier", "shard", "shard_chunks", "gather_rows",
+           "gather_objects", "broadcast_object", "all_sum", "check_same", "align_sharded", "GlobalBatchSampler",
+           "GlobalBatchNorm", "data_parallel", "global_mean"]  # fmt: skip
 
 
 # ---------------------------------------------------------------- the process group
@@ -50,7 +51,8 @@ def init_from_env(device: str | torch.device = "cpu") -> str:
 
     With ``WORLD_SIZE`` > 1 in the environment (``torchrun`` sets it, with ``RANK``,
     ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT``) and no group yet: on a CUDA ``device``
-    the process takes GPU ``LOCAL_RANK`` (one GPU per process) and the ``nccl`` backend,
+    the process takes GPU ``LOCAL_RANK`` (one GPU per process) and the ``nccl`` backend for
+    CUDA tensors (with ``gloo`` for the few CPU tensors exchanged: counts, orientations),
     elsewhere ``gloo``. Without those variables (one plain process) ``device`` comes back as it is.
     """
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or (dist.is_available() and dist.is_initialized()):
@@ -63,7 +65,7 @@ def init_from_env(device: str | torch.device = "cpu") -> str:
                              f"start at most that many processes per node (--nproc_per_node)")  # fmt: skip
         torch.cuda.set_device(local)
         device = f"cuda:{local}"
-    dist.init_process_group("nccl" if cuda else "gloo")
+    dist.init_process_group(backend_for(device))
     return str(device)
 
 
@@ -71,6 +73,11 @@ def barrier() -> None:
     """Wait for every process (nothing to wait for without a process group)."""
     if world()[1] > 1:
         dist.barrier()
+
+
+def backend_for(device: str | torch.device) -> str:
+    """The process group's backend for a device: NCCL for CUDA tensors (and Gloo for CPU ones), else Gloo."""
+    return "cpu:gloo,cuda:nccl" if torch.device(device).type == "cuda" else "gloo"
 
 
 def shard(n: int, rank: int | None = None, world_size: int | None = None) -> slice:

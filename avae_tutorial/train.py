@@ -240,9 +240,9 @@ def fit(
             idx = torch.tensor(idx, dtype=torch.long, device=device)
             xb = x[idx]
             A = None
-            if config.regime != "upright":
+            if config.regime != "upright" and len(idx):  # (a process may get no image of a small last batch)
                 xb = warp(xb, rotation(angles[idx]))
-            if config.regime == "aligned":
+            if config.regime == "aligned" and len(idx):
                 last = None if prev is None else prev[idx] - angles[idx]  # last epoch's orientation, in xb's frame
                 corr = search(vae, xb, last, config)
                 A = rotation(corr)

@@ -45,7 +45,7 @@ def config() -> avae.TrainConfig:
 
 
 def train_data() -> tuple[torch.Tensor, torch.Tensor]:
-    return avae.synthetic_digits(40, canvas=CANVAS, seed=3)  # batches of 16, 16 and 8
+    return avae.synthetic_digits(35, canvas=CANVAS, seed=3)  # batches of 16, 16 and 3 (2 + 1: uneven slices)
 
 
 def recording_loss(seen: list):

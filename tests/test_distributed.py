@@ -20,7 +20,8 @@ import distributed_worker as worker
 from avae_tutorial import train as train_mod
 from avae_tutorial.checkpoint import load_checkpoint, model_from_checkpoint
 from avae_tutorial.cli import main
-from avae_tutorial.distributed import GlobalBatchSampler, gather_rows, global_mean, shard, shard_chunks
+from avae_tutorial.distributed import (GlobalBatchNorm, GlobalBatchSampler, backend_for, data_parallel, gather_rows,
+                                      global_mean, shard, shard_chunks)
 from avae_tutorial.images import save_images
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -93,6 +94,19 @@ def test_one_process_is_the_plain_path():
     t = torch.arange(6.0)
     assert gather_rows(t, 6) is t
     assert global_mean(t, 99) == t.mean()
+    torch.manual_seed(0)
+    vae = avae.VAE(latent_dim=2, canvas=28).train()
+    step = data_parallel(vae, lambda m, x: avae.avae_loss(m, x, check=False))
+    x = worker.images()[:8]
+    assert torch.equal(step(x), avae.avae_loss(vae, x, check=False))  # no DDP, no twin
+    assert backend_for("cpu") == "gloo" and backend_for("cuda:1") == "cpu:gloo,cuda:nccl"
+
+
+def test_global_batchnorm_without_a_group_is_the_batchnorm():
+    bn = torch.nn.BatchNorm2d(3).train()
+    x = torch.randn(4, 3, 5, 5)
+    assert torch.equal(GlobalBatchNorm(bn)(x), torch.nn.BatchNorm2d(3).train()(x))
+    assert bn.num_batches_tracked == 1
 
 
 # ---------------------------------------------------------------- two processes (torchrun)
@@ -107,7 +121,7 @@ def test_alignment_on_two_processes_equals_one(two):
 def test_training_sees_the_same_global_batches(two, one):
     per_rank = two[0]["batches"]  # rank -> [batch -> image sums]
     joined = [torch.cat(parts) for parts in zip(*per_rank)]
-    assert [len(b) for b in joined] == [16, 16, 8] and [len(b) for b in per_rank[1]] == [8, 8, 4]
+    assert [len(b) for b in joined] == [16, 16, 3] and [len(b) for b in per_rank[1]] == [8, 8, 1]
     for b2, b1 in zip(joined, one[2], strict=True):
         torch.testing.assert_close(b2, b1, rtol=1e-5, atol=1e-4)  # each rank rotates its slice itself
 
