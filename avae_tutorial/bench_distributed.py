@@ -10,7 +10,10 @@ own commands, one thread per process (``OMP_NUM_THREADS=1``), on the same images
 
 It reports the seconds, the speed-up over one process, the CPU or GPU, the backend and N, and
 whether the results agree with one process's (alignment: the mean losses, exactly; training:
-the epoch's loss).
+the epoch's loss, which differs by each process's own reparameterization noise). For alignment
+it also reports the CPU seconds of all processes together: on a machine shared with other work
+the wall-clock speed-up depends on the free cores, while CPU seconds that do not grow with N
+show that splitting the work costs nothing.
 """
 from __future__ import annotations
 
@@ -54,7 +57,7 @@ def bench_distributed(model: str = "vae-upright", n: int = 256, nprocs: tuple[in
             _torchrun(N, ["align", model, "--digits", str(n), "--device", device, "--out", str(out)], timeout)
             a = json.loads(out.read_text())
             rows.append({"job": "align", "processes": N, "backend": _backend(device, N), "seconds": a["seconds"],
-                         "images": n, "loss_aligned": a["loss_aligned"], "loss_identity": a["loss_identity"]})
+                         "cpu_seconds": a["cpu_seconds"], "images": n, "loss_aligned": a["loss_aligned"], "loss_identity": a["loss_identity"]})
         for N in nprocs if train_n else ():
             ckpt = Path(tmp) / f"train{N}.pt"
             args = ["train", "--regime", regime, "--epochs", "1", "--train-limit", str(train_n), "--batch-size",
@@ -78,10 +81,12 @@ def format_report(out: dict) -> str:
     c = out["conditions"]
     lines = [f"{c['device_name']} ({c['device']}), {c['cpus']} CPUs, 1 thread per process, "
              f"load average {c['load_avg_1min_start']:.2f} at the start, {c['load_avg_1min']:.2f} at the end, torch {c['torch']}, {c['date']}",
-             f"{'job':28s} {'N':>2s} {'backend':7s} {'images':>6s} {'seconds':>8s} {'speed-up':>8s}  agrees with N=1"]
+             f"{'job':28s} {'N':>2s} {'backend':7s} {'images':>6s} {'seconds':>8s} {'speed-up':>8s} {'CPU s':>7s}  "
+             f"agrees with N=1"]
     for r in out["rows"]:
         same = ("exactly" if r["same_as_one"] else "NO") if "same_as_one" in r \
             else f"train loss rel. diff {r['train_loss_rel_diff']:.1e} (own noise)"  # fmt: skip
+        cpu = f"{r['cpu_seconds']:7.2f}" if "cpu_seconds" in r else f"{'-':>7s}"
         lines.append(f"{r['job']:28s} {r['processes']:2d} {r['backend']:7s} {r['images']:6d} {r['seconds']:8.2f} "
-                     f"{r['speedup']:7.2f}x  {same}")
+                     f"{r['speedup']:7.2f}x {cpu}  {same}")
     return "\n".join(lines)
