@@ -133,3 +133,56 @@ def done_names(path: str | os.PathLike, columns: list[str]) -> list[str]:
         raise ValueError(f"--out {path} exists with columns {rows[0]}, not {list(columns)}; "
                          f"pass --restart to overwrite it, or another --out")  # fmt: skip
     return [r[0] for r in rows[1:] if r]
+
+
+# ---------------------------------------------------------------- benchmark: is loading the bottleneck?
+def folder_throughput(vae, x: torch.Tensor, workers: int | None = None, batch_size: int = 256, config="default",
+                      repeats: int = 3) -> dict:  # fmt: skip
+    """Align throughput (images per second) from a folder of PNG files through a ``DataLoader``
+    with ``workers`` processes, against the same images as an in-memory tensor.
+
+    ``x (N, C, H, W)`` is written to a temporary folder as 8-bit PNG files and read back, so both
+    paths align identical images with the same search; the two are timed alternately
+    ``repeats`` times and the median of each kept (the machine's load changes during a run).
+    ``ratio`` is the folder's throughput over the tensor's (target: at least 0.8). ``workers``
+    (default): none on a CPU, where the search takes the cores and decoding in the main process
+    costs little beside it; up to 8 beside a GPU, whose search outpaces one decoding process.
+    """
+    import statistics
+    import tempfile
+    import time
+
+    from .images import open_images, save_images
+    from .lesson import synchronize
+
+    device = next(vae.parameters()).device
+    if workers is None:
+        workers = 0 if device.type == "cpu" else min(8, max(1, (os.cpu_count() or 2) - 1))
+    with tempfile.TemporaryDirectory() as tmp:
+        save_images(x, [Path(tmp) / f"{i:06d}.png" for i in range(len(x))])
+        ds = open_images(tmp, canvas=x.shape[-1], channels=x.shape[1])
+        x_mem = torch.stack([ds[i] for i in range(len(ds))]).to(device)
+
+        def run(data, w):
+            t0 = time.perf_counter()
+            for _ in iter_align(vae, data, "rotation", config, batch_size=batch_size, workers=w, progress=False):
+                pass
+            synchronize(device)
+            return time.perf_counter() - t0
+
+        run(x_mem[:batch_size], 0)  # warm-up
+        times = {"tensor": [], "folder": []}
+        for _ in range(repeats):
+            times["tensor"].append(run(x_mem, 0))
+            times["folder"].append(run(ds, workers))
+    tensor, folder = (len(x) / statistics.median(times[k]) for k in ("tensor", "folder"))
+    return {"n": len(x), "workers": workers, "batch_size": batch_size, "tensor_img_per_s": tensor,
+            "folder_img_per_s": folder, "ratio": folder / tensor}  # fmt: skip
+
+
+def folder_report_line(r: dict) -> str:
+    """:func:`folder_throughput`'s result as one line of the benchmark report."""
+    met = "met" if r["ratio"] >= 0.8 else "NOT met"
+    return (f"align from a folder ({r['n']} PNG files, DataLoader, {r['workers']} workers): "
+            f"{r['folder_img_per_s']:.0f} img/s vs {r['tensor_img_per_s']:.0f} img/s from a tensor = "
+            f"{r['ratio']:.0%} [{met}: >= 80%]")
