@@ -57,7 +57,8 @@ def bench_distributed(model: str = "vae-upright", n: int = 256, nprocs: tuple[in
             _torchrun(N, ["align", model, "--digits", str(n), "--device", device, "--out", str(out)], timeout)
             a = json.loads(out.read_text())
             rows.append({"job": "align", "processes": N, "backend": _backend(device, N), "seconds": a["seconds"],
-                         "cpu_seconds": a["cpu_seconds"], "images": n, "loss_aligned": a["loss_aligned"], "loss_identity": a["loss_identity"]})
+                         "cpu_seconds": a["cpu_seconds"], "images": n, "loss_aligned": a["loss_aligned"],
+                         "loss_identity": a["loss_identity"]})
         for N in nprocs if train_n else ():
             ckpt = Path(tmp) / f"train{N}.pt"
             args = ["train", "--regime", regime, "--epochs", "1", "--train-limit", str(train_n), "--batch-size",
@@ -80,7 +81,8 @@ def bench_distributed(model: str = "vae-upright", n: int = 256, nprocs: tuple[in
 def format_report(out: dict) -> str:
     c = out["conditions"]
     lines = [f"{c['device_name']} ({c['device']}), {c['cpus']} CPUs, 1 thread per process, "
-             f"load average {c['load_avg_1min_start']:.2f} at the start, {c['load_avg_1min']:.2f} at the end, torch {c['torch']}, {c['date']}",
+             f"load average {c['load_avg_1min_start']:.2f} at the start, {c['load_avg_1min']:.2f} at the end, "
+             f"torch {c['torch']}, {c['date']}",
              f"{'job':28s} {'N':>2s} {'backend':7s} {'images':>6s} {'seconds':>8s} {'speed-up':>8s} {'CPU s':>7s}  "
              f"agrees with N=1"]
     for r in out["rows"]:

@@ -226,6 +226,10 @@ class GlobalBatchSampler(Sampler[list]):
 
     def __init__(self, n: int, batch_size: int, seed: int = 0, rank: int | None = None,
                  world_size: int | None = None):  # fmt: skip
+        from ._checks import check_positive_int
+
+        check_positive_int(n, "n")
+        check_positive_int(batch_size, "batch_size")
         self.n, self.batch_size, self.seed, self.epoch = n, batch_size, seed, 0
         self.rank, self.world_size = (rank, world_size) if rank is not None else world()
 
@@ -336,4 +340,5 @@ def data_parallel(vae: nn.Module, loss) -> nn.Module:
     for parent, name, child in norms:
         setattr(parent, name, GlobalBatchNorm(child))
     device = next(vae.parameters()).device
-    return nn.parallel.DistributedDataParallel(_Loss(twin, loss), device_ids=[device] if device.type == "cuda" else None)
+    ids = [device] if device.type == "cuda" else None  # one GPU per process
+    return nn.parallel.DistributedDataParallel(_Loss(twin, loss), device_ids=ids)

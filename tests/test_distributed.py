@@ -78,6 +78,10 @@ def test_sampler_slices_the_batches_of_one_process():
     assert len(one) == 5 and [one.global_batch(b) for b in range(5)] == [8, 8, 8, 8, 5]
     a, b = list(GlobalBatchSampler(37, 8, seed=4)), list(GlobalBatchSampler(37, 8, seed=5))
     assert a != b and sorted(sum(a, [])) == list(range(37))
+    loader = torch.utils.data.DataLoader(torch.arange(37.0), batch_sampler=ranks[1])  # an ordinary batch sampler
+    assert [t.long().tolist() for t in loader] == list(ranks[1])
+    with pytest.raises(ValueError, match="batch_size"):
+        GlobalBatchSampler(37, 0)
 
 
 def test_chunks_are_shared_so_that_batches_line_up():
