@@ -54,14 +54,20 @@ def _check_float_images(x, name: str, shape: str, values: str = " with values in
     return x
 
 
-def check_images(x, name: str = "x", canvas: int | None = None) -> torch.Tensor:
-    """Validate a batch of images: float tensor ``(B, 1, H, W)``, ``B > 0``, finite, values in [0, 1].
+def check_images(x, name: str = "x", canvas: int | None = None, channels: int = 1) -> torch.Tensor:
+    """Validate a batch of images: float tensor ``(B, C, H, W)``, ``B > 0``, finite, values in [0, 1],
+    with ``C == channels`` (1 unless the model takes colour images).
 
     With ``canvas``, ``H == W == canvas`` (the model's input size) is required as well.
     """
-    x = _check_float_images(x, name, "(B, 1, H, W)")
-    if x.dim() != 4 or x.shape[1] != 1:
-        raise ValueError(f"{name}: expected shape (B, 1, H, W) with one channel, got {_describe(x)}{_rank_hint(x)}")
+    x = _check_float_images(x, name, f"(B, {channels}, H, W)")
+    if x.dim() == 4 and channels != 1 and x.shape[1] in (1, 3) and x.shape[1] != channels:
+        raise ValueError(f"{name}: the model takes {channels}-channel images, got {x.shape[1]}-channel ones "
+                         f"({_describe(x)}); load them with channels={channels} or use a model built for them")
+    if x.dim() != 4 or x.shape[1] != channels:
+        what = "one channel" if channels == 1 else f"{channels} channels"
+        hint = _rank_hint(x) if channels == 1 else ""
+        raise ValueError(f"{name}: expected shape (B, {channels}, H, W) with {what}, got {_describe(x)}{hint}")
     if x.shape[0] == 0:
         raise ValueError(f"{name}: expected a non-empty batch, got {_describe(x)}")
     if canvas is not None and (x.shape[-2] != canvas or x.shape[-1] != canvas):

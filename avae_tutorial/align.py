@@ -197,7 +197,7 @@ def align(
     if not isinstance(config, AlignConfig):
         raise TypeError(f"config: expected an AlignConfig or a preset name, got {type(config).__name__}")
     check_same_device(vae, x)
-    check_images(x, canvas=vae.canvas)
+    check_images(x, canvas=vae.canvas, channels=getattr(vae, "channels", 1))
     check_positive_int(batch_size, "batch_size")
     init = _check_init(init, x, fam.n_params)
     n_batches = math.ceil(x.shape[0] / batch_size)

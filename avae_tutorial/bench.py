@@ -35,6 +35,7 @@ from pathlib import Path
 
 import torch
 
+from .poses import folder_report_line, folder_throughput
 from .align import PRECISIONS, PRESET_NAMES, AlignConfig, align, for_device, preset, search_cost
 from .data import random_affines, random_rotations
 from .families import get_family
@@ -413,6 +414,7 @@ def bench(vae: VAE, x_test: torch.Tensor, x_train: torch.Tensor | None = None, c
     t0 = time.perf_counter()
     x = _perturb(x_test[: cfg.n], cfg.family, cfg.seed)
     out["test_time"] = inference_rows(vae, x, cfg)
+    out["folder"] = folder_throughput(vae, x[:128])  # align from PNG files through a DataLoader vs a tensor
     if cfg.curve_n:
         out["curve"] = cost_quality_curve(vae, x[: cfg.curve_n], family=cfg.family, chunk=cfg.chunk)
     if cfg.train_n:
@@ -494,6 +496,8 @@ def format_report(out: dict) -> str:
     if any("loss_exhaustive_subset" in r for r in out["test_time"]):
         lines += [f"  {r['method']}: {r['loss_exhaustive_subset']:.3f} on the near-exhaustive search's images"
                   for r in out["test_time"] if "loss_exhaustive_subset" in r]  # fmt: skip
+    if "folder" in out:
+        lines.append(folder_report_line(out["folder"]))
     if c["device"] == "cpu":
         lines.append("GPU figures: none here (no GPU on this machine); run with --device cuda where there is one.")
     if "curve" in out:

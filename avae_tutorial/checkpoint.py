@@ -19,6 +19,9 @@ from .pose import PoseNet
 
 __all__ = ["save_checkpoint", "load_checkpoint", "model_from_checkpoint", "checkpoint_dict", "sha256_file"]
 
+#: ``model_config`` fields that older checkpoints lack (their defaults apply: one channel).
+OPTIONAL_FIELDS = {"channels"}
+
 
 def checkpoint_dict(vae: VAE, **extra) -> dict:
     """``{"model_config", "model", **extra}`` for ``vae``, weights on the CPU; with ``pose_config``
@@ -53,8 +56,10 @@ def model_from_checkpoint(ckpt: dict) -> VAE:
     """Rebuild the :class:`VAE` from the checkpoint's ``model_config``, load its weights, eval mode."""
     cfg = ckpt.get("model_config") if isinstance(ckpt, dict) else None
     names = {f.name for f in fields(VAEConfig)}
-    if not isinstance(cfg, dict) or set(cfg) != names:
-        raise ValueError(f"checkpoint: expected a model_config with fields {sorted(names)}, got {cfg!r}")
+    required = names - OPTIONAL_FIELDS
+    if not isinstance(cfg, dict) or not required <= set(cfg) <= names:
+        raise ValueError(f"checkpoint: expected a model_config with fields {sorted(required)}, got {cfg!r} "
+                         f"(optional fields: {sorted(OPTIONAL_FIELDS)})")
     vae = VAE(**cfg)
     if ckpt.get("pose_config") is not None:
         vae.pose_net = PoseNet(**ckpt["pose_config"])

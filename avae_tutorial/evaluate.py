@@ -25,7 +25,7 @@ def mean_loss(vae: VAE, x: torch.Tensor, A: torch.Tensor | None = None, chunk: i
     """Per-image loss ``(N,)`` (``z = mu``, eval mode), ``chunk`` images at a time: of the plain VAE,
     or with a warp ``A (N, 2, 3)`` per image (:func:`~avae_tutorial.loss.avae_loss`)."""
     check_same_device(vae, x)
-    check_images(x, canvas=vae.canvas)
+    check_images(x, canvas=vae.canvas, channels=getattr(vae, "channels", 1))
     if A is not None:
         A = check_matrices(A, batch=len(x)).to(x)
     return chunked_loss(for_inference(vae), x, A, chunk=chunk)
@@ -46,7 +46,7 @@ def loss_per_angle(
     row also holds ``"losses"``, the ``(N,)`` tensor of every image's loss at that angle.
     """
     check_same_device(vae, x)
-    check_images(x, canvas=vae.canvas)
+    check_images(x, canvas=vae.canvas, channels=getattr(vae, "channels", 1))
     rows = []
     for deg in tqdm(list(angles_deg), desc="angles", disable=not progress):
         xr = rotate(x, math.radians(float(deg)))

@@ -16,16 +16,39 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 from ._checks import check_images, check_matrices, check_positive_int, check_same_device
 from .transforms import _invert, _warp, invert
 
-__all__ = ["VAEConfig", "VAE", "AffineVAE", "avae_forward", "check_inputs", "for_inference", "MIN_CANVAS"]
+__all__ = ["VAEConfig", "VAE", "AffineVAE", "avae_forward", "check_inputs", "for_inference", "check_canvas",
+           "check_channels", "MIN_CANVAS", "MAX_CANVAS", "CHANNELS"]  # fmt: skip
 
-#: The smallest canvas the conv stack accepts (the 28x28 MNIST digits themselves).
-MIN_CANVAS = 28
+#: The canvases the conv stack is built for: multiples of 4 from 28 (the MNIST digits themselves)
+#: to 128 pixels.
+MIN_CANVAS, MAX_CANVAS = 28, 128
+#: Grey (1) or colour (3) images.
+CHANNELS = (1, 3)
 
 
 @dataclass(frozen=True)
 class VAEConfig:
+    """What a :class:`VAE` is built from; checkpoints store it (``channels`` may be absent in
+    checkpoints written before it existed: 1)."""
+
     latent_dim: int = 8
     canvas: int = 40
+    channels: int = 1
+
+
+def check_canvas(canvas, name: str = "canvas") -> int:
+    """``canvas`` must be a multiple of 4 from 28 to 128 (the sizes the conv stack is built for)."""
+    check_positive_int(canvas, name, minimum=MIN_CANVAS)
+    if canvas > MAX_CANVAS or canvas % 4:
+        raise ValueError(f"{name}: expected a multiple of 4 from {MIN_CANVAS} to {MAX_CANVAS}, got {canvas}")
+    return canvas
+
+
+def check_channels(channels, name: str = "channels") -> int:
+    """``channels`` must be 1 (grey) or 3 (RGB)."""
+    if isinstance(channels, bool) or not isinstance(channels, int) or channels not in CHANNELS:
+        raise ValueError(f"{name}: expected 1 (grey) or 3 (RGB), got {channels!r}")
+    return channels
 
 
 def _sizes(canvas: int) -> tuple[int, int, int, int]:
@@ -44,18 +67,21 @@ class VAE(nn.Module):
     """Conv VAE: encoder 32-32-64-16 channels (5x5, 4x4/2, 3x3/2, 5x5), mirrored decoder.
 
     ``encode(x) -> (mu, logvar)`` (``logvar`` is the log-variance), ``decode(z) -> probabilities``.
+    ``canvas``: a multiple of 4 from 28 to 128; ``channels``: 1 (grey) or 3 (RGB), each an
+    independent Bernoulli probability per pixel. ``VAE(**asdict(config))`` rebuilds one.
     """
 
-    def __init__(self, latent_dim: int = 8, canvas: int = 40):
+    def __init__(self, latent_dim: int = 8, canvas: int = 40, channels: int = 1):
         super().__init__()
         check_positive_int(latent_dim, "latent_dim")
-        check_positive_int(canvas, "canvas", minimum=MIN_CANVAS)
-        self.config = VAEConfig(latent_dim, canvas)
+        check_canvas(canvas)
+        check_channels(channels)
+        self.config = VAEConfig(latent_dim, canvas, channels)
         s1, s2, s3, s4 = _sizes(canvas)
         self._flat = (16, s4, s4)
         n = 16 * s4 * s4
         self.encoder = nn.Sequential(  # 40x40 =>
-            _block(nn.Conv2d(1, 32, 5), 32),  # 36x36
+            _block(nn.Conv2d(channels, 32, 5), 32),  # 36x36
             _block(nn.Conv2d(32, 32, 4, stride=2), 32),  # 17x17
             _block(nn.Conv2d(32, 64, 3, stride=2), 64),  # 8x8
             _block(nn.Conv2d(64, 16, 5), 16),  # 4x4
@@ -69,7 +95,7 @@ class VAE(nn.Module):
             _block(nn.ConvTranspose2d(16, 64, 5), 64),  # 8x8
             _block(nn.ConvTranspose2d(64, 32, 3, stride=2, output_padding=s2 - (2 * s3 + 1)), 32),  # 17x17
             _block(nn.ConvTranspose2d(32, 32, 4, stride=2, output_padding=s1 - (2 * s2 + 2)), 32),  # 36x36
-            nn.ConvTranspose2d(32, 1, 5),  # 40x40 logits
+            nn.ConvTranspose2d(32, channels, 5),  # 40x40 logits
         )
 
     @property
@@ -80,12 +106,16 @@ class VAE(nn.Module):
     def canvas(self) -> int:
         return self.config.canvas
 
+    @property
+    def channels(self) -> int:
+        return self.config.channels
+
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.encoder(x)  # (B, 16*s4*s4)
         return self.to_mu(h), self.to_logvar(h)  # (B, L), (B, L)
 
     def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.from_z(z).view(-1, *self._flat))  # (B, 1, canvas, canvas)
+        return self.decoder(self.from_z(z).view(-1, *self._flat))  # (B, C, canvas, canvas)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.decode_logits(z))
@@ -103,7 +133,7 @@ def check_inputs(vae, x: torch.Tensor, A: torch.Tensor | None = None) -> None:
     """What every checked entry to the forward pass validates: images on the model's device and
     canvas, and matrices ``A`` (one per image, same device, invertible: a clear error, not a NaN)."""
     check_same_device(vae, x)
-    check_images(x, canvas=vae.canvas)
+    check_images(x, canvas=vae.canvas, channels=getattr(vae, "channels", 1))
     if A is not None:
         check_same_device(vae, check_matrices(A, batch=x.shape[0]), name="matrices A")
         invert(A)
@@ -115,7 +145,7 @@ def avae_forward(vae, x: torch.Tensor, A: torch.Tensor | None = None, sample: bo
     ``z = mu + sigma * eps`` when ``sample``. ``A=None`` is the identity (the plain VAE)."""
     mu, logvar = vae.encode(x if A is None else _warp(x, A))  # (B, L), (B, L)
     z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if sample else mu
-    x_hat = vae.decode(z)  # (B, 1, H, W)
+    x_hat = vae.decode(z)  # (B, C, H, W)
     return (x_hat if A is None else _warp(x_hat, _invert(A))), mu, logvar
 
 

@@ -26,6 +26,7 @@ __all__ = [
     "landscape_figure",
     "plot_sweep",
     "hero_figure",
+    "plot_data_parallel",
 ]
 
 CMAP = "gray"  # digits are white strokes on black, as MNIST stores them
@@ -618,4 +619,55 @@ def plot_cost_quality(rows: Sequence[dict], ax: plt.Axes | None = None) -> plt.A
 
 
 __all__ += ["markdown_table", "plot_training_curves", "plot_orientation_histograms", "plot_class_orientations",
-            "plot_cost_quality", "plot_resultant_by_epoch", "wrapper_diagram", "circular_cut", "FONT", "MAX_WIDTH_IN"]
+            "plot_cost_quality", "plot_resultant_by_epoch", "wrapper_diagram", "circular_cut", "FONT", "MAX_WIDTH_IN",
+            "plot_data_parallel"]
+
+
+def plot_data_parallel(slices: Mapping[int, Sequence[Sequence[Sequence[int]]]], rank_grads, single) -> plt.Figure:
+    """Data-parallel training in a picture (the "Beyond one machine" appendix).
+
+    Left, one panel per process count N: ``slices[N][rank][b]`` are the indices that ``rank``
+    trains on in global batch ``b`` (:class:`~avae_tutorial.distributed.GlobalBatchSampler`);
+    each row is a global batch, each cell an image, coloured by the process that takes it.
+    Right: ``rank_grads (N, K)``, a few gradient coordinates of each process's share of the loss,
+    their average (what DistributedDataParallel applies) and ``single (K,)``, one process's
+    gradient of the whole batch's mean loss.
+    """
+    rank_grads = torch.as_tensor(rank_grads).detach().float().cpu()
+    single = torch.as_tensor(single).detach().float().cpu()
+    counts = list(slices)
+    fig = plt.figure(figsize=(MAX_WIDTH_IN, 3.2 + 1.3 * len(counts)))
+    grid = fig.add_gridspec(len(counts) + 1, 1, height_ratios=[1.0] * len(counts) + [2.2], hspace=0.9)
+    colors = plt.get_cmap("tab10")
+    for row, n in enumerate(counts):
+        ax = fig.add_subplot(grid[row, 0])
+        batches = [sum((list(slices[n][r][b]) for r in range(n)), []) for b in range(len(slices[n][0]))]
+        owner = [[r for r in range(n) for _ in slices[n][r][b]] for b in range(len(batches))]
+        width = max(len(b) for b in batches)
+        for b, (idx, who) in enumerate(zip(batches, owner)):
+            for j, (i, r) in enumerate(zip(idx, who)):
+                ax.add_patch(plt.Rectangle((j, b), 0.95, 0.9, color=colors(r), alpha=0.55))
+                ax.text(j + 0.47, b + 0.45, str(i), ha="center", va="center", fontsize=FONT)
+        ax.set_xlim(0, width)
+        ax.set_ylim(len(batches), 0)
+        ax.set_xticks([])
+        ax.set_yticks([b + 0.45 for b in range(len(batches))], [f"batch {b + 1}" for b in range(len(batches))],
+                      fontsize=FONT)  # fmt: skip
+        ax.set_title(f"N = {n}: " + ("one process" if n == 1 else f"{n} processes, one colour each"), fontsize=FONT)
+        for spine in ax.spines.values():
+            spine.set_visible(False)
+    ax = fig.add_subplot(grid[-1, 0])
+    n, k = rank_grads.shape
+    w = 0.8 / (n + 2)
+    x = np.arange(k)
+    for r in range(n):
+        ax.bar(x + r * w, rank_grads[r].numpy(), w, color=colors(r), alpha=0.55, label=f"rank {r}'s share")
+    ax.bar(x + n * w, rank_grads.mean(0).numpy(), w, color="0.3", label="average of the ranks")
+    ax.bar(x + (n + 1) * w, single.numpy(), w, color="0.3", hatch="///", fill=False, label="one process")
+    ax.axhline(0, color="0.5", lw=0.6)
+    ax.set_xticks(x + 0.4 - w / 2, [str(i) for i in range(k)], fontsize=FONT)
+    ax.tick_params(labelsize=FONT)
+    ax.set_xlabel("gradient coordinate", fontsize=FONT)
+    ax.set_title("one global batch's gradient", fontsize=FONT)
+    ax.legend(fontsize=FONT, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=2)
+    return fig

@@ -24,10 +24,11 @@ from tqdm.auto import tqdm
 from ._checks import check_choice, check_device, check_images, check_labels, check_positive_int
 from .align import AlignConfig, align, for_device
 from .checkpoint import checkpoint_dict, load_checkpoint, model_from_checkpoint, save_checkpoint
+from .distributed import GlobalBatchSampler, align_sharded, all_sum, check_same, data_parallel, global_mean, world
 from .evaluate import mean_loss
 from .lesson import synchronize
 from .loss import avae_loss
-from .model import MIN_CANVAS, VAE, _sizes
+from .model import VAE, _sizes, check_canvas, check_channels
 from .transforms import rotation, warp, wrap_angle
 
 __all__ = ["TrainConfig", "fit", "REGIMES", "evaluation_angles", "epoch_angles", "search_config", "search_batch"]
@@ -40,6 +41,7 @@ class TrainConfig:
     regime: str = "upright"
     latent_dim: int = 8
     canvas: int = 40
+    channels: int = 1  # 1 (grey) or 3 (RGB)
     epochs: int = 10
     batch_size: int = 128
     lr: float = 1e-3
@@ -59,7 +61,8 @@ class TrainConfig:
         check_choice(self.regime, REGIMES, "regime")
         for name in ("latent_dim", "epochs", "batch_size", "test_limit"):
             check_positive_int(getattr(self, name), name)
-        check_positive_int(self.canvas, "canvas", minimum=MIN_CANVAS)
+        check_canvas(self.canvas)
+        check_channels(self.channels)
         check_positive_int(self.seed, "seed", minimum=0)
         if self.train_limit is not None:
             check_positive_int(self.train_limit, "train_limit")
@@ -110,16 +113,21 @@ def search_batch(vae: VAE, xb: torch.Tensor, last: torch.Tensor | None, config: 
 def _test_loss(vae: VAE, x: torch.Tensor, align_cfg: AlignConfig | None = None) -> float:
     """Mean test loss: the plain VAE's, or after ``align`` with ``align_cfg`` (the aligned regime)."""
     if align_cfg is not None:
-        return float(align(vae, x, "rotation", align_cfg, progress=False).loss.mean())
+        return float(align_sharded(vae, x, "rotation", align_cfg, progress=False).loss.mean())
     return float(mean_loss(vae, x).mean())
 
 
-def _pair(data, name: str, canvas: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _training_loss(vae: VAE, xb: torch.Tensor, A: torch.Tensor | None) -> torch.Tensor:
+    """The SGD step's loss per sample ``(B,)``: a one-sample negative ELBO."""
+    return avae_loss(vae, xb, A, sample=True, check=False)
+
+
+def _pair(data, name: str, canvas: int, channels: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     """Validate ``(x, y)``: images as :func:`load_mnist` returns them and one label per image."""
     if not isinstance(data, (tuple, list)) or len(data) != 2:
         raise TypeError(f"{name}: expected a pair (x, y) as load_mnist returns, got {type(data).__name__}")
     x, y = data
-    check_images(x, name=f"{name} x", canvas=canvas)
+    check_images(x, name=f"{name} x", canvas=canvas, channels=channels)
     check_labels(y, len(x), name=f"{name} y")
     return x, y
 
@@ -163,17 +171,22 @@ def fit(
     and for ``aligned`` ``orientation (epochs, N)``: radians in [-pi, pi) at which each training
     digit was encoded, with ``labels (N,)``.
 
+    In a process group (``torchrun``; :mod:`avae_tutorial.distributed`) every process runs
+    ``fit`` alike: each trains on its slice of the same global batches of ``batch_size``
+    (DistributedDataParallel, BatchNorm over the global batch), and only rank 0 writes
+    ``checkpoint``.
+
     Raises ``ValueError`` for bad data (fewer than 2 training images, a last batch of one image
     at canvas 28-31, images not on the config's canvas) or a checkpoint written by another config, and
     ``FloatingPointError`` (naming the epoch and batch) when the loss stops being finite.
     """
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config: expected a TrainConfig, got {type(config).__name__}")
-    x, y = _pair(train, "train", config.canvas)
+    x, y = _pair(train, "train", config.canvas, config.channels)
     if config.train_limit is not None:
         x, y = x[: config.train_limit], y[: config.train_limit]
     _check_batches(len(x), config.batch_size, config.canvas)
-    test = (x[-config.test_limit :], y[-config.test_limit :]) if test is None else _pair(test, "test", config.canvas)
+    test = (x[-config.test_limit :], y[-config.test_limit :]) if test is None else _pair(test, "test", config.canvas, config.channels)
     device = check_device(device) if device is not None else x.device
     x, y = x.to(device), y.to(device)
     x_test = test[0][: config.test_limit].to(device)
@@ -181,7 +194,7 @@ def fit(
         x_test = warp(x_test, rotation(evaluation_angles(len(x_test), config.seed + 1).to(device)))
 
     torch.manual_seed(config.seed)
-    vae = VAE(config.latent_dim, config.canvas).to(device)
+    vae = VAE(config.latent_dim, config.canvas, config.channels).to(device)
     opt = torch.optim.Adam(vae.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     history = {"epoch": [], "train_loss": [], "test_loss": [], "seconds": []}
     if config.regime == "aligned":
@@ -190,8 +203,9 @@ def fit(
     start = 0
     if checkpoint is not None and resume and Path(checkpoint).exists():
         ckpt = load_checkpoint(checkpoint, map_location=device)
-        diff = {k: (ckpt["config"].get(k), v) for k, v in asdict(config).items()
-                if k != "epochs" and ckpt["config"].get(k) != v}  # more epochs continue a run
+        old = {"channels": 1, **ckpt["config"]}  # written before channels existed: grey
+        diff = {k: (old.get(k), v) for k, v in asdict(config).items()
+                if k != "epochs" and old.get(k) != v}  # more epochs continue a run
         if diff:
             raise ValueError(
                 f"checkpoint {checkpoint} was written by another config (field: checkpoint's, this run's): {diff}; "
@@ -204,30 +218,37 @@ def fit(
 
     align_cfg = for_device(AlignConfig(**config.align), device)
     search = search or search_batch
+    # several processes (torchrun): each trains on its slice of the same global batches (distributed.py)
+    rank, _ = world()
+    check_same(start, "the epoch to resume from")
+    step = data_parallel(vae, _training_loss)  # (xb, A) -> (B,); DistributedDataParallel in a process group
+    batches = GlobalBatchSampler(len(x), config.batch_size, config.seed)
+    progress = progress and rank == 0
     for epoch in range(start, config.epochs):
         t0 = time.perf_counter()
         torch.manual_seed(config.seed * 1_000 + epoch)  # reparameterization noise, resumable
-        order = torch.randperm(len(x), generator=torch.Generator().manual_seed(config.seed * 1_000 + epoch))
+        batches.set_epoch(epoch)
         angles = epoch_angles(len(x), config.seed, epoch).to(device)
         orient = torch.zeros(len(x))
         warm = config.regime == "aligned" and epoch > 0 and config.warm_start
         prev = history["orientation"][-1].to(device) if warm else None
         vae.train()
         total, count = 0.0, 0
-        bar = tqdm(range(0, len(x), config.batch_size), desc=f"{config.regime} epoch {epoch + 1}/{config.epochs}",
+        bar = tqdm(batches, desc=f"{config.regime} epoch {epoch + 1}/{config.epochs}",
                    disable=not progress, leave=False)  # fmt: skip
-        for b, s in enumerate(bar):
-            idx = order[s : s + config.batch_size].to(device)
+        for b, idx in enumerate(bar):
+            idx = torch.tensor(idx, dtype=torch.long, device=device)
             xb = x[idx]
             A = None
-            if config.regime != "upright":
+            if config.regime != "upright" and len(idx):  # (a process may get no image of a small last batch)
                 xb = warp(xb, rotation(angles[idx]))
-            if config.regime == "aligned":
+            if config.regime == "aligned" and len(idx):
                 last = None if prev is None else prev[idx] - angles[idx]  # last epoch's orientation, in xb's frame
                 corr = search(vae, xb, last, config)
                 A = rotation(corr)
                 orient[idx.cpu()] = wrap_angle(angles[idx] + corr).cpu()
-            loss = avae_loss(vae, xb, A, sample=True, check=False).mean()
+            per_sample = step(xb, A)
+            loss = global_mean(per_sample, batches.global_batch(b))
             if not torch.isfinite(loss):
                 kept = f"the last good checkpoint is kept at {checkpoint}" if checkpoint else "no checkpoint was asked for"
                 raise FloatingPointError(
@@ -237,9 +258,11 @@ def fit(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total += loss.item() * len(idx)
+            total += per_sample.detach().sum().item()
             count += len(idx)
-            bar.set_postfix(loss=f"{total / count:.1f}")
+            bar.set_postfix(loss=f"{total / max(count, 1):.1f}")
+        total, count = all_sum(torch.tensor([total, count], dtype=torch.float64)).tolist()
+        orient = all_sum(orient)  # each digit's orientation was found by one process
         synchronize(device)  # queued GPU work belongs to this epoch's time
         history["seconds"].append(time.perf_counter() - t0)
         history["epoch"].append(epoch + 1)
@@ -252,7 +275,7 @@ def fit(
                 f"[{config.regime} L={config.latent_dim}] epoch {epoch + 1}: train {history['train_loss'][-1]:.2f} "
                 f"test {history['test_loss'][-1]:.2f} nats ({history['seconds'][-1]:.0f}s)"
             )
-        if checkpoint is not None:
+        if checkpoint is not None and rank == 0:
             save_checkpoint(checkpoint_dict(vae, config=asdict(config), optimizer=opt.state_dict(), epoch=epoch + 1,
                                             history=history), checkpoint)  # fmt: skip
     vae.eval()

@@ -22,7 +22,8 @@ def test_shapes_per_canvas(canvas):
     assert vae.decode(mu).shape == (4, 1, canvas, canvas)
     x_hat, mu2, logvar2 = vae(x)
     assert x_hat.shape == x.shape and torch.equal(mu2, mu) and torch.equal(logvar2, logvar)
-    assert vae.config == avae.VAEConfig(3, canvas) and vae.config_dict() == {"latent_dim": 3, "canvas": canvas}
+    assert vae.config == avae.VAEConfig(3, canvas) and vae.config_dict() == {"latent_dim": 3, "canvas": canvas,
+                                                                               "channels": 1}
 
 
 def test_decode_gives_probabilities(tiny_vae):
@@ -119,3 +120,62 @@ def test_for_inference_folds_batchnorm_and_leaves_the_model_alone(digits):
         want, got = vae.eval()(x), fast(x)
     for u, v in zip(want, got):
         torch.testing.assert_close(u, v, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("canvas", range(28, 129, 4))
+@pytest.mark.parametrize("channels", [1, 3])
+def test_every_canvas_and_channel_count_round_trips(canvas, channels):
+    """Every multiple of 4 from 28 to 128, grey or RGB: the decoder gives back the encoder's size."""
+    vae = avae.VAE(latent_dim=2, canvas=canvas, channels=channels).eval()
+    with torch.no_grad():
+        x_hat, mu, _ = vae(torch.rand(2, channels, canvas, canvas))
+    assert x_hat.shape == (2, channels, canvas, canvas) and mu.shape == (2, 2)
+
+
+def test_the_shipped_architecture_is_unchanged():
+    """The 40x40 one-channel VAE has exactly the state-dict keys and shapes of the shipped weights,
+    so those files (and their sha256 in the manifest) stay valid and load."""
+    from avae_tutorial.pretrained import pretrained_dir
+
+    shipped = avae.load_checkpoint(pretrained_dir() / "vae-upright.pt")
+    want = {k: tuple(v.shape) for k, v in shipped["model"].items() if not k.startswith("pose_net.")}
+    got = {k: tuple(v.shape) for k, v in avae.VAE(8, 40).state_dict().items()}
+    assert got == want
+    vae = avae.load_pretrained("vae-upright")
+    assert vae.channels == 1 and vae.canvas == 40 and "channels" not in shipped["model_config"]
+
+
+def test_a_colour_model_on_another_canvas_warps_aligns_and_scores():
+    """warp, avae_loss and align on 3-channel 48x48 images: the loss sums over channels, and a
+    turned image is aligned back at least as well as the identity."""
+    torch.manual_seed(0)
+    vae = avae.VAE(latent_dim=2, canvas=48, channels=3).eval()
+    grey, _ = avae.synthetic_digits(4, canvas=48, seed=2)
+    x = grey * torch.tensor([1.0, 0.5, 0.25])[:, None, None]  # (4, 3, 48, 48): a tinted digit
+    A = avae.rotation(torch.tensor([0.3, -1.0, 2.0, 0.0]))
+    assert avae.warp(x, A).shape == x.shape
+    torch.testing.assert_close(avae.warp(x, A)[:, 1], avae.warp(grey, A)[:, 0] * 0.5)
+    loss = avae.avae_loss(vae, x, A)
+    rec, kl, _ = avae.loss_terms(vae, x, A)
+    assert loss.shape == (4,) and torch.allclose(loss, rec + kl) and (rec > 3 * 48 * 48 * 0.01).all()
+    res = avae.align(vae, x, "rotation", avae.AlignConfig(restarts=4, steps=1))
+    assert (res.loss <= res.loss0 + 1e-4).all() and res.A.shape == (4, 2, 3)
+
+
+@pytest.mark.parametrize("kw, match", [
+    ({"canvas": 30}, r"canvas: expected a multiple of 4 from 28 to 128, got 30"),
+    ({"canvas": 132}, r"canvas: expected a multiple of 4 from 28 to 128, got 132"),
+    ({"canvas": 20}, r"canvas: expected an int >= 28, got 20"),
+    ({"channels": 2}, r"channels: expected 1 \(grey\) or 3 \(RGB\), got 2"),
+])  # fmt: skip
+def test_bad_canvas_or_channels(kw, match):
+    with pytest.raises(ValueError, match=match):
+        avae.VAE(**kw)
+
+
+def test_images_with_other_channels_than_the_model_are_refused(tiny_vae):
+    with pytest.raises(ValueError, match=r"expected shape \(B, 1, H, W\) with one channel.*RGB"):
+        avae.avae_loss(tiny_vae, torch.rand(2, 3, 28, 28))
+    rgb = avae.VAE(2, 28, channels=3).eval()
+    with pytest.raises(ValueError, match=r"the model takes 3-channel images, got 1-channel ones"):
+        avae.align(rgb, torch.rand(2, 1, 28, 28))

@@ -210,6 +210,10 @@ def _every_figure():
                                                                               first_epoch=0)  # fmt: skip
     yield "plot_class_orientations", plotting.plot_class_orientations(angles[-1], labels)
     yield "plot_resultant_by_epoch", plotting.plot_resultant_by_epoch(hist_rows, noise=0.05)
+    from avae_tutorial.distributed import GlobalBatchSampler
+
+    slices = {N: [list(GlobalBatchSampler(12, 4, rank=r, world_size=N)) for r in range(N)] for N in (1, 2)}
+    yield "plot_data_parallel", plotting.plot_data_parallel(slices, torch.rand(2, 3), torch.rand(3))
 
 
 def test_every_figure_fits_the_page_with_text_of_at_least_font_points():
@@ -226,3 +230,17 @@ def test_every_figure_fits_the_page_with_text_of_at_least_font_points():
         small = {t.get_text(): t.get_fontsize() for t in texts if t.get_fontsize() < plotting.FONT}
         assert not small, f"{name}: text below {plotting.FONT} pt: {small}"
         plt.close(fig)
+
+
+def test_plot_data_parallel_colours_each_rank_and_draws_the_average():
+    from avae_tutorial.distributed import GlobalBatchSampler
+
+    slices = {N: [list(GlobalBatchSampler(12, 4, rank=r, world_size=N)) for r in range(N)] for N in (1, 2)}
+    grads = torch.tensor([[1.0, -2.0, 0.5], [3.0, 0.0, -0.5]])
+    fig = plotting.plot_data_parallel(slices, grads, grads.mean(0))
+    left, right = fig.axes[0], fig.axes[-1]
+    assert len(fig.axes) == 3 and left.get_title().startswith("N = 1") and fig.axes[1].get_title().startswith("N = 2")
+    assert sorted(int(t.get_text()) for t in fig.axes[1].texts) == list(range(12))
+    assert {len(set(p.get_facecolor() for p in ax.patches)) for ax in fig.axes[:2]} == {1, 2}
+    heights = [p.get_height() for p in right.patches]
+    np.testing.assert_allclose(heights[6:9], [2.0, -1.0, 0.0])  # the average of the ranks
