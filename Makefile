@@ -27,8 +27,10 @@ NPM_STAMP  := node_modules/.package-lock.json
 # (without it Sphinx reuses pages whose source did not change).
 JB_FLAGS   ?= -W -n --all
 
-# make lab LAB_ARGS="--no-browser --port 8890": more options for jupyter lab.
+# make lab LAB_ARGS="--no-browser --port 8890": more options for jupyter lab. As root (a
+# container), jupyter lab needs --allow-root.
 LAB_ARGS   ?=
+LAB_ROOT   := $(if $(filter 0,$(shell id -u)),--allow-root)
 
 # Kernels started by nbval, jupyter-book and JupyterLab resolve "python" through PATH.
 export PATH := $(abspath $(BIN)):$(PATH)
@@ -56,7 +58,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 # ipywidgets 8 and jupyterlab_widgets come with the lab extra). AVAE_MODE=quick make lab for
 # small experiments. Ctrl-C stops the server.
 lab: venv
-	cd book && $(abspath $(BIN))/jupyter lab $(LAB_ARGS)
+	cd book && $(abspath $(BIN))/jupyter lab $(LAB_ROOT) $(LAB_ARGS)
 
 # What the site serves itself, exactly as package-lock.json pins it (the book build copies the
 # files into the site; see _ext/avae_live.py and _ext/widget_manager.py). Skipped while
