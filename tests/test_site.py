@@ -331,6 +331,19 @@ def test_every_image_loads(visits, page):
     assert not broken, f"{page}: {len(broken)} of {len(v.images)} images did not load: {broken}"
 
 
+@pytest.mark.browser
+def test_the_site_root_opens_the_first_page_without_errors(browser, server, site):
+    """The root is a redirect that names no favicon: the browser asks for ``/favicon.ico``."""
+    browser.get_log("browser")
+    browser.get_log("performance")
+    browser.get(f"{server}/")
+    WebDriverWait(browser, 30).until(lambda d: d.current_url == f"{server}/{PAGES[0]}.html")
+    wait_until(browser, "return document.readyState === 'complete'")
+    requests = requested_urls(network_quiet(browser))
+    errors = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert not errors and not other_hosts(requests, server), (errors, other_hosts(requests, server))
+
+
 def test_the_network_check_sees_other_hosts():
     """The checker itself, on the requests a page of the old site made."""
     base = "http://127.0.0.1:8123"
