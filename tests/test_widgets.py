@@ -145,9 +145,11 @@ print(json.dumps({"version": ipywidgets.__version__, "file": ipywidgets.__file__
 
 
 @pytest.fixture(scope="module")
-def colab_ipywidgets(request) -> Path:
-    """ipywidgets 7.7.1 installed with pip into a side folder (pytest's cache, kept between runs)."""
-    target = request.config.cache.mkdir("ipywidgets-7.7.1")
+def colab_ipywidgets(request, tmp_path_factory) -> Path:
+    """ipywidgets 7.7.1 installed with pip into a side folder (pytest's cache, kept between runs;
+    a temporary folder under ``-p no:cacheprovider``)."""
+    cache = getattr(request.config, "cache", None)
+    target = cache.mkdir("ipywidgets-7.7.1") if cache else tmp_path_factory.mktemp("ipywidgets-7.7.1")
     if not (target / "ipywidgets" / "__init__.py").exists():
         cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target), *COLAB_IPYWIDGETS]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
