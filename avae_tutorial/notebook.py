@@ -13,7 +13,8 @@ from dataclasses import replace
 from ._checks import default_device
 from .model import VAE
 
-__all__ = ["mode", "pick", "default_device", "needs_custom_widget_manager", "setup", "pretrained_or_train"]  # default_device: from _checks
+# default_device: from _checks
+__all__ = ["mode", "pick", "default_device", "needs_custom_widget_manager", "setup", "pretrained_or_train"]
 
 MODES = ("full", "quick")
 

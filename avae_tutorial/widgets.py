@@ -162,10 +162,10 @@ BUTTON_ICONS = {
 }
 
 
-def _without_icon_font(html: str) -> str:
+def _without_icon_font(player: str) -> str:
     """``to_jshtml``'s player with no outside resource: the font-awesome stylesheet link dropped and
     each ``<i class="fa fa-...">`` icon replaced by an inline SVG."""
-    html = re.sub(r"<link[^>]*font-awesome[^>]*>", "", html)
+    player = re.sub(r"<link[^>]*font-awesome[^>]*>", "", player)
 
     def icon(match: re.Match) -> str:
         if match[1] not in BUTTON_ICONS:
@@ -173,7 +173,7 @@ def _without_icon_font(html: str) -> str:
         return (f'<svg width="12" height="12" viewBox="0 0 12 12" aria-hidden="true">'
                 f'<path fill="currentColor" d="{BUTTON_ICONS[match[1]]}"/></svg>')  # fmt: skip
 
-    return re.sub(r'<i class="fa fa-([^"]+)"></i>', icon, html)
+    return re.sub(r'<i class="fa fa-([^"]+)"></i>', icon, player)
 
 
 class RotationExplorer:
