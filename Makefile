@@ -1,6 +1,8 @@
 # avae-tutorial: build the book and run the tests.
-#   make venv   create .venv and install the package with its test and book extras
-#   make npm    install onnxruntime-web (chapter 2's live widget) with `npm ci` from package-lock.json
+#   make venv   create .venv and install the package with its test, book and lab extras
+#   make lab    open the book's notebooks in JupyterLab (from .venv; the explorer's widgets work)
+#   make npm    install what the site serves itself (onnxruntime-web for chapter 2's live widget,
+#               require.js and the widgets' HTML manager) with `npm ci` from package-lock.json
 #   make test   unit tests, then every notebook in quick mode (nbval), then a quick-mode book build,
 #               then the built site in headless Chromium and its links
 #   make book   full-mode book build into _build/html
@@ -25,13 +27,18 @@ NPM_STAMP  := node_modules/.package-lock.json
 # (without it Sphinx reuses pages whose source did not change).
 JB_FLAGS   ?= -W -n --all
 
-# Kernels started by nbval and jupyter-book resolve "python" through PATH.
+# make lab LAB_ARGS="--no-browser --port 8890": more options for jupyter lab. As root (a
+# container), jupyter lab needs --allow-root.
+LAB_ARGS   ?=
+LAB_ROOT   := $(if $(filter 0,$(shell id -u)),--allow-root)
+
+# Kernels started by nbval, jupyter-book and JupyterLab resolve "python" through PATH.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: help venv npm test test-unit test-notebooks test-site book-quick book clean
+.PHONY: help venv lab npm test test-unit test-notebooks test-site book-quick book clean
 
 help:
-	@echo "make venv | npm | test | book | clean"
+	@echo "make venv | lab | npm | test | book | clean"
 
 venv: $(STAMP)
 
@@ -44,11 +51,18 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	else \
 	  $(BIN)/python -m pip install $(TORCH_PKGS); \
 	fi
-	$(BIN)/python -m pip install -e '.[test,book]'
+	$(BIN)/python -m pip install -e '.[test,book,lab]'
 	touch $(STAMP)
 
-# onnxruntime-web, exactly as package-lock.json pins it (the book build copies its wasm build
-# into the site; see _ext/avae_live.py). Skipped while node_modules is newer than the lock.
+# The chapters in JupyterLab, run by the project's environment (its kernel is .venv's python;
+# ipywidgets 8 and jupyterlab_widgets come with the lab extra). AVAE_MODE=quick make lab for
+# small experiments. Ctrl-C stops the server.
+lab: venv
+	cd book && $(abspath $(BIN))/jupyter lab $(LAB_ROOT) $(LAB_ARGS)
+
+# What the site serves itself, exactly as package-lock.json pins it (the book build copies the
+# files into the site; see _ext/avae_live.py and _ext/widget_manager.py). Skipped while
+# node_modules is newer than the lock.
 npm: $(NPM_STAMP)
 
 $(NPM_STAMP): package.json package-lock.json

@@ -34,17 +34,17 @@ RUNTIME_FILES = ("ort.wasm.bundle.min.mjs", "ort-wasm-simd-threaded.wasm")
 PACKAGE = "onnxruntime-web"
 
 
-def _pinned_runtime(root: Path) -> Path:
-    """``node_modules/onnxruntime-web/dist``, checked to hold the version ``package-lock.json`` pins."""
+def pinned_package(root: Path, package: str) -> Path:
+    """``node_modules/<package>``, checked to hold the version that ``package-lock.json`` pins."""
     lock = json.loads((root / "package-lock.json").read_text(encoding="utf-8"))
-    pinned = lock["packages"][f"node_modules/{PACKAGE}"]["version"]
-    meta = root / "node_modules" / PACKAGE / "package.json"
+    pinned = lock["packages"][f"node_modules/{package}"]["version"]
+    meta = root / "node_modules" / package / "package.json"
     installed = json.loads(meta.read_text(encoding="utf-8"))["version"] if meta.exists() else None
     if installed != pinned:
         have = f"version {installed} is installed" if installed else "it is not installed"
-        raise ExtensionError(f"the live widget needs {PACKAGE} {pinned} (package-lock.json), but {have}: "
+        raise ExtensionError(f"the site needs {package} {pinned} (package-lock.json), but {have}: "
                              "run `npm ci` in the repository root (make book and make test do)")  # fmt: skip
-    return meta.parent / "dist"
+    return meta.parent
 
 
 def _export(root: Path, out: Path) -> dict:
@@ -65,7 +65,7 @@ def make_assets(app) -> None:
     out = static / "avae_live"
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    dist = _pinned_runtime(root)
+    dist = pinned_package(root, PACKAGE) / "dist"
     for name in RUNTIME_FILES:
         shutil.copy2(dist / name, out / name)
     info = _export(root, out)

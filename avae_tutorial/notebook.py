@@ -13,7 +13,8 @@ from dataclasses import replace
 from ._checks import default_device
 from .model import VAE
 
-__all__ = ["mode", "pick", "default_device", "setup", "pretrained_or_train"]  # default_device: from _checks
+# default_device: from _checks
+__all__ = ["mode", "pick", "default_device", "needs_custom_widget_manager", "setup", "pretrained_or_train"]
 
 MODES = ("full", "quick")
 
@@ -31,16 +32,31 @@ def pick(quick, full):
     return quick if mode() == "quick" else full
 
 
+def needs_custom_widget_manager() -> bool:
+    """Whether Colab needs its custom widget manager to show the installed ipywidgets.
+
+    Colab renders ipywidgets 7 (it ships 7.7.1) itself; to Colab's own manager the widgets of
+    ipywidgets 8 and later are third-party widgets, shown only by its custom widget manager.
+    """
+    try:
+        import ipywidgets
+    except ImportError:
+        return False
+    major = ipywidgets.__version__.split(".")[0]
+    return not major.isdigit() or int(major) >= 8
+
+
 def setup(verbose: bool = True) -> tuple[str, str]:
     """A chapter's first call: ``(device, mode)``, and on Colab the live widgets switched on.
 
-    On Colab, third-party ipywidgets need Colab's custom widget manager; it is enabled here. A
-    Colab runtime without a GPU is told how to pick the quick mode (full mode trains nothing
-    but aligns thousands of digits, which takes minutes on a CPU).
+    On Colab, Colab's custom widget manager is enabled where the installed ipywidgets needs it
+    (:func:`needs_custom_widget_manager`). A Colab runtime without a GPU is told how to pick
+    the quick mode (full mode trains nothing but aligns thousands of digits, which takes
+    minutes on a CPU).
     """
     device, run_mode = default_device(), mode()
     colab = sys.modules.get("google.colab")
-    if colab is not None:
+    if colab is not None and needs_custom_widget_manager():
         try:
             from google.colab import output
 

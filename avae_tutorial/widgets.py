@@ -12,8 +12,11 @@ counter-clockwise, as :func:`avae_tutorial.rotation` does.
 """
 from __future__ import annotations
 
+import base64
+import html
 import io
 import math
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -141,14 +144,43 @@ def rotation_animation(frames: RotationFrames, interval: int = 500, dpi: int = 8
         return [*ims, marker]
 
     anim = FuncAnimation(fig, draw, frames=len(frames), interval=interval, blit=False)
-    return anim.to_jshtml(default_mode="loop")
+    return _without_icon_font(anim.to_jshtml(default_mode="loop"))
+
+
+#: The player's button icons as SVG paths (12x12), in place of matplotlib's font-awesome icons
+#: (a stylesheet from a CDN); drawn in the button's text colour, needing no font.
+BUTTON_ICONS = {
+    "minus": "M1 5h10v2H1z",
+    "plus": "M5 1h2v4h4v2H7v4H5V7H1V5h4z",
+    "fast-backward": "M1 1h1.5v10H1zM7 1v10L2.5 6zM12 1v10L7 6z",
+    "step-backward": "M2 1h2v10H2zM11 1v10L4 6z",
+    "play fa-flip-horizontal": "M10 1v10L2 6z",
+    "pause": "M2 1h3v10H2zM7 1h3v10H7z",
+    "play": "M2 1v10l8-5z",
+    "step-forward": "M1 1v10l7-5zM8 1h2v10H8z",
+    "fast-forward": "M0 1v10l4.5-5zM4.5 1v10L9 6zM9.5 1H11v10H9.5z",
+}
+
+
+def _without_icon_font(player: str) -> str:
+    """``to_jshtml``'s player with no outside resource: the font-awesome stylesheet link dropped and
+    each ``<i class="fa fa-...">`` icon replaced by an inline SVG."""
+    player = re.sub(r"<link[^>]*font-awesome[^>]*>", "", player)
+
+    def icon(match: re.Match) -> str:
+        if match[1] not in BUTTON_ICONS:
+            raise ValueError(f"matplotlib's player has an icon this module does not draw: fa-{match[1]}")
+        return (f'<svg width="12" height="12" viewBox="0 0 12 12" aria-hidden="true">'
+                f'<path fill="currentColor" d="{BUTTON_ICONS[match[1]]}"/></svg>')  # fmt: skip
+
+    return re.sub(r'<i class="fa fa-([^"]+)"></i>', icon, player)
 
 
 class RotationExplorer:
     """Live controls: ``digit`` picks a test digit, ``angle`` turns it; ``image`` and ``text`` show the result.
 
     Each change runs one forward pass and one ``align(..., config)``. Display the object (or
-    its ``widget``) in Jupyter or Colab.
+    its ``widget``) in Jupyter or Colab; where no widget can run, the object shows :meth:`still`.
     """
 
     def __init__(self, vae: VAE, x: torch.Tensor, labels=None, config: AlignConfig | str = "fast", angle_step: int = 5):
@@ -189,10 +221,25 @@ class RotationExplorer:
             f"the search turned the input by <b>{f.found_deg[0]:+.0f}°</b>"
         )
 
-    def _ipython_display_(self) -> None:
-        from IPython.display import display
+    def still(self) -> str:
+        """The shown frame and its losses as HTML, with a note that the controls need a kernel."""
+        f = self.frame
+        png = base64.b64encode(self.image.value).decode("ascii")
+        alt = html.escape(_frame_titles(f, 0)[0])
+        return (
+            f'<img src="data:image/png;base64,{png}" alt="{alt}"><p>{self.text.value}</p>'
+            "<p><em>A still of the explorer: with a running Python kernel (Jupyter, Colab) its "
+            "digit menu and angle slider recompute this view.</em></p>"
+        )
 
-        display(self.widget)
+    def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
+        """The live widget; where none can run (a static page), the still frame instead."""
+        return {
+            "application/vnd.jupyter.widget-view+json": {
+                "version_major": 2, "version_minor": 0, "model_id": self.widget.model_id},
+            "text/html": self.still(),
+            "text/plain": f"RotationExplorer over {len(self.x)} digits (needs a running Python kernel)",
+        }  # fmt: skip
 
 
 def rotation_explorer(

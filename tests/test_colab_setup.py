@@ -19,12 +19,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from repository import COLAB_PREFIX, INSTALL_URL  # the address, from pyproject.toml
 
 ROOT = Path(__file__).resolve().parents[1]
-REPO = "avae-tutorial/avae-tutorial"
-BRANCH = "main"
-INSTALL_URL = f"git+https://github.com/{REPO}@{BRANCH}"
-COLAB_PREFIX = f"https://colab.research.google.com/github/{REPO}/blob/{BRANCH}/"
 COLAB_OWN = ("torch", "torchvision", "numpy")  # Colab ships these (CUDA builds): never reinstall them
 
 
@@ -174,12 +171,21 @@ def colab_output() -> tuple[types.ModuleType, list[str]]:
     return output, calls
 
 
+def installed_ipywidgets(monkeypatch, version: str) -> None:
+    """Make ``import ipywidgets`` find a stand-in of the given version."""
+    monkeypatch.setitem(sys.modules, "ipywidgets", types.SimpleNamespace(__version__=version))
+
+
 @pytest.mark.parametrize("page", chapter_notebooks())
-def test_on_colab_the_setup_cell_enables_the_custom_widget_manager(page, monkeypatch):
-    """Colab renders third-party ipywidgets (the rotation explorer) only with its custom widget manager."""
+@pytest.mark.parametrize(("version", "needed"), [("7.7.1", False), ("8.1.5", True), ("9.0.0", True)])
+def test_on_colab_the_setup_cell_enables_the_custom_widget_manager_where_needed(page, version, needed, monkeypatch):
+    """Colab's own widget manager renders ipywidgets 7 (Colab ships 7.7.1); to it the widgets of
+    ipywidgets 8 are third-party widgets, which only its custom widget manager shows."""
+    installed_ipywidgets(monkeypatch, version)
     output, calls = colab_output()
     run_setup_cell(page, monkeypatch, on_colab=True, cuda=True, output=output)
-    assert calls == ["enable_custom_widget_manager"], f"{page}: the setup cell called {calls} on Colab"
+    expected = ["enable_custom_widget_manager"] if needed else []
+    assert calls == expected, f"{page}: with ipywidgets {version} the setup cell called {calls} on Colab"
 
 
 @pytest.mark.parametrize("page", chapter_notebooks())
@@ -200,8 +206,14 @@ def test_on_a_cpu_only_colab_the_setup_cell_says_how_to_pick_quick_mode(page, mo
     assert "AVAE_MODE" not in capsys.readouterr().out, "with a GPU there is nothing to advise"
 
 
-def test_ipywidgets_is_a_dependency_of_the_package():
-    """The explorer runs wherever the package is installed (Colab ships ipywidgets itself)."""
+def test_ipywidgets_is_a_dependency_that_colabs_version_satisfies():
+    """The explorer runs wherever the package is installed, and Colab's ipywidgets 7.7.1 will do
+    (tests/test_widgets.py moves the explorer under 7.7.1)."""
     tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    from packaging.requirements import Requirement
+
     deps = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["dependencies"]
-    assert any(re.match(r"ipywidgets\b", d) for d in deps), deps
+    widgets = [Requirement(d) for d in deps if re.match(r"ipywidgets\b", d)]
+    assert len(widgets) == 1, deps
+    assert widgets[0].specifier.contains("7.7.1"), f"{widgets[0]} excludes Colab's ipywidgets 7.7.1"
+    assert widgets[0].specifier.contains("8.1.5"), f"{widgets[0]} excludes ipywidgets 8"

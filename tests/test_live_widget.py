@@ -23,7 +23,7 @@ import torch
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
-from test_site import ROOT, SCREENSHOTS, browser, is_excused, server, site, wait_until  # noqa: F401 (fixtures)
+from test_site import ROOT, SCREENSHOTS, browser, server, site, wait_until  # noqa: F401 (fixtures)
 
 import avae_tutorial as avae
 
@@ -216,7 +216,7 @@ def test_live_widget_loads_everything_from_the_site_without_errors(live, server)
     live_urls = [u for u in urls if "avae_live" in u or u.endswith((".wasm", ".onnx", ".mjs"))]
     assert {u.rsplit("/", 1)[-1] for u in live_urls} >= {*ASSETS, "avae_live.js", "avae_live.css"}, live_urls
     assert all(u.startswith(server) for u in live_urls), f"fetched from elsewhere: {live_urls}"
-    errors = [e["message"] for e in live.get_log("browser") if e["level"] == "SEVERE" and not is_excused(e, server)]
+    errors = [e["message"] for e in live.get_log("browser") if e["level"] == "SEVERE"]
     assert not errors, "console errors:\n" + "\n".join(errors)
 
 
@@ -230,8 +230,7 @@ def test_live_widget_without_webassembly_keeps_the_player(browser, server):  # n
         status = browser.find_element(By.CSS_SELECTOR, "#avae-live .avae-live-status").text
         assert "WebAssembly" in status and "player" in status, status
         assert browser.find_elements(By.CSS_SELECTOR, "div.animation input.anim-slider"), "the fallback player is gone"
-        errors = [e["message"] for e in browser.get_log("browser")
-                  if e["level"] == "SEVERE" and not is_excused(e, server)]  # fmt: skip
+        errors = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
         assert not errors, errors
     finally:
         browser.execute_cdp_cmd("Page.removeScriptToEvaluateOnNewDocument", {"identifier": hide["identifier"]})

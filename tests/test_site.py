@@ -4,13 +4,13 @@ The site is ``_build/html``. ``make test`` builds it (quick mode) just before ru
 run alone, the ``site`` fixture builds it when it is missing or older than its sources. It is
 served from a thread on 127.0.0.1 and read by Debian's ``chromium`` through ``chromedriver``
 (Selenium), which ``.ci/run`` installs with apt. The browser resolves no host but 127.0.0.1, so
-the run is the same with or without internet: resources from other hosts (the Colab badge image,
-the animation's icon font, the ipywidgets manager that myst-nb links for saved widget outputs)
-fail to load, and only those failures are excused.
+the run is the same with or without internet, and its network log records every request a page
+makes. The site serves everything its pages need (MathJax, require.js and the widget manager,
+the Colab badge, the favicon, the live widget's runtime): nothing is excused.
 
-Each page of ``_toc.yml`` is checked for: no console errors, every image of the site loaded,
-every formula typeset by MathJax (served by the site itself, see ``_config.yml``), and on chapter
-notebooks the Colab launch button and badge opening that notebook. The kernel-free rotation
+Each page of ``_toc.yml`` is checked for: no request to any host but the serving one, no console
+error, every image loaded, every formula typeset by MathJax, and on chapter notebooks the Colab
+launch button and badge opening that notebook. The kernel-free rotation
 widget (matplotlib's ``to_jshtml`` player) must change its frame when its slider moves. A full-page
 screenshot of each page goes to ``_build/screenshots/<page>.png`` (a CI artifact).
 
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import json
 import os
 import re
 import shutil
@@ -27,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -40,12 +42,11 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
+from repository import BRANCH, COLAB_PREFIX, REPO  # the address, from pyproject.toml
+
 ROOT = Path(__file__).resolve().parents[1]
 HTML = ROOT / "_build" / "html"
 SCREENSHOTS = ROOT / "_build" / "screenshots"
-REPO = "avae-tutorial/avae-tutorial"
-BRANCH = "main"
-COLAB_PREFIX = f"https://colab.research.google.com/github/{REPO}/blob/{BRANCH}/"
 BUILD_CMD = ["build", str(ROOT), "-W", "-n", "--all"]  # as the Makefile's test target
 CHROME_FLAGS = [
     "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
@@ -159,7 +160,7 @@ def browser():
     with tempfile.TemporaryDirectory(prefix="avae-chromium-") as profile:
         for flag in [*CHROME_FLAGS, f"--user-data-dir={profile}"]:
             options.add_argument(flag)
-        options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+        options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
         service = Service(executable_path=find_program("chromedriver"))
         driver = webdriver.Chrome(service=service, options=options)
         driver.set_page_load_timeout(60)
@@ -173,8 +174,7 @@ def browser():
 IMAGES_JS = """
 return Array.from(document.images).map(img => {
   const src = img.currentSrc || img.src || '';
-  return {src: src.slice(0, 120), width: img.naturalWidth, height: img.naturalHeight,
-          external: /^https?:/.test(src) && new URL(src).origin !== location.origin};
+  return {src: src.slice(0, 120), width: img.naturalWidth, height: img.naturalHeight};
 });
 """
 MATH_JS = """
@@ -200,8 +200,9 @@ class PageVisit:
     """What a reader's browser met on one page."""
 
     page: str
-    errors: list[str]  # SEVERE console entries, less the excused ones
-    excused: list[str]  # failed loads from other hosts (unreachable by design), /favicon.ico
+    errors: list[str]  # SEVERE console entries
+    requests: list[str]  # every URL the page asked for, in order
+    external: list[str]  # those on another host than the server (http, https, ws, wss)
     images: list[dict]
     math: dict
     mathjax: str
@@ -209,13 +210,38 @@ class PageVisit:
     screenshot: Path
 
 
-def is_excused(entry: dict, base: str) -> bool:
-    """A failed load from a host other than our server (the browser resolves no other host), or the
-    browser's own request for ``/favicon.ico`` (no page asks for it; it fails on any site without one)."""
-    url = entry["message"].split(" ", 1)[0]
-    if entry.get("source") != "network" or not url.startswith(("http://", "https://")):
-        return False
-    return not url.startswith(base) or url == f"{base}/favicon.ico"
+def requested_urls(performance_log: list[dict]) -> list[str]:
+    """The URLs of the requests (and web sockets) in a page's Chromium performance log."""
+    urls = []
+    for entry in performance_log:
+        message = json.loads(entry["message"])["message"]
+        if message["method"] == "Network.requestWillBeSent":
+            urls.append(message["params"]["request"]["url"])
+        elif message["method"] == "Network.webSocketCreated":
+            urls.append(message["params"]["url"])
+    return urls
+
+
+def other_hosts(urls: list[str], base: str) -> list[str]:
+    """The URLs of ``urls`` that go over the network to another host than ``base``'s (``data:`` and
+    ``blob:`` URLs stay in the page)."""
+    origin = urlsplit(base).netloc
+    return [u for u in urls if urlsplit(u).scheme in ("http", "https", "ws", "wss") and urlsplit(u).netloc != origin]
+
+
+def network_quiet(driver, quiet: float = 0.5, timeout: float = 10) -> list[dict]:
+    """Performance-log entries until no request has started for ``quiet`` seconds (late requests:
+    a favicon, a script that loads another)."""
+    log, start, last = [], time.monotonic(), time.monotonic()
+    while time.monotonic() - start < timeout:
+        new = driver.get_log("performance")
+        log += new
+        if any('"Network.requestWillBeSent"' in e["message"] for e in new):
+            last = time.monotonic()
+        elif time.monotonic() - last >= quiet:
+            break
+        time.sleep(0.1)
+    return log
 
 
 def wait_until(driver, script: str, timeout: float = 30) -> None:
@@ -241,6 +267,7 @@ def full_page_screenshot(driver, path: Path) -> None:
 def visit(driver, base: str, page: str) -> PageVisit:
     """Load ``page``, let images and MathJax finish, and record what the reader would see."""
     driver.get_log("browser")  # drop what earlier pages left
+    driver.get_log("performance")
     driver.get(f"{base}/{page}.html")
     wait_until(driver, "return document.readyState === 'complete'")
     driver.execute_script("for (const img of document.images) img.loading = 'eager';")
@@ -248,11 +275,12 @@ def visit(driver, base: str, page: str) -> PageVisit:
     mathjax = driver.execute_async_script(MATHJAX_DONE_JS)
     screenshot = SCREENSHOTS / f"{Path(page).name}.png"
     full_page_screenshot(driver, screenshot)
-    log = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+    requests = requested_urls(network_quiet(driver))
     return PageVisit(
         page=page,
-        errors=[e["message"] for e in log if not is_excused(e, base)],
-        excused=[e["message"] for e in log if is_excused(e, base)],
+        errors=[e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"],
+        requests=requests,
+        external=other_hosts(requests, base),
         images=driver.execute_script(IMAGES_JS),
         math=driver.execute_script(MATH_JS),
         mathjax=mathjax,
@@ -281,20 +309,49 @@ def visits(browser, server):
 @pytest.mark.parametrize("page", PAGES)
 def test_page_loads_without_console_errors(visits, page):
     v = visits(page)
-    external = sum(img["external"] for img in v.images)
-    print(f"{page}: {len(v.images)} images ({external} from other hosts), {v.math['typeset']} formulas typeset, "
-          f"screenshot {v.screenshot.relative_to(ROOT)}; excused: {v.excused}")  # shown by pytest -rP
-    assert not v.errors, f"{page}: console errors:\n" + "\n".join(v.errors)
+    print(f"{page}: {len(v.requests)} requests, {len(v.images)} images, {v.math['typeset']} formulas typeset, "
+          f"screenshot {v.screenshot.relative_to(ROOT)}")  # shown by pytest -rP
+    assert not v.errors, f"{page}: {len(v.errors)} console errors:\n" + "\n".join(v.errors)
     assert v.screenshot.stat().st_size > 0
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("page", PAGES)
+def test_page_requests_nothing_from_another_host(visits, page):
+    v = visits(page)
+    assert v.requests, f"{page}: the network log recorded no request at all, so this test saw nothing"
+    assert not v.external, f"{page}: {len(v.external)} requests to other hosts:\n" + "\n".join(v.external)
 
 
 @pytest.mark.browser
 @pytest.mark.parametrize("page", PAGES)
 def test_every_image_loads(visits, page):
     v = visits(page)
-    local = [img for img in v.images if not img["external"]]
-    broken = [img["src"] for img in local if not (img["width"] > 0 and img["height"] > 0)]
-    assert not broken, f"{page}: {len(broken)} of {len(local)} images did not load: {broken}"
+    broken = [img["src"] for img in v.images if not (img["width"] > 0 and img["height"] > 0)]
+    assert not broken, f"{page}: {len(broken)} of {len(v.images)} images did not load: {broken}"
+
+
+@pytest.mark.browser
+def test_the_site_root_opens_the_first_page_without_errors(browser, server, site):
+    """The root is a redirect that names no favicon: the browser asks for ``/favicon.ico``."""
+    browser.get_log("browser")
+    browser.get_log("performance")
+    browser.get(f"{server}/")
+    WebDriverWait(browser, 30).until(lambda d: d.current_url == f"{server}/{PAGES[0]}.html")
+    wait_until(browser, "return document.readyState === 'complete'")
+    requests = requested_urls(network_quiet(browser))
+    errors = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert not errors and not other_hosts(requests, server), (errors, other_hosts(requests, server))
+
+
+def test_the_network_check_sees_other_hosts():
+    """The checker itself, on the requests a page of the old site made."""
+    base = "http://127.0.0.1:8123"
+    urls = [f"{base}/book/intro.html", f"{base}/_static/widgets/require.js", "data:image/png;base64,AAAA",
+            "https://cdnjs.cloudflare.com/ajax/libs/require.js/2.3.4/require.min.js",
+            "https://colab.research.google.com/assets/colab-badge.svg", "http://127.0.0.1:9999/x.js",
+            "ws://localhost:8123/socket"]  # fmt: skip
+    assert other_hosts(urls, base) == urls[3:]
 
 
 @pytest.mark.browser

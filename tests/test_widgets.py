@@ -1,5 +1,10 @@
 """Tests for avae_tutorial.widgets on a tiny untrained VAE and synthetic digits."""
+import json
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import matplotlib
 
@@ -76,6 +81,27 @@ def test_animation_is_a_javascript_player_with_one_image_per_frame(frames):
     assert len(set(images)) == len(frames)
 
 
+def test_animation_needs_nothing_from_another_host(frames):
+    """matplotlib's player links font-awesome from a CDN for its button icons; ours has text symbols."""
+    html = rotation_animation(frames)
+    assert not re.search(r"(?:href|src)=[\"']?(?:https?:)?//", html), "the player links an outside resource"
+    assert "font-awesome" not in html and 'class="fa ' not in html
+    icons = re.findall(r"<button[^>]*>\s*<svg[^>]*><path[^>]* d=\"([^\"]+)\"", html)
+    assert len(icons) == 9 and len(set(icons)) == 9, icons  # one distinct icon per button
+
+
+def test_explorer_offers_the_widget_and_a_still_for_static_pages(vae, digits):
+    pytest.importorskip("ipywidgets")
+    x, y = digits
+    ex = rotation_explorer(vae, x, labels=y, config=FAST)
+    bundle = ex._repr_mimebundle_()
+    assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == ex.widget.model_id
+    still = bundle["text/html"]
+    assert re.search(r'<img src="data:image/png;base64,[A-Za-z0-9+/=]+"', still)
+    assert ex.text.value in still and "kernel" in still
+    assert "kernel" in bundle["text/plain"]
+
+
 def test_explorer_updates_the_loss_text_and_image_on_change(vae, digits):
     pytest.importorskip("ipywidgets")
     x, y = digits
@@ -99,3 +125,49 @@ def test_explorer_checks_its_inputs(vae, digits):
         rotation_explorer(vae, x, labels=y[:2])
     with pytest.raises(ValueError, match=r"\(N, 1, H, W\)"):
         rotation_explorer(vae, x[0])
+
+
+COLAB_IPYWIDGETS = ["ipywidgets==7.7.1", "ipython_genutils==0.2.0"]  # what Colab ships; 7.x needs genutils
+MOVE_THE_SLIDER = """
+import json, torch, ipywidgets
+import avae_tutorial as avae
+from avae_tutorial.widgets import rotation_explorer
+torch.manual_seed(0)
+vae = avae.VAE(latent_dim=2, canvas=40).eval()
+x, y = avae.synthetic_digits(n=3, canvas=40, seed=1)
+ex = rotation_explorer(vae, x, labels=y, config=avae.AlignConfig(restarts=8, top_k=1, steps=2, lr=0.1))
+before = (ex.text.value, ex.image.value, ex.frame.vae_loss[0].item())
+ex.angle.value = 90  # what moving the slider does
+print(json.dumps({"version": ipywidgets.__version__, "file": ipywidgets.__file__, "text": [before[0], ex.text.value],
+                  "image_changed": ex.image.value != before[1], "loss": [before[2], ex.frame.vae_loss[0].item()],
+                  "bundle": sorted(ex._repr_mimebundle_())}))
+"""
+
+
+@pytest.fixture(scope="module")
+def colab_ipywidgets(request, tmp_path_factory) -> Path:
+    """ipywidgets 7.7.1 installed with pip into a side folder (pytest's cache, kept between runs;
+    a temporary folder under ``-p no:cacheprovider``)."""
+    cache = getattr(request.config, "cache", None)
+    target = cache.mkdir("ipywidgets-7.7.1") if cache else tmp_path_factory.mktemp("ipywidgets-7.7.1")
+    if not (target / "ipywidgets" / "__init__.py").exists():
+        cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target), *COLAB_IPYWIDGETS]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        if proc.returncode != 0:
+            message = f"could not install {COLAB_IPYWIDGETS} with pip:\n{proc.stderr[-2000:]}"
+            pytest.fail(message) if os.environ.get("CI") else pytest.skip(message)
+    return target
+
+
+def test_explorer_moves_under_colabs_ipywidgets_7(colab_ipywidgets):
+    """Colab ships ipywidgets 7.7.1: the explorer builds and follows its slider there too."""
+    root = Path(__file__).resolve().parents[1]
+    path = os.pathsep.join([str(colab_ipywidgets), str(root), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "PYTHONPATH": path, "MPLBACKEND": "Agg"}
+    proc = subprocess.run([sys.executable, "-c", MOVE_THE_SLIDER], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got["version"] == "7.7.1" and Path(got["file"]).is_relative_to(colab_ipywidgets), got
+    before, after = got["text"]
+    assert "<b>0°</b>" in before and "<b>90°</b>" in after and got["image_changed"], got
+    assert "application/vnd.jupyter.widget-view+json" in got["bundle"], got
