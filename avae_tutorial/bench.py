@@ -193,12 +193,13 @@ def seed_reference(
     return torch.tensor(losses, dtype=x.dtype), torch.cat(params)
 
 
-def seed_train_search(vae: VAE, xb: torch.Tensor, last=None, config=None, candidates: int = 20, steps: int = 10,
-                      lr: float = 0.01) -> torch.Tensor:  # fmt: skip
+def seed_train_search(vae: VAE, xb: torch.Tensor, last=None, config=None, guess=None, candidates: int = 20,
+                      steps: int = 10, lr: float = 0.01) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
     """The seed's per-batch training search, batched, as a ``fit(..., search=...)`` hook: per
     image ``candidates`` random angles scored, the best kept, ``steps`` Adam steps on it (best
-    loss seen kept), on :func:`for_inference`'s copy as ``align`` does -> angles ``(B,)``.
-    ``last`` and ``config`` are ignored (it has no warm start)."""
+    loss seen kept), on :func:`for_inference`'s copy as ``align`` does -> ``(angles (B,), passes
+    (B,))``, ``candidates + 3 * steps + 1`` passes each. ``last``, ``config`` and ``guess`` are
+    ignored (it has no warm start)."""
     B = xb.shape[0]
     model = for_inference(vae)
     chunk = for_device(AlignConfig(), xb.device).chunk
@@ -218,7 +219,7 @@ def seed_train_search(vae: VAE, xb: torch.Tensor, last=None, config=None, candid
             break
         (a.grad,) = torch.autograd.grad(loss.sum(), a)
         opt.step()
-    return best_a.detach()
+    return best_a.detach(), torch.full((B,), candidates + 3 * steps + 1, device=xb.device)
 
 
 # ------------------------------------------------------------------ test time
