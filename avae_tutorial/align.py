@@ -4,10 +4,10 @@ Per image, batched over images *and* candidates (no Python loop over either):
 
 1. **score** the starting candidates in one no-grad pass: for a family with an angle, a grid
    of ``restarts`` angles from 0 (the identity is its first point, scored as the plain VAE);
-   for a family without one, the identity alone. Guesses join them, each with a neighbour
+   for a family without one, the identity alone. Guesses join them, the first with a neighbour
    ``init_span`` radians to either side when that is set, so that a good guess arrives
-   bracketed: the model's pose net's (``vae.pose_net``, an amortized first guess; with it the
-   grid shrinks to a few safety angles) and caller-supplied ``init`` (last epoch's orientation);
+   bracketed: caller-supplied ``init`` (last epoch's orientation) and the model's pose net's
+   (``vae.pose_net``, an amortized first guess);
 2. **choose** the best ``top_k`` starts. On the circle of angles these are *basins*:
    candidates whose loss is below both neighbours, ranked by the minimum of the parabola
    through the three (free: no extra forward pass);
@@ -15,8 +15,15 @@ Per image, batched over images *and* candidates (no Python loop over either):
    (rotation): successive parabolic interpolation inside the bracket, one no-grad forward
    pass per step. Any other family: Adam on the transform parameters only, within the
    family's bounds (a forward and a backward pass per step);
-4. **keep** the best loss seen per image. The identity is always scored, so the result is
-   never worse than the plain VAE.
+4. **keep** the best loss seen per image. The identity is always scored (unless
+   ``identity=False``), so the result is never worse than the plain VAE.
+
+**Adaptive** (``confident`` set, with a pose net): the guess is refined first, alone; only the
+images whose guess fails the confidence test (the pose net's own: the length of its predicted
+``(cos, sin)`` vector below ``confident``) then score the grid (and a half-turn head's other
+side) and refine the best ``top_k`` basins. Images whose first guess is clearly right do not
+pay for the hard ones, and every image's result depends on that image alone.
+``AlignResult.passes`` counts what each image cost.
 
 Scoring and parabolic steps need no gradients, so they may run in bfloat16 (``precision``;
 ``"auto"``: where that is measured faster, on CPUs with AMX and GPUs that support it); the
@@ -54,7 +61,9 @@ class AlignConfig:
     memory (:func:`for_device` picks a large one off the CPU). ``exact=False`` skips the two
     float32 passes of a bfloat16 search (the identity's and the winner's): the transform is
     chosen as before, but the losses reported are bfloat16-scored (the training loop needs
-    only the transform).
+    only the transform). ``restarts=0``: no grid, only the guesses (``init`` or a pose net's).
+    ``identity=False`` does not score the plain VAE (``loss0`` is NaN; the training loop's warm
+    search). ``confident``: adaptive (see the module's docstring); ``0.0`` trusts every guess.
     """
 
     restarts: int = 24
@@ -120,12 +129,14 @@ PRESET_NAMES = ("default", "fast")
 
 #: Defaults by kind of family, used where a family names no preset of its own. Costs and
 #: quality are measured by ``python -m avae_tutorial bench``. "angle+pose": a rotation-like
-#: family on a model with a pose net: its guess +- init_span and a few safety angles.
+#: family on a model with a pose net, adaptive: its guess +- init_span refined, and the grid only
+#: where the net is unsure ("default"); the guess +- init_span alone, 4 passes ("fast").
 _DEFAULTS = {
     "angle": {"default": AlignConfig(restarts=24, top_k=1, steps=6, precision="auto"),
               "fast": AlignConfig(restarts=14, steps=3, precision="auto")},
-    "angle+pose": {"default": AlignConfig(restarts=12, top_k=2, steps=3, init_span=0.15, pose=True, precision="auto"),
-                   "fast": AlignConfig(restarts=2, steps=2, init_span=0.2, pose=True, precision="auto")},
+    "angle+pose": {"default": AlignConfig(restarts=12, top_k=2, steps=3, init_span=0.15, pose=True, confident=0.9,
+                                          precision="auto"),
+                   "fast": AlignConfig(restarts=0, steps=0, init_span=0.1, pose=True, confident=0.0, precision="auto")},
     "angle+": {"default": AlignConfig(restarts=24, top_k=2, steps=24, lr=0.05),
                "fast": AlignConfig(restarts=12, top_k=1, steps=8, lr=0.1)},
     "other": {"default": AlignConfig(restarts=1, steps=40, lr=0.02), "fast": AlignConfig(restarts=1, steps=15, lr=0.04)},
@@ -157,18 +168,18 @@ def for_device(config: AlignConfig, device: torch.device | str) -> AlignConfig:
     return config if torch.device(device).type == "cpu" else replace(config, chunk=GPU_CHUNK)
 
 
-def search_cost(config: AlignConfig, family: str | Family = "rotation", n_init: int = 0) -> int:
+def search_cost(config: AlignConfig, family: str | Family = "rotation", n_init: int = 0, device="cpu") -> int:
     """VAE passes per image of :func:`align`, at most (a backward counts as two), whatever their
     precision; the pose net's guess counts as one guess, its own cost (a few percent of a pass)
-    is left out. A search scored in bfloat16 adds one float32 pass (the exact re-score) unless
-    ``exact=False``. An adaptive search (``confident``) spends this only on the images that fail its
+    is left out. A search scored in bfloat16 (on ``device``) adds one float32 pass (the exact
+    re-score) unless ``exact=False``. An adaptive search (``confident``) spends this only on the images that fail its
     test; :attr:`AlignResult.passes` counts what each image actually cost."""
     fam = get_family(family)
     n_init += bool(config.pose and fam.is_angle)
     guesses = n_init + (2 if config.init_span > 0 and n_init and fam.angle is not None else 0)
     grid = max(config.restarts if fam.angle is not None else 1, int(config.identity))
     refine = config.steps if fam.is_angle else 3 * config.steps + 1
-    rescore = config.exact and config.precision != "float32"
+    rescore = config.exact and scoring_dtype(config, device) != torch.float32
     if config.confident is None or not n_init:
         return grid + guesses + config.top_k * refine + rescore
     first = int(config.identity) + guesses + refine  # the guesses, the best refined
@@ -316,24 +327,37 @@ def _align_batch(model, x, fam: Family, cfg: AlignConfig, extra):
     return best_p.detach(), best_l.detach(), loss0, spent
 
 
-def _pose_guess(model, x: torch.Tensor, cfg: AlignConfig, fam: Family) -> torch.Tensor | None:
-    """``(B, 2)``: the pose net's ``(cos, sin)`` vector for each image (its angle is the guess, its
-    length the net's confidence), or ``None`` without a pose net or for other families."""
+def _pose_guess(model, x: torch.Tensor, cfg: AlignConfig, fam: Family):
+    """``(guesses (B, K, 1), confidence (B,))`` from the pose net, or ``None`` without one or for
+    other families. Its angle is the guess and the length of its ``(cos, sin)`` vector the
+    confidence; a net with a half-turn head guesses its axis on the side it prefers and, as a
+    second guess, half a turn from it (the confidence is then the axis vector's length)."""
     pose = getattr(model, "pose_net", None)
     if not (cfg.pose and fam.is_angle and pose is not None):
         return None
     with torch.no_grad():
-        return _fixed_chunks(lambda xs: torch.cat([pose.vector(xs[s : s + cfg.chunk]) for s in range(0, len(xs), cfg.chunk)]),
-                             cfg.chunk, x).float()  # fmt: skip
+        out = _fixed_chunks(lambda xs: torch.cat([pose.outputs(xs[s : s + cfg.chunk])
+                                                  for s in range(0, len(xs), cfg.chunk)]), cfg.chunk, x).float()  # fmt: skip
+    angle = torch.atan2(out[:, 1], out[:, 0])
+    if out.shape[1] == 2:
+        return angle[:, None, None], out.norm(dim=1)
+    axis = 0.5 * torch.atan2(out[:, 3], out[:, 2])
+    axis = torch.where(torch.cos(axis - angle) < 0, axis + math.pi, axis)
+    return torch.stack([axis, axis + math.pi], 1)[..., None], out[:, 2:].norm(dim=1)
 
 
 def _search(model, x, fam: Family, cfg: AlignConfig, extra, loss0, spent):
-    """Steps 1-3 for one batch: the best ``(params (B, P), loss (B,))`` per image; adaptive (the
-    grid only for the images whose guess fails the confidence test) when ``cfg.confident`` is set."""
+    """Steps 1-3 for one batch: the best ``(params (B, P), loss (B,))`` per image; adaptive when
+    ``cfg.confident`` is set: first the guesses (a half-turn head's second side held back), the
+    best refined; then, only for the images whose guess fails the confidence test, the rest: the
+    second side, the grid, and the best ``top_k`` basins refined."""
     B, imgs = x.shape[0], torch.arange(x.shape[0], device=x.device)
-    vec = _pose_guess(model, x, cfg, fam)
-    if vec is not None:
-        guess = torch.atan2(vec[:, 1], vec[:, 0]).to(x.dtype)[:, None, None]  # (B, 1, 1)
+    pose = _pose_guess(model, x, cfg, fam)
+    conf, later = None, None
+    if pose is not None:
+        guess, conf = pose[0].to(x.dtype), pose[1]  # (B, K, 1), (B,)
+        if cfg.confident is not None:
+            guess, later = guess[:, :1], guess[:, 1:] if guess.shape[1] > 1 else None
         extra = guess if extra is None else torch.cat([extra, guess], 1)
     if cfg.confident is None or extra is None:
         cand = _starts(fam, cfg, extra, B, x.device, x.dtype)  # (B, R, P)
@@ -341,21 +365,27 @@ def _search(model, x, fam: Family, cfg: AlignConfig, extra, loss0, spent):
     first = _starts(fam, replace(cfg, restarts=0), extra, B, x.device, x.dtype)  # identity, guesses
     scores = _score(model, x, imgs, fam, cfg, first, loss0, spent)
     best_p, best_l = _descend(model, x, imgs, fam, replace(cfg, top_k=1), first, scores, spent)
-    hard = imgs[_unsure(cfg, best_l, loss0, vec)]  # (H,) the images that score the grid
+    hard = imgs[_unsure(cfg, conf, B, x.device)]  # (H,) the images that go on
     if hard.numel():
         grid = _starts(fam, cfg, None, len(hard), x.device, x.dtype)[:, int(cfg.identity):]  # less the identity
+        if later is not None:
+            grid = torch.cat([grid, fam.project(later[hard].clone())], 1)
         R, P = grid.shape[1:]
         more = _rows_loss(model, x, hard.repeat_interleave(R), grid.reshape(-1, P), fam, cfg.chunk, spent)
-        cand, sc = torch.cat([first[hard], grid], 1), torch.cat([scores[hard], more.view(-1, R)], 1)
+        cand, sc = torch.cat([first[hard], grid], 1), torch.cat([scores[hard], more.view(len(hard), R)], 1)
         p2, l2 = _descend(model, x, hard, fam, cfg, cand, sc, spent)
         better = l2 < best_l[hard]
         best_p[hard[better]], best_l[hard[better]] = p2[better].to(best_p.dtype), l2[better].to(best_l.dtype)
     return best_p, best_l
 
 
-def _unsure(cfg: AlignConfig, loss, loss0, vec) -> torch.Tensor:
-    """``(B,)`` bool: the images whose refined guess fails the confidence test."""
-    raise NotImplementedError
+def _unsure(cfg: AlignConfig, conf: torch.Tensor | None, B: int, device) -> torch.Tensor:
+    """``(B,)`` bool: the images whose guess fails the confidence test, the pose net's confidence
+    (the length of its predicted vector, 1 for a sure guess) below ``cfg.confident``. Caller-supplied
+    guesses (``init``) carry no confidence: every image then scores the grid."""
+    if conf is None:
+        return torch.ones(B, dtype=torch.bool, device=device)
+    return conf < cfg.confident
 
 
 def _score(model, x, imgs, fam: Family, cfg: AlignConfig, cand, loss0, spent) -> torch.Tensor:

@@ -162,14 +162,15 @@ def evaluate_all(out: Path, rc: ReproConfig, test, dev) -> dict:
     x = test[0][: rc.eval_n].to(dev)
     angles = sorted(set(SWEEP_ANGLES) | set(TABLE1_ANGLES))
     rows = []
-    for name in MAIN_MODELS:
+    table_models = [*MAIN_MODELS, *[n for n in (PERBATCH,) if (out / f"{n}.pt").exists()]]  # and chapter 4's control
+    for name in table_models:
         vae = load(name)
         for aligned in (False, True):
             for r in loss_per_angle(vae, x, angles, aligned=aligned):
                 rows.append({"model": name, **r})
     write_rows(rows, out / "rotation.csv")
     table = []
-    for name in MAIN_MODELS:
+    for name in table_models:
         for aligned in (False, True):
             sel = [r["loss"] for r in rows if r["model"] == name and r["aligned"] == aligned and r["angle_deg"] in TABLE1_ANGLES]
             table.append({"model": name, "aligned": aligned, "mean_loss_0_160": sum(sel) / len(sel)})

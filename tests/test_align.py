@@ -246,3 +246,57 @@ def test_auto_precision_picks_bfloat16_only_where_it_is_measured_faster(monkeypa
     assert scoring_dtype(auto, "cuda") == torch.bfloat16
     assert scoring_dtype(auto, "meta") == torch.float32
     assert scoring_dtype(avae.AlignConfig(precision="bfloat16"), "cpu") == torch.bfloat16
+
+
+class _OraclePose(torch.nn.Module):
+    """A stub pose net: for each image, in order of the batch, the given ``(cos, sin)`` outputs."""
+
+    def __init__(self, angle: torch.Tensor, length: torch.Tensor, half_turn: bool = False):
+        super().__init__()
+        self.angle, self.length, self.half_turn, self.seen = angle, length, half_turn, 0
+
+    def outputs(self, x):
+        a, n = self.angle[self.seen : self.seen + len(x)], self.length[self.seen : self.seen + len(x)]
+        self.seen += len(x)
+        one = torch.stack([a.cos(), a.sin()], 1) * n[:, None]
+        out = torch.cat([one, torch.stack([(2 * a).cos(), (2 * a).sin()], 1) * n[:, None]], 1) if self.half_turn else one
+        return torch.cat([out, out[-1:].expand(len(x) - len(a), -1)]) if len(a) < len(x) else out  # chunk padding
+
+
+def test_adaptive_search_scores_the_grid_only_for_unsure_guesses(template_vae, seven):
+    """``confident``: a sure guess is refined alone; an unsure one (a short pose vector) also scores
+    the grid, and finds the answer that its wrong guess missed."""
+    import copy
+    from dataclasses import replace
+
+    x, theta = rotated(seven, [100.0, -130.0, 20.0, 60.0])
+    truth = wrap_angle(-theta)
+    guess = truth + torch.tensor([0.05, -0.05, 2.5, 2.0])  # the last two in the wrong valley
+    length = torch.tensor([0.99, 0.99, 0.3, 0.95])  # ... but only the third one knows it
+    vae = copy.deepcopy(template_vae)
+    cfg = avae.AlignConfig(restarts=12, top_k=1, steps=3, init_span=0.15, pose=True, confident=0.9)
+    vae.pose_net = _OraclePose(guess, length)
+    res = avae.align(vae, x, "rotation", cfg)
+    first = 1 + 3 + 3  # identity, the guess +- span, 3 steps
+    assert res.passes.tolist() == [first, first, first + 11 + 3, first], res.passes
+    err = wrap_angle(res.angle - truth).abs()
+    assert (err[:3] < math.radians(2.0)).all() and err[3] > 1.0, torch.rad2deg(err)
+    assert search_cost(cfg) == first + 11 + 3
+    vae.pose_net = _OraclePose(guess, length)
+    whole = avae.align(vae, x, "rotation", replace(cfg, confident=None))  # not adaptive: everyone scores the grid
+    assert (whole.passes == 12 + 3 + 3).all() and (wrap_angle(whole.angle - truth).abs() < math.radians(2.0)).all()
+
+
+def test_a_half_turn_head_guesses_both_sides(template_vae, seven):
+    """A pose net with a half-turn head guesses its axis and half a turn from it: a guess that is
+    right up to a half turn is found without the grid."""
+    import copy
+
+    x, theta = rotated(seven, [100.0, -130.0])
+    truth = wrap_angle(-theta)
+    vae = copy.deepcopy(template_vae)
+    vae.pose_net = _OraclePose(truth + math.pi, torch.ones(2), half_turn=True)  # the plain head is wrong
+    vae.pose_net.angle = truth + math.pi
+    res = avae.align(vae, x, "rotation", avae.AlignConfig(restarts=0, steps=2, init_span=0.15, pose=True))
+    assert (res.passes == 1 + 3 + 1 + 2).all()
+    assert (wrap_angle(res.angle - truth).abs() < math.radians(2.0)).all()
