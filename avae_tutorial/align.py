@@ -134,7 +134,7 @@ PRESET_NAMES = ("default", "fast")
 _DEFAULTS = {
     "angle": {"default": AlignConfig(restarts=24, top_k=1, steps=6, precision="auto"),
               "fast": AlignConfig(restarts=14, steps=3, precision="auto")},
-    "angle+pose": {"default": AlignConfig(restarts=12, top_k=2, steps=3, init_span=0.15, pose=True, confident=0.9,
+    "angle+pose": {"default": AlignConfig(restarts=12, top_k=2, steps=3, init_span=0.15, pose=True, confident=0.8,
                                           precision="auto"),
                    "fast": AlignConfig(restarts=0, steps=0, init_span=0.1, pose=True, confident=0.0, precision="auto")},
     "angle+": {"default": AlignConfig(restarts=24, top_k=2, steps=24, lr=0.05),
@@ -331,7 +331,8 @@ def _pose_guess(model, x: torch.Tensor, cfg: AlignConfig, fam: Family):
     """``(guesses (B, K, 1), confidence (B,))`` from the pose net, or ``None`` without one or for
     other families. Its angle is the guess and the length of its ``(cos, sin)`` vector the
     confidence; a net with a half-turn head guesses its axis on the side it prefers and, as a
-    second guess, half a turn from it (the confidence is then the axis vector's length)."""
+    second guess, half a turn from it (the confidence is then the shorter of its two vectors: the
+    axis' and the side's)."""
     pose = getattr(model, "pose_net", None)
     if not (cfg.pose and fam.is_angle and pose is not None):
         return None
@@ -343,7 +344,8 @@ def _pose_guess(model, x: torch.Tensor, cfg: AlignConfig, fam: Family):
         return angle[:, None, None], out.norm(dim=1)
     axis = 0.5 * torch.atan2(out[:, 3], out[:, 2])
     axis = torch.where(torch.cos(axis - angle) < 0, axis + math.pi, axis)
-    return torch.stack([axis, axis + math.pi], 1)[..., None], out[:, 2:].norm(dim=1)
+    sure = torch.minimum(out[:, 2:].norm(dim=1), out[:, :2].norm(dim=1))  # of the axis, and of its side
+    return torch.stack([axis, axis + math.pi], 1)[..., None], sure
 
 
 def _search(model, x, fam: Family, cfg: AlignConfig, extra, loss0, spent):

@@ -208,7 +208,7 @@ def _with_pose_net(vae):
 
     torch.manual_seed(1)
     out = copy.deepcopy(vae)
-    out.pose_net = PoseNet(vae.canvas).eval()
+    out.pose_net = PoseNet(vae.canvas, half_turn=True).eval()
     return out
 
 
