@@ -4,10 +4,10 @@ Per image, batched over images *and* candidates (no Python loop over either):
 
 1. **score** the starting candidates in one no-grad pass: for a family with an angle, a grid
    of ``restarts`` angles from 0 (the identity is its first point, scored as the plain VAE);
-   for a family without one, the identity alone. Guesses join them, each with a neighbour
+   for a family without one, the identity alone. Guesses join them, the first with a neighbour
    ``init_span`` radians to either side when that is set, so that a good guess arrives
-   bracketed: the model's pose net's (``vae.pose_net``, an amortized first guess; with it the
-   grid shrinks to a few safety angles) and caller-supplied ``init`` (last epoch's orientation);
+   bracketed: caller-supplied ``init`` (last epoch's orientation) and the model's pose net's
+   (``vae.pose_net``, an amortized first guess);
 2. **choose** the best ``top_k`` starts. On the circle of angles these are *basins*:
    candidates whose loss is below both neighbours, ranked by the minimum of the parabola
    through the three (free: no extra forward pass);
@@ -15,11 +15,18 @@ Per image, batched over images *and* candidates (no Python loop over either):
    (rotation): successive parabolic interpolation inside the bracket, one no-grad forward
    pass per step. Any other family: Adam on the transform parameters only, within the
    family's bounds (a forward and a backward pass per step);
-4. **keep** the best loss seen per image. The identity is always scored, so the result is
-   never worse than the plain VAE.
+4. **keep** the best loss seen per image. The identity is always scored (unless
+   ``identity=False``), so the result is never worse than the plain VAE.
+
+**Adaptive** (``confident`` set, with a pose net): the guess is refined first, alone; only the
+images whose guess fails the confidence test (the pose net's own: the length of its predicted
+``(cos, sin)`` vector below ``confident``) then score the grid (and a half-turn head's other
+side) and refine the best ``top_k`` basins. Images whose first guess is clearly right do not
+pay for the hard ones, and every image's result depends on that image alone.
+``AlignResult.passes`` counts what each image cost.
 
 Scoring and parabolic steps need no gradients, so they may run in bfloat16 (``precision``;
-``"auto"``: where the CPU has bfloat16 instructions, and on GPUs that support it); the
+``"auto"``: where that is measured faster, on CPUs with AMX and GPUs that support it); the
 chosen transform is then re-scored in float32, so every reported loss is exact (unless
 ``exact=False``: the training loop needs only the transform).
 
@@ -30,7 +37,7 @@ model itself is left untouched. ``search_cost`` counts forward passes per image;
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 
 import torch
 from tqdm.auto import tqdm
@@ -54,7 +61,9 @@ class AlignConfig:
     memory (:func:`for_device` picks a large one off the CPU). ``exact=False`` skips the two
     float32 passes of a bfloat16 search (the identity's and the winner's): the transform is
     chosen as before, but the losses reported are bfloat16-scored (the training loop needs
-    only the transform).
+    only the transform). ``restarts=0``: no grid, only the guesses (``init`` or a pose net's).
+    ``identity=False`` does not score the plain VAE (``loss0`` is NaN; the training loop's warm
+    search). ``confident``: adaptive (see the module's docstring); ``0.0`` trusts every guess.
     """
 
     restarts: int = 24
@@ -66,11 +75,19 @@ class AlignConfig:
     pose: bool = False  # score the model's pose-net guess (if it has one; rotation-like families)
     precision: str = "float32"  # of the no-grad scoring: "float32", "bfloat16" or "auto"
     exact: bool = True  # losses in float32 (False: the identity and the winner keep their scoring-precision loss)
+    identity: bool = True  # score the plain VAE (loss0) and never do worse (False: loss0 is NaN; training)
+    confident: float | None = None  # adaptive: the grid only where the guess fails this test (see align)
 
     def __post_init__(self):
-        for name in ("restarts", "top_k", "chunk"):
+        for name in ("top_k", "chunk"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"{name}: expected a positive int, got {getattr(self, name)!r}")
+        if not isinstance(self.restarts, int) or self.restarts < 0:
+            raise ValueError(f"restarts: expected an int >= 0, got {self.restarts!r}")
+        if not isinstance(self.identity, bool):
+            raise ValueError(f"identity: expected True or False, got {self.identity!r}")
+        if self.confident is not None and not (isinstance(self.confident, (int, float)) and self.confident >= 0):
+            raise ValueError(f"confident: expected None or a float >= 0, got {self.confident!r}")
         if not isinstance(self.steps, int) or self.steps < 0:
             raise ValueError(f"steps: expected an int >= 0, got {self.steps!r}")
         if not self.lr > 0:
@@ -88,30 +105,38 @@ PRECISIONS = ("float32", "bfloat16", "auto")
 
 def scoring_dtype(config: AlignConfig, device) -> torch.dtype:
     """The dtype of the no-grad scoring on ``device``: bfloat16 where asked for, or for ``"auto"``
-    where the hardware computes it natively (AVX512-BF16 or AMX CPUs; GPUs that support it)."""
+    where bfloat16 is measured to be faster than float32: CUDA GPUs that support it and CPUs with
+    AMX tiles. Not on a CPU whose only bfloat16 path is AVX512-BF16 (an AMD EPYC, Zen 4): there the
+    search takes as long in bfloat16 as in float32 and only loses precision
+    (``python -m avae_tutorial bench --precision float32`` against ``--precision bfloat16``)."""
     if config.precision != "auto":
         return getattr(torch, config.precision)
+    return torch.bfloat16 if fast_bfloat16(device) else torch.float32
+
+
+def fast_bfloat16(device) -> bool:
+    """Whether ``device`` computes this model's passes faster in bfloat16 than in float32: a CUDA GPU
+    that supports it, or a CPU with AMX (matrix tiles); AVX512-BF16 alone is not enough."""
     dev = torch.device(device)
     if dev.type == "cuda":
-        native = torch.cuda.is_bf16_supported()
-    elif dev.type == "cpu":
-        cpu = getattr(torch, "cpu", None)
-        native = any(getattr(cpu, f, lambda: False)() for f in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
-    else:
-        native = False
-    return torch.bfloat16 if native else torch.float32
+        return torch.cuda.is_bf16_supported()
+    if dev.type == "cpu":
+        return bool(getattr(getattr(torch, "cpu", None), "_is_amx_tile_supported", lambda: False)())
+    return False
 
 
 PRESET_NAMES = ("default", "fast")
 
 #: Defaults by kind of family, used where a family names no preset of its own. Costs and
 #: quality are measured by ``python -m avae_tutorial bench``. "angle+pose": a rotation-like
-#: family on a model with a pose net: its guess +- init_span and a few safety angles.
+#: family on a model with a pose net, adaptive: its guess +- init_span refined, and the grid only
+#: where the net is unsure ("default"); the guess +- init_span alone, 4 passes ("fast").
 _DEFAULTS = {
     "angle": {"default": AlignConfig(restarts=24, top_k=1, steps=6, precision="auto"),
               "fast": AlignConfig(restarts=14, steps=3, precision="auto")},
-    "angle+pose": {"default": AlignConfig(restarts=12, top_k=2, steps=3, init_span=0.15, pose=True, precision="auto"),
-                   "fast": AlignConfig(restarts=2, steps=2, init_span=0.2, pose=True, precision="auto")},
+    "angle+pose": {"default": AlignConfig(restarts=12, top_k=2, steps=3, init_span=0.15, pose=True, confident=0.8,
+                                          precision="auto"),
+                   "fast": AlignConfig(restarts=0, steps=0, init_span=0.1, pose=True, confident=0.0, precision="auto")},
     "angle+": {"default": AlignConfig(restarts=24, top_k=2, steps=24, lr=0.05),
                "fast": AlignConfig(restarts=12, top_k=1, steps=8, lr=0.1)},
     "other": {"default": AlignConfig(restarts=1, steps=40, lr=0.02), "fast": AlignConfig(restarts=1, steps=15, lr=0.04)},
@@ -143,22 +168,30 @@ def for_device(config: AlignConfig, device: torch.device | str) -> AlignConfig:
     return config if torch.device(device).type == "cpu" else replace(config, chunk=GPU_CHUNK)
 
 
-def search_cost(config: AlignConfig, family: str | Family = "rotation", n_init: int = 0) -> int:
+def search_cost(config: AlignConfig, family: str | Family = "rotation", n_init: int = 0, device="cpu") -> int:
     """VAE passes per image of :func:`align`, at most (a backward counts as two), whatever their
     precision; the pose net's guess counts as one guess, its own cost (a few percent of a pass)
-    is left out. A search scored in bfloat16 adds one float32 pass (the exact re-score) unless
-    ``exact=False``."""
+    is left out. A search scored in bfloat16 (on ``device``) adds one float32 pass (the exact
+    re-score) unless ``exact=False``. An adaptive search (``confident``) spends this only on the images that fail its
+    test; :attr:`AlignResult.passes` counts what each image actually cost."""
     fam = get_family(family)
     n_init += bool(config.pose and fam.is_angle)
-    starts = (config.restarts if fam.angle is not None else 1) + n_init * (3 if config.init_span > 0 else 1)
+    guesses = n_init + (2 if config.init_span > 0 and n_init and fam.angle is not None else 0)
+    grid = max(config.restarts if fam.angle is not None else 1, int(config.identity))
     refine = config.steps if fam.is_angle else 3 * config.steps + 1
-    return starts + config.top_k * refine + (config.exact and config.precision != "float32")
+    rescore = config.exact and scoring_dtype(config, device) != torch.float32
+    if config.confident is None or not n_init:
+        return grid + guesses + config.top_k * refine + rescore
+    first = int(config.identity) + guesses + refine  # the guesses, the best refined
+    return first + grid - int(config.identity) + config.top_k * refine + rescore
 
 
 @dataclass
 class AlignResult:
-    """Per image: ``A (B, 2, 3)``, ``loss (B,)``, ``params (B, P)``, the identity's ``loss0 (B,)``
-    and ``angle (B,)``, the rotation (radians, in [-pi, pi)) that the search applied."""
+    """Per image: ``A (B, 2, 3)``, ``loss (B,)``, ``params (B, P)``, the identity's ``loss0 (B,)``,
+    ``angle (B,)``, the rotation (radians, in [-pi, pi)) that the search applied, and
+    ``passes (B,)``, the VAE passes the search spent on the image (counted as they run: a backward
+    counts as two; the pose net's guess is not counted)."""
 
     A: torch.Tensor
     loss: torch.Tensor
@@ -166,6 +199,14 @@ class AlignResult:
     loss0: torch.Tensor
     family: str
     angle: torch.Tensor
+    passes: torch.Tensor
+
+    @staticmethod
+    def concat(parts: list[AlignResult]) -> AlignResult:
+        """One result from several (of one family), every per-image field concatenated in order."""
+        first = parts[0]
+        return replace(first, **{f.name: torch.cat([getattr(p, f.name) for p in parts]) for f in fields(first)
+                                 if isinstance(getattr(first, f.name), torch.Tensor)})  # fmt: skip
 
 
 def align(
@@ -200,6 +241,9 @@ def align(
     check_images(x, canvas=vae.canvas, channels=getattr(vae, "channels", 1))
     check_positive_int(batch_size, "batch_size")
     init = _check_init(init, x, fam.n_params)
+    guessed = init is not None or (config.pose and fam.is_angle and getattr(vae, "pose_net", None) is not None)
+    if fam.angle is not None and config.restarts == 0 and not guessed:
+        raise ValueError("config: restarts=0 scores no grid; expected guesses to start from (init, or a pose net)")
     n_batches = math.ceil(x.shape[0] / batch_size)
     bar = tqdm(total=x.shape[0], desc=f"align ({fam.name})", unit="img",
                disable=not (progress if progress is not None else n_batches > 1))  # fmt: skip
@@ -210,10 +254,10 @@ def align(
         outs.append(_align_batch(model, x[s : s + batch_size], fam, config, extra))
         bar.update(len(outs[-1][0]))
     bar.close()
-    params, loss, loss0 = (torch.cat(t) for t in zip(*outs))
+    params, loss, loss0, passes = (torch.cat(t) for t in zip(*outs))
     A = fam.build(params)
     angle = wrap_angle(params[:, fam.angle] if fam.angle is not None else angle_of(A))
-    return AlignResult(A, loss, params, loss0, fam.name, angle)
+    return AlignResult(A, loss, params, loss0, fam.name, angle, passes)
 
 
 def _check_init(init, x: torch.Tensor, P: int) -> torch.Tensor | None:
@@ -231,82 +275,162 @@ def _check_init(init, x: torch.Tensor, P: int) -> torch.Tensor | None:
 
 
 def _starts(fam: Family, cfg: AlignConfig, extra, B: int, device, dtype) -> torch.Tensor:
-    """``(B, R, P)`` starting parameters: the angle grid (or the identity), then the guesses."""
+    """``(B, R, P)`` starting parameters: the angle grid (for a family without an angle, the
+    identity; the identity is candidate 0 whenever it is scored), then the guesses, the first
+    of them with a neighbour ``init_span`` radians to either side when that is set."""
     R = cfg.restarts if fam.angle is not None else 1
+    R = max(R, int(cfg.identity))
     grid = torch.zeros(R, fam.n_params, device=device, dtype=dtype)
     if fam.angle is not None:
-        grid[:, fam.angle] = torch.arange(R, device=device, dtype=dtype) * (2 * math.pi / R)
+        grid[:, fam.angle] = torch.arange(R, device=device, dtype=dtype) * (2 * math.pi / max(R, 1))
     cand = grid.expand(B, R, fam.n_params)
     if extra is None:
         return cand
-    if cfg.init_span > 0 and fam.angle is not None:  # each guess with a neighbour on either side
+    if cfg.init_span > 0 and fam.angle is not None:  # the first guess with a neighbour on either side
         shift = torch.zeros(fam.n_params, device=device, dtype=dtype)
         shift[fam.angle] = cfg.init_span
-        extra = torch.cat([extra - shift, extra, extra + shift], 1)
+        extra = torch.cat([extra[:, :1] - shift, extra, extra[:, :1] + shift], 1)
     return torch.cat([cand, fam.project(extra.clone())], 1)
 
 
-def _rows_loss(model, x, img, params, fam: Family, chunk: int) -> torch.Tensor:
-    """No-grad loss of rows ``(x[img], params)``: ``img (N,)``, ``params (N, P)`` -> ``(N,)``."""
+def _rows_loss(model, x, img, params, fam: Family, chunk: int, spent: torch.Tensor) -> torch.Tensor:
+    """No-grad loss of rows ``(x[img], params)``: ``img (N,)``, ``params (N, P)`` -> ``(N,)``; each
+    row is one VAE pass spent on its image (``spent (B,)`` counts them)."""
     if img.numel() == 0:
         return params.new_empty(0)
-    return chunked_loss(model, x, fam.build(params), idx=img, chunk=chunk)
+    spent.index_add_(0, img, torch.ones_like(img))
+    return _fixed_chunks(lambda i, p: chunked_loss(model, x, fam.build(p), idx=i, chunk=chunk), chunk, img, params)
+
+
+def _fixed_chunks(fn, chunk: int, *rows: torch.Tensor) -> torch.Tensor:
+    """``fn(*rows)`` computed in chunks of exactly ``chunk`` rows (the last padded by repeating its
+    final row, the padding dropped): the kernels a backend picks depend on the batch size, so
+    this keeps every row's value independent of how many other rows a batch holds. Results per
+    image are then the same whether a batch is aligned whole or in parts (several processes)."""
+    n = len(rows[0])
+    pad = -n % chunk
+    if pad:
+        rows = tuple(torch.cat([r, r[-1:].expand(pad, *r.shape[1:])]) for r in rows)
+    return fn(*rows)[:n]
 
 
 def _align_batch(model, x, fam: Family, cfg: AlignConfig, extra):
     dtype = scoring_dtype(cfg, x.device)
     lowp = dtype != x.dtype
-    with torch.autocast(x.device.type, dtype=dtype, enabled=lowp and not cfg.exact):
-        loss0 = chunked_loss(model, x, chunk=cfg.chunk)  # (B,) the plain VAE, no warp at all
+    B = x.shape[0]
+    spent = torch.zeros(B, dtype=torch.long, device=x.device)  # (B,) VAE passes spent on each image
+    loss0 = torch.full((B,), math.nan, device=x.device, dtype=x.dtype)
+    if cfg.identity:
+        with torch.autocast(x.device.type, dtype=dtype, enabled=lowp and not cfg.exact):
+            loss0 = _fixed_chunks(lambda xs: chunked_loss(model, xs, chunk=cfg.chunk), cfg.chunk, x)  # (B,) plain VAE
+        spent += 1
     with torch.autocast(x.device.type, dtype=dtype, enabled=lowp):
-        best_p, best_l = _search(model, x, fam, cfg, extra, loss0)
+        best_p, best_l = _search(model, x, fam, cfg, extra, loss0, spent)
     if lowp and cfg.exact:  # the chosen transform, re-scored exactly
-        best_l = _rows_loss(model, x, torch.arange(x.shape[0], device=x.device), best_p, fam, cfg.chunk)
-    keep0 = loss0 <= best_l  # never worse than the identity
-    best_p = torch.where(keep0[:, None], torch.zeros_like(best_p), best_p)
-    return best_p.detach(), torch.where(keep0, loss0, best_l).detach(), loss0
+        best_l = _rows_loss(model, x, torch.arange(B, device=x.device), best_p, fam, cfg.chunk, spent)
+    if cfg.identity:  # never worse than the identity
+        keep0 = loss0 <= best_l
+        best_p, best_l = torch.where(keep0[:, None], torch.zeros_like(best_p), best_p), torch.where(keep0, loss0, best_l)
+    return best_p.detach(), best_l.detach(), loss0, spent
 
 
-def _pose_guess(model, x: torch.Tensor, cfg: AlignConfig, fam: Family) -> torch.Tensor | None:
-    """``(B, 1, P)``: the pose net's angle for each image, the other parameters at identity."""
+def _pose_guess(model, x: torch.Tensor, cfg: AlignConfig, fam: Family):
+    """``(guesses (B, K, 1), confidence (B,))`` from the pose net, or ``None`` without one or for
+    other families. Its angle is the guess and the length of its ``(cos, sin)`` vector the
+    confidence; a net with a half-turn head guesses its axis on the side it prefers and, as a
+    second guess, half a turn from it (the confidence is then the shorter of its two vectors: the
+    axis' and the side's)."""
     pose = getattr(model, "pose_net", None)
     if not (cfg.pose and fam.is_angle and pose is not None):
         return None
     with torch.no_grad():
-        return torch.cat([pose(x[s : s + cfg.chunk]) for s in range(0, len(x), cfg.chunk)]).float()[:, None, None]
+        out = _fixed_chunks(lambda xs: torch.cat([pose.outputs(xs[s : s + cfg.chunk])
+                                                  for s in range(0, len(xs), cfg.chunk)]), cfg.chunk, x).float()  # fmt: skip
+    angle = torch.atan2(out[:, 1], out[:, 0])
+    if out.shape[1] == 2:
+        return angle[:, None, None], out.norm(dim=1)
+    axis = 0.5 * torch.atan2(out[:, 3], out[:, 2])
+    axis = torch.where(torch.cos(axis - angle) < 0, axis + math.pi, axis)
+    sure = torch.minimum(out[:, 2:].norm(dim=1), out[:, :2].norm(dim=1))  # of the axis, and of its side
+    return torch.stack([axis, axis + math.pi], 1)[..., None], sure
 
 
-def _search(model, x, fam: Family, cfg: AlignConfig, extra, loss0):
-    """Steps 1-3 for one batch: the best ``(params (B, P), loss (B,))`` per image."""
-    B = x.shape[0]
-    guess = _pose_guess(model, x, cfg, fam)
-    if guess is not None:
-        extra = guess.to(x.dtype) if extra is None else torch.cat([extra, guess.to(x.dtype)], 1)
-    cand = _starts(fam, cfg, extra, B, x.device, x.dtype)  # (B, R, P); candidate 0 is the identity
-    R, P = cand.shape[1:]
-    img = torch.arange(B, device=x.device).repeat_interleave(R - 1)
-    rest = _rows_loss(model, x, img, cand[:, 1:].reshape(-1, P), fam, cfg.chunk).view(B, R - 1)
-    scores = torch.cat([loss0[:, None], rest], 1)  # (B, R)
-    best_l, j0 = scores.min(1)
-    best_p = cand[torch.arange(B), j0]  # (B, P)
-    if cfg.steps > 0:
-        if fam.angle is not None:
-            a, b, c, fa, fb, fc, j, valid = _basins(cand[..., fam.angle], scores, cfg.top_k)  # each (B, k)
-        else:
-            j = scores.topk(min(cfg.top_k, R), dim=1, largest=False)[1]  # (B, k) the best starts
-            valid = torch.ones_like(j, dtype=torch.bool)
-        rows = torch.arange(B, device=x.device)[:, None].expand_as(j)[valid]  # (N,) image of each start
-        if fam.is_angle:
-            rp, rl = _refine_angle(model, x, rows, a[valid], b[valid], c[valid], fa[valid], fb[valid], fc[valid],
-                                   fam, cfg)  # fmt: skip
-        else:
-            p0 = cand.gather(1, j[..., None].expand(*j.shape, P))[valid]  # (N, P)
-            if fam.angle is not None:
-                p0[:, fam.angle] = _parabola(a[valid], b[valid], c[valid], fa[valid], fb[valid], fc[valid])[0]
-            with torch.autocast(x.device.type, enabled=False):  # gradients in float32
-                rp, rl = _refine_adam(model, x, rows, p0, fam, cfg)
-        best_p, best_l = _best_per_image(best_p, best_l, rows, rp, rl)
+def _search(model, x, fam: Family, cfg: AlignConfig, extra, loss0, spent):
+    """Steps 1-3 for one batch: the best ``(params (B, P), loss (B,))`` per image; adaptive when
+    ``cfg.confident`` is set: first the guesses (a half-turn head's second side held back), the
+    best refined; then, only for the images whose guess fails the confidence test, the rest: the
+    second side, the grid, and the best ``top_k`` basins refined."""
+    B, imgs = x.shape[0], torch.arange(x.shape[0], device=x.device)
+    pose = _pose_guess(model, x, cfg, fam)
+    conf, later = None, None
+    if pose is not None:
+        guess, conf = pose[0].to(x.dtype), pose[1]  # (B, K, 1), (B,)
+        if cfg.confident is not None:
+            guess, later = guess[:, :1], guess[:, 1:] if guess.shape[1] > 1 else None
+        extra = guess if extra is None else torch.cat([extra, guess], 1)
+    if cfg.confident is None or extra is None:
+        cand = _starts(fam, cfg, extra, B, x.device, x.dtype)  # (B, R, P)
+        return _descend(model, x, imgs, fam, cfg, cand, _score(model, x, imgs, fam, cfg, cand, loss0, spent), spent)
+    first = _starts(fam, replace(cfg, restarts=0), extra, B, x.device, x.dtype)  # identity, guesses
+    scores = _score(model, x, imgs, fam, cfg, first, loss0, spent)
+    best_p, best_l = _descend(model, x, imgs, fam, replace(cfg, top_k=1), first, scores, spent)
+    hard = imgs[_unsure(cfg, conf, B, x.device)]  # (H,) the images that go on
+    if hard.numel():
+        grid = _starts(fam, cfg, None, len(hard), x.device, x.dtype)[:, int(cfg.identity):]  # less the identity
+        if later is not None:
+            grid = torch.cat([grid, fam.project(later[hard].clone())], 1)
+        R, P = grid.shape[1:]
+        more = _rows_loss(model, x, hard.repeat_interleave(R), grid.reshape(-1, P), fam, cfg.chunk, spent)
+        cand, sc = torch.cat([first[hard], grid], 1), torch.cat([scores[hard], more.view(len(hard), R)], 1)
+        p2, l2 = _descend(model, x, hard, fam, cfg, cand, sc, spent)
+        better = l2 < best_l[hard]
+        best_p[hard[better]], best_l[hard[better]] = p2[better].to(best_p.dtype), l2[better].to(best_l.dtype)
     return best_p, best_l
+
+
+def _unsure(cfg: AlignConfig, conf: torch.Tensor | None, B: int, device) -> torch.Tensor:
+    """``(B,)`` bool: the images whose guess fails the confidence test, the pose net's confidence
+    (the length of its predicted vector, 1 for a sure guess) below ``cfg.confident``. Caller-supplied
+    guesses (``init``) carry no confidence: every image then scores the grid."""
+    if conf is None:
+        return torch.ones(B, dtype=torch.bool, device=device)
+    return conf < cfg.confident
+
+
+def _score(model, x, imgs, fam: Family, cfg: AlignConfig, cand, loss0, spent) -> torch.Tensor:
+    """``(B', R)`` no-grad losses of candidates ``cand (B', R, P)`` of images ``imgs (B',)``;
+    candidate 0, when ``cfg.identity``, is the identity, whose loss ``loss0`` is known."""
+    R, P = cand.shape[1:]
+    k = int(cfg.identity)
+    rest = _rows_loss(model, x, imgs.repeat_interleave(R - k), cand[:, k:].reshape(-1, P), fam, cfg.chunk, spent)
+    rest = rest.view(len(imgs), R - k)
+    return torch.cat([loss0[imgs, None], rest], 1) if k else rest
+
+
+def _descend(model, x, imgs, fam: Family, cfg: AlignConfig, cand, scores, spent):
+    """Steps 2-3 for images ``imgs (B',)`` with scored candidates ``cand (B', R, P)``, ``scores (B', R)``:
+    the best ``(params (B', P), loss (B',))`` per image."""
+    B, (R, P) = len(imgs), cand.shape[1:]
+    best_l, j0 = scores.min(1)
+    best_p = cand[torch.arange(B, device=x.device), j0]  # (B', P)
+    if cfg.steps == 0:
+        return best_p, best_l
+    if fam.angle is not None:
+        a, b, c, fa, fb, fc, j, valid = _basins(cand[..., fam.angle], scores, cfg.top_k)  # each (B', k)
+    else:
+        j = scores.topk(min(cfg.top_k, R), dim=1, largest=False)[1]  # (B', k) the best starts
+        valid = torch.ones_like(j, dtype=torch.bool)
+    rows = torch.arange(B, device=x.device)[:, None].expand_as(j)[valid]  # (N,) start -> row of imgs
+    if fam.is_angle:
+        rp, rl = _refine_angle(model, x, imgs[rows], a[valid], b[valid], c[valid], fa[valid], fb[valid], fc[valid],
+                               fam, cfg, spent)  # fmt: skip
+    else:
+        p0 = cand.gather(1, j[..., None].expand(*j.shape, P))[valid]  # (N, P)
+        if fam.angle is not None:
+            p0[:, fam.angle] = _parabola(a[valid], b[valid], c[valid], fa[valid], fb[valid], fc[valid])[0]
+        with torch.autocast(x.device.type, enabled=False):  # gradients in float32
+            rp, rl = _refine_adam(model, x, imgs[rows], p0, fam, cfg, spent)
+    return _best_per_image(best_p, best_l, rows, rp, rl)
 
 
 def _parabola(a, b, c, fa, fb, fc) -> tuple[torch.Tensor, torch.Tensor]:
@@ -351,7 +475,7 @@ def _basins(angle: torch.Tensor, scores: torch.Tensor, k: int):
     return b - pick(gap_l), b, b + pick(gap_r), pick(fa), pick(f), pick(fc), order.gather(1, pos), rank < math.inf
 
 
-def _refine_angle(model, x, img, a, b, c, fa, fb, fc, fam: Family, cfg: AlignConfig):
+def _refine_angle(model, x, img, a, b, c, fa, fb, fc, fam: Family, cfg: AlignConfig, spent):
     """Successive parabolic interpolation in brackets ``a < b < c`` with ``fb <= fa, fc`` (rows ``(N,)``).
 
     Each step evaluates the parabola's minimum ``t`` and shrinks the bracket around the best
@@ -362,7 +486,7 @@ def _refine_angle(model, x, img, a, b, c, fa, fb, fc, fam: Family, cfg: AlignCon
         tol = 0.02 * (c - a)  # never re-evaluate (almost) the same point
         side = torch.where(c - b > b - a, tol, -tol)
         t = torch.where((t - b).abs() < tol, b + side, t).clamp(a + tol, c - tol)
-        ft = _rows_loss(model, x, img, t[:, None], fam, cfg.chunk)
+        ft = _rows_loss(model, x, img, t[:, None], fam, cfg.chunk, spent)
         better, left = ft < fb, t < b
         a, fa, c, fc = (
             torch.where(better, torch.where(left, a, b), torch.where(left, t, a)),
@@ -374,10 +498,18 @@ def _refine_angle(model, x, img, a, b, c, fa, fb, fc, fam: Family, cfg: AlignCon
     return b[:, None], fb
 
 
-def _refine_adam(model, x, img, p0, fam: Family, cfg: AlignConfig):
+def _refine_adam(model, x, img, p0, fam: Family, cfg: AlignConfig, spent):
     """Adam on the parameters ``p0 (N, P)`` of rows ``x[img]``, within the family's bounds, in
-    chunks (gradients cost memory); returns the best ``(params, loss)`` seen per row."""
+    chunks (gradients cost memory); returns the best ``(params, loss)`` seen per row. Each row
+    spends ``steps + 1`` forward passes and ``steps`` backward ones (two passes each)."""
+    spent.index_add_(0, img, torch.full_like(img, 3 * cfg.steps + 1))
     n = max(1, cfg.chunk // 4)
+    out = _fixed_chunks(lambda i, p: torch.cat(_adam_rows(model, x, i, p, fam, cfg, n), 1), n, img, p0)  # (N, P + 1)
+    return out[:, :-1], out[:, -1]
+
+
+def _adam_rows(model, x, img, p0, fam: Family, cfg: AlignConfig, n: int):
+    """:func:`_refine_adam`'s loop, ``n`` rows at a time: ``(params (N, P), loss (N, 1))``."""
     out_p, out_l = [], []
     for s in range(0, img.shape[0], n):
         xs = x[img[s : s + n]]
@@ -397,7 +529,7 @@ def _refine_adam(model, x, img, p0, fam: Family, cfg: AlignConfig):
             fam.project(params)
         out_p.append(best_p)
         out_l.append(best_l)
-    return torch.cat(out_p), torch.cat(out_l)
+    return torch.cat(out_p), torch.cat(out_l)[:, None]
 
 
 def _best_per_image(best_p, best_l, img, rp, rl):

@@ -179,7 +179,7 @@ def align_sharded(vae, data, family="rotation", config="default", init: torch.Te
     sharded with the images. The search is deterministic per image, so the result equals one
     process's row for row; without a process group this *is* one process's :func:`align`.
     """
-    from .align import align
+    from .align import AlignResult, align
 
     rank, size = world()
     progress = False if rank > 0 else progress  # one bar: rank 0's share
@@ -195,16 +195,10 @@ def align_sharded(vae, data, family="rotation", config="default", init: torch.Te
     else:
         from .poses import iter_align
 
-        res = _concat([c.result for c in iter_align(vae, data, family, config, indices=list(range(n))[s],
-                                                    batch_size=batch_size, workers=num_workers, progress=progress)])
+        chunks = iter_align(vae, data, family, config, indices=list(range(n))[s], batch_size=batch_size,
+                            workers=num_workers, progress=progress)  # fmt: skip
+        res = AlignResult.concat([c.result for c in chunks])
     return res if size == 1 else _gather_result(res, n)
-
-
-def _concat(parts: list):
-    """One result from several, tensor fields concatenated along the rows."""
-    first = parts[0]
-    return replace(first, **{f.name: torch.cat([getattr(p, f.name) for p in parts]) for f in fields(first)
-                             if isinstance(getattr(first, f.name), torch.Tensor)})  # fmt: skip
 
 
 def _gather_result(res, n: int):

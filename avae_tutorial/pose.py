@@ -27,37 +27,61 @@ class PoseNet(torch.nn.Module):
     fraction of one VAE evaluation.
     """
 
-    def __init__(self, canvas: int = 40, width: int = 16):
+    def __init__(self, canvas: int = 40, width: int = 16, half_turn: bool = False, channels: int = 1):
         super().__init__()
         w, s = check_positive_int(width, "width"), check_positive_int(canvas, "canvas", minimum=8)
-        self.config = {"canvas": canvas, "width": width}
+        if not isinstance(half_turn, bool):
+            raise ValueError(f"half_turn: expected True or False, got {half_turn!r}")
+        if channels not in (1, 3):
+            raise ValueError(f"channels: expected 1 or 3, got {channels!r}")
+        self.config = {"canvas": canvas, "width": width, **({"half_turn": True} if half_turn else {}),
+                       **({"channels": channels} if channels != 1 else {})}  # fmt: skip
         for k in (5, 3, 3):
             s = (s + 2 * (k // 2) - k) // 2 + 1
         self.net = torch.nn.Sequential(  # 40x40 =>
-            torch.nn.Conv2d(1, w, 5, stride=2, padding=2), torch.nn.ELU(),  # 20x20
+            torch.nn.Conv2d(channels, w, 5, stride=2, padding=2), torch.nn.ELU(),  # 20x20
             torch.nn.Conv2d(w, 2 * w, 3, stride=2, padding=1), torch.nn.ELU(),  # 10x10
             torch.nn.Conv2d(2 * w, 4 * w, 3, stride=2, padding=1), torch.nn.ELU(),  # 5x5
-            torch.nn.Flatten(), torch.nn.Linear(4 * w * s * s, 64), torch.nn.ELU(), torch.nn.Linear(64, 2),
+            torch.nn.Flatten(), torch.nn.Linear(4 * w * s * s, 64), torch.nn.ELU(),
+            torch.nn.Linear(64, 4 if half_turn else 2),
         )  # fmt: skip
 
+    @property
+    def half_turn(self) -> bool:
+        return bool(self.config.get("half_turn"))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        cs = self.net(x)  # (B, 2): (cos, sin) of the angle
-        return torch.atan2(cs[:, 1], cs[:, 0])
+        """``x (B, C, H, W) -> angle (B,)``: with a half-turn head, the axis' angle on the side
+        the plain head prefers."""
+        out = self.net(x)
+        angle = torch.atan2(out[:, 1], out[:, 0])
+        if not self.half_turn:
+            return angle
+        axis = 0.5 * torch.atan2(out[:, 3], out[:, 2])  # the angle up to a half turn
+        flip = torch.cos(axis - angle) < 0
+        return torch.where(flip, axis + math.pi, axis).remainder(2 * math.pi)
 
     def vector(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, 2)``: the predicted ``(cos, sin)`` of the angle (its length: the net's confidence)."""
+        return self.net(x)[:, :2]
+
+    def outputs(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, 2)`` or, with a half-turn head, ``(B, 4)``: ``(cos, sin)`` of the angle, then of twice it."""
         return self.net(x)
 
 
 def fit_pose_net(
     vae, x: torch.Tensor, config="grid", epochs: int = 30, batch_size: int = 128, lr: float = 3e-3, seed: int = 0,
-    progress: bool = False,
+    progress: bool = False, half_turn: bool = False, width: int = 16,
 ) -> PoseNet:  # fmt: skip
     """Train a :class:`PoseNet` to predict the search's own answer on digits ``x``.
 
     The search runs once on ``x``; rotation makes the rest free: if ``theta`` is the answer for
     ``x``, ``theta - alpha`` is (up to the search's precision) the answer for ``x`` turned by
     ``alpha``, so every epoch draws fresh angles without searching again. The net regresses
-    ``(cos, sin)`` of the answer (mean squared error). ``config="grid"``: the full-grid search
+    ``(cos, sin)`` of the answer (mean squared error); with ``half_turn`` also of twice the
+    answer, a target that a look-alike read half a turn the other way ("6" and "9", a "1" drawn
+    either way up) does not contradict. ``config="grid"``: the full-grid search
     (:func:`~avae_tutorial.align.preset` without a pose net), whatever ``vae`` carries.
     """
     check_positive_int(epochs, "epochs")
@@ -65,7 +89,7 @@ def fit_pose_net(
     theta = align(vae, x, "rotation", config, progress=progress).params[:, 0]  # (N,)
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    pose = PoseNet(x.shape[-1]).to(x.device)
+    pose = PoseNet(x.shape[-1], width, half_turn, channels=x.shape[1]).to(x.device)
     opt = torch.optim.Adam(pose.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs * math.ceil(len(x) / batch_size))
     for _ in tqdm(range(epochs), desc="pose net", disable=not progress):
@@ -74,8 +98,10 @@ def fit_pose_net(
         for s in range(0, len(x), batch_size):
             i = order[s : s + batch_size]
             target = theta[i] - alpha[i]
-            pred = pose.vector(warp(x[i], rotation(alpha[i])))
-            loss = (pred - torch.stack([target.cos(), target.sin()], 1)).pow(2).sum(1).mean()
+            pred = pose.outputs(warp(x[i], rotation(alpha[i])))
+            turns = (target, 2 * target) if half_turn else (target,)
+            goal = torch.stack([f(t) for t in turns for f in (torch.cos, torch.sin)], 1)
+            loss = (pred - goal).pow(2).sum(1).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -83,8 +83,7 @@ def align_images(vae, data, family="rotation", config="default", **kw) -> tuple[
     if not good:
         raise ValueError("images: no image could be read")
     r = [c.result for c in good]
-    res = AlignResult(*(torch.cat([getattr(t, f) for t in r]) for f in ("A", "loss", "params", "loss0")),
-                      family=r[0].family, angle=torch.cat([t.angle for t in r]))  # fmt: skip
+    res = AlignResult.concat(r)
     return res, [i for c in good for i in c.idx], [b for c in chunks for b in c.bad]
 
 

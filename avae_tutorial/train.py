@@ -6,6 +6,9 @@
   :func:`avae_tutorial.align` (:func:`search_batch`); the step then trains on ``warp(x, A)``.
   The first epoch searches cold (``TrainConfig.align``); later epochs warm-start at the
   orientation at which each digit was encoded in the previous epoch (``TrainConfig.align_warm``).
+  With ``TrainConfig.pose_online`` a pose net (:class:`~avae_tutorial.pose.PoseNet`) learns the
+  search's answers as training goes, one step per batch, and its guess joins later epochs'
+  candidates: the search is amortized, a few passes per image instead of a grid.
   ``fit(..., search=...)`` swaps in another per-batch search (the benchmark's seed-style one).
 
 For ``aligned`` the history records, per epoch, the orientation at which each training digit
@@ -29,11 +32,21 @@ from .evaluate import mean_loss
 from .lesson import synchronize
 from .loss import avae_loss
 from .model import VAE, _sizes, check_canvas, check_channels
+from .pose import PoseNet
 from .transforms import rotation, warp, wrap_angle
 
 __all__ = ["TrainConfig", "fit", "REGIMES", "evaluation_angles", "epoch_angles", "search_config", "search_batch"]
 
 REGIMES = ("upright", "rotated", "aligned")
+
+#: Later epochs' search (amortized): last epoch's orientation and it +- 0.1 rad, and the online
+#: pose net's guess; the best of the four kept, no grid, no identity, no refinement step.
+WARM_SEARCH = AlignConfig(restarts=0, steps=0, init_span=0.1, identity=False, precision="auto")
+#: The per-batch warm search that trained the control ``avae-transopt-perbatch``: a grid of 8
+#: angles, last epoch's orientation +- 0.1 rad, 2 parabolic steps (13 passes per image).
+PERBATCH_WARM_SEARCH = AlignConfig(restarts=8, steps=2, init_span=0.1, precision="auto")
+#: Adam's step size for the online pose net.
+POSE_LR = 1e-3
 
 
 @dataclass
@@ -50,12 +63,12 @@ class TrainConfig:
     test_limit: int = 1000  # test digits for the per-epoch test loss
     seed: int = 0
     # aligned regime: the search of the first epoch and of the per-epoch test loss (``align``) and
-    # of later epochs, warm-started at each digit's last orientation (``align_warm``)
+    # of later epochs, warm-started at each digit's last orientation (``align_warm``): that
+    # orientation +- init_span and the online pose net's guess, no grid, no identity (4 passes)
     align: dict = field(default_factory=lambda: asdict(AlignConfig(restarts=8, steps=1, precision="auto")))
-    align_warm: dict = field(
-        default_factory=lambda: asdict(AlignConfig(restarts=8, steps=2, init_span=0.1, precision="auto"))
-    )
+    align_warm: dict = field(default_factory=lambda: asdict(WARM_SEARCH))
     warm_start: bool = True  # later epochs start from each digit's last orientation (False: cold every epoch)
+    pose_online: bool = True  # aligned: a pose net learns the search's answers online; later epochs score its guess
 
     def __post_init__(self):
         check_choice(self.regime, REGIMES, "regime")
@@ -66,8 +79,9 @@ class TrainConfig:
         check_positive_int(self.seed, "seed", minimum=0)
         if self.train_limit is not None:
             check_positive_int(self.train_limit, "train_limit")
-        if not isinstance(self.warm_start, bool):
-            raise ValueError(f"warm_start: expected True or False, got {self.warm_start!r}")
+        for name in ("warm_start", "pose_online"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name}: expected True or False, got {getattr(self, name)!r}")
         if not (isinstance(self.lr, (int, float)) and self.lr > 0):
             raise ValueError(f"lr: expected a positive float, got {self.lr!r}")
         if not (isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0):
@@ -98,16 +112,20 @@ def search_config(config: TrainConfig, warm: bool) -> AlignConfig:
     return replace(AlignConfig(**(config.align_warm if warm else config.align)), exact=False)
 
 
-def search_batch(vae: VAE, xb: torch.Tensor, last: torch.Tensor | None, config: TrainConfig) -> torch.Tensor:
-    """The aligned regime's search for one batch: the correction angle ``(B,)`` for each image of ``xb``.
+def search_batch(vae: VAE, xb: torch.Tensor, last: torch.Tensor | None, config: TrainConfig,
+                 guess: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """The aligned regime's search for one batch: ``(angle (B,), passes (B,))``, the correction
+    angle for each image of ``xb`` and the VAE passes it cost.
 
     ``last (B,)``: where each digit was encoded in the previous epoch, in ``xb``'s frame (radians),
     or ``None`` in the first epoch; the search then uses ``config.align``, otherwise
-    ``config.align_warm`` warm-started there (:func:`~avae_tutorial.align.for_device` chunks).
+    ``config.align_warm`` warm-started there (:func:`~avae_tutorial.align.for_device` chunks),
+    with ``guess (B,)`` (the online pose net's, same frame) as one more candidate.
     """
     cfg = for_device(search_config(config, warm=last is not None), xb.device)
-    init = None if last is None else last[:, None]
-    return align(vae, xb, "rotation", cfg, init=init, progress=False).params[:, 0]
+    init = None if last is None else torch.stack([last] + ([guess] if guess is not None else []), 1)[..., None]
+    res = align(vae, xb, "rotation", cfg, init=init, progress=False)
+    return res.params[:, 0], res.passes
 
 
 def _test_loss(vae: VAE, x: torch.Tensor, align_cfg: AlignConfig | None = None) -> float:
@@ -162,14 +180,16 @@ def fit(
         checkpoint: file written atomically after every epoch (config, weights, optimizer,
             history); with ``resume`` an existing file is continued from its last epoch.
         device: where to train (default: where ``train`` lives).
-        search: the aligned regime's per-batch search, ``(vae, xb, last, config) -> angles (B,)``
-            (default :func:`search_batch`); ``last`` is as :func:`search_batch` takes it.
+        search: the aligned regime's per-batch search, ``(vae, xb, last, config, guess) ->
+            (angles (B,), passes (B,))`` (default :func:`search_batch`); ``last`` and ``guess`` are
+            as :func:`search_batch` takes them.
 
     ``history`` has per-epoch ``train_loss``, ``test_loss`` (nats, ``z = mu``, eval mode, on
     upright test digits for ``upright`` and on randomly rotated ones otherwise; for ``aligned``
     after the same rotation search as in training), ``seconds`` (the training pass only),
     and for ``aligned`` ``orientation (epochs, N)``: radians in [-pi, pi) at which each training
-    digit was encoded, with ``labels (N,)``.
+    digit was encoded, with ``labels (N,)``, and ``passes (epochs, N)``: the VAE passes the search
+    spent on each digit (the training step's own forward and backward not counted).
 
     In a process group (``torchrun``; :mod:`avae_tutorial.distributed`) every process runs
     ``fit`` alike: each trains on its slice of the same global batches of ``batch_size``
@@ -200,6 +220,10 @@ def fit(
     if config.regime == "aligned":
         history["labels"] = y.cpu()
         history["orientation"] = torch.empty(0, len(x))
+        history["passes"] = torch.empty(0, len(x), dtype=torch.int16)
+    pose = (PoseNet(config.canvas, channels=config.channels).to(device)
+            if config.regime == "aligned" and config.pose_online else None)  # fmt: skip
+    pose_opt = torch.optim.Adam(pose.parameters(), lr=POSE_LR) if pose is not None else None
     start = 0
     if checkpoint is not None and resume and Path(checkpoint).exists():
         ckpt = load_checkpoint(checkpoint, map_location=device)
@@ -215,6 +239,9 @@ def fit(
         opt = torch.optim.Adam(vae.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         opt.load_state_dict(ckpt["optimizer"])
         history, start = ckpt["history"], ckpt["epoch"]
+        if pose is not None:
+            pose.load_state_dict(ckpt["pose_online"])
+            pose_opt.load_state_dict(ckpt["pose_optimizer"])
 
     align_cfg = for_device(AlignConfig(**config.align), device)
     search = search or search_batch
@@ -222,6 +249,7 @@ def fit(
     rank, _ = world()
     check_same(start, "the epoch to resume from")
     step = data_parallel(vae, _training_loss)  # (xb, A) -> (B,); DistributedDataParallel in a process group
+    pose_step = data_parallel(pose, _pose_loss) if pose is not None else None  # (xb, angle) -> (B,)
     batches = GlobalBatchSampler(len(x), config.batch_size, config.seed)
     progress = progress and rank == 0
     for epoch in range(start, config.epochs):
@@ -229,7 +257,7 @@ def fit(
         torch.manual_seed(config.seed * 1_000 + epoch)  # reparameterization noise, resumable
         batches.set_epoch(epoch)
         angles = epoch_angles(len(x), config.seed, epoch).to(device)
-        orient = torch.zeros(len(x))
+        orient, spent = torch.zeros(len(x)), torch.zeros(len(x), dtype=torch.int32)
         warm = config.regime == "aligned" and epoch > 0 and config.warm_start
         prev = history["orientation"][-1].to(device) if warm else None
         vae.train()
@@ -242,11 +270,22 @@ def fit(
             A = None
             if config.regime != "upright" and len(idx):  # (a process may get no image of a small last batch)
                 xb = warp(xb, rotation(angles[idx]))
+            corr = xb.new_zeros(0)
             if config.regime == "aligned" and len(idx):
                 last = None if prev is None else prev[idx] - angles[idx]  # last epoch's orientation, in xb's frame
-                corr = search(vae, xb, last, config)
+                guess = None
+                if pose is not None and last is not None:  # the online pose net's guess
+                    with torch.no_grad():
+                        vec = pose.vector(xb)  # (B, 2) its (cos, sin)
+                    guess = torch.atan2(vec[:, 1], vec[:, 0])
+                corr, passes = search(vae, xb, last, config, guess)
                 A = rotation(corr)
                 orient[idx.cpu()] = wrap_angle(angles[idx] + corr).cpu()
+                spent[idx.cpu()] = passes.to(spent.dtype).cpu()
+            if pose is not None:  # one step towards the search's answer (every process takes part)
+                pose_opt.zero_grad(set_to_none=True)
+                global_mean(pose_step(xb, corr.detach()), batches.global_batch(b)).backward()
+                pose_opt.step()
             per_sample = step(xb, A)
             loss = global_mean(per_sample, batches.global_batch(b))
             if not torch.isfinite(loss):
@@ -262,7 +301,8 @@ def fit(
             count += len(idx)
             bar.set_postfix(loss=f"{total / max(count, 1):.1f}")
         total, count = all_sum(torch.tensor([total, count], dtype=torch.float64)).tolist()
-        orient = all_sum(orient)  # each digit's orientation was found by one process
+        orient = all_sum(orient)  # each digit's orientation (and its search's passes) was found by one process
+        spent = all_sum(spent)
         synchronize(device)  # queued GPU work belongs to this epoch's time
         history["seconds"].append(time.perf_counter() - t0)
         history["epoch"].append(epoch + 1)
@@ -270,13 +310,21 @@ def fit(
         history["test_loss"].append(_test_loss(vae, x_test, align_cfg if config.regime == "aligned" else None))
         if config.regime == "aligned":
             history["orientation"] = torch.cat([history["orientation"], orient[None]])
+            history["passes"] = torch.cat([history["passes"], spent[None].to(torch.int16)])
         if progress:
             tqdm.write(
                 f"[{config.regime} L={config.latent_dim}] epoch {epoch + 1}: train {history['train_loss'][-1]:.2f} "
                 f"test {history['test_loss'][-1]:.2f} nats ({history['seconds'][-1]:.0f}s)"
             )
         if checkpoint is not None and rank == 0:
+            online = {} if pose is None else {"pose_online": pose.state_dict(), "pose_optimizer": pose_opt.state_dict()}
             save_checkpoint(checkpoint_dict(vae, config=asdict(config), optimizer=opt.state_dict(), epoch=epoch + 1,
-                                            history=history), checkpoint)  # fmt: skip
+                                            history=history, **online), checkpoint)  # fmt: skip
     vae.eval()
     return vae, history
+
+
+def _pose_loss(pose: PoseNet, xb: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
+    """Per image ``(B,)``: the online pose net's ``(cos, sin)`` against the search's ``angle (B,)``."""
+    target = torch.stack([angle.cos(), angle.sin()], 1)
+    return (pose.vector(xb) - target).pow(2).sum(1)

@@ -167,3 +167,136 @@ def test_bfloat16_scoring_reports_exact_losses_unless_told_not_to(tiny_vae, digi
     assert search_cost(replace(bf, exact=False)) == search_cost(bf) - 1
     with pytest.raises(ValueError, match="exact"):
         avae.AlignConfig(exact=1)
+
+
+def test_passes_are_counted_per_image_and_match_the_config(tiny_vae, digits):
+    """``AlignResult.passes`` counts the VAE passes each image cost: a plain search spends
+    exactly ``search_cost`` on every image (Adam's backward counting as two)."""
+    from dataclasses import replace
+
+    x = avae.random_rotations(digits[0][:6], seed=4)[0]
+    for family, cfg in (("rotation", SMALL), ("affine", replace(SMALL, steps=2))):
+        res = avae.align(tiny_vae, x, family, cfg)
+        assert res.passes.shape == (6,) and res.passes.dtype == torch.long
+        assert (res.passes == search_cost(cfg, family)).all(), (family, res.passes)
+    res = avae.align(tiny_vae, x, "rotation", replace(SMALL, top_k=3))  # an image may have fewer basins
+    assert (res.passes <= search_cost(replace(SMALL, top_k=3))).all()
+
+
+def test_aligning_a_batch_equals_aligning_its_halves(tiny_vae, digits):
+    """Row for row, a batch's result does not depend on which other images are in it, so that
+    alignment can be split across processes: the same digits in one batch, in two halves and
+    in small batches give equal angles, losses and passes."""
+    from dataclasses import replace
+
+    x = avae.random_rotations(digits[0][:12], seed=5)[0]
+    vae = _with_pose_net(tiny_vae)
+    for cfg in (SMALL, preset_of(vae, "default"), preset_of(vae, "fast"), replace(SMALL, precision="bfloat16")):
+        whole = avae.align(vae, x, "rotation", cfg)
+        halves = [avae.align(vae, h, "rotation", cfg) for h in (x[:5], x[5:])]
+        small = avae.align(vae, x, "rotation", cfg, batch_size=3)
+        for got in (halves, [small]):
+            for name in ("params", "loss", "loss0", "passes"):
+                assert torch.equal(torch.cat([getattr(r, name) for r in got]), getattr(whole, name)), (cfg, name)
+
+
+def _with_pose_net(vae):
+    """``vae`` carrying an untrained pose net (seeded)."""
+    import copy
+
+    from avae_tutorial.pose import PoseNet
+
+    torch.manual_seed(1)
+    out = copy.deepcopy(vae)
+    out.pose_net = PoseNet(vae.canvas, half_turn=True).eval()
+    return out
+
+
+def preset_of(vae, name):
+    return avae.preset("rotation", name, pose=vae.pose_net is not None)
+
+
+def test_restarts_zero_starts_from_the_guesses_only(template_vae, seven):
+    """No grid: the guesses (and the identity, unless ``identity=False``) are the candidates."""
+    x, theta = rotated(seven, [100.0, -130.0])
+    guess = (-theta + math.radians(4.0))[:, None]
+    cfg = avae.AlignConfig(restarts=0, steps=1, init_span=0.2)
+    res = avae.align(template_vae, x, "rotation", cfg, init=guess)
+    assert (res.passes == 1 + 3 + 1).all() and (res.passes == search_cost(cfg, n_init=1)).all()
+    assert (wrap_angle(res.angle + theta).abs() < math.radians(1.5)).all()
+    bare = avae.align(template_vae, x, "rotation", avae.AlignConfig(restarts=0, steps=0, init_span=0.2,
+                                                                     identity=False), init=guess)  # fmt: skip
+    assert (bare.passes == 3).all() and torch.isnan(bare.loss0).all()
+    with pytest.raises(ValueError, match="restarts=0"):
+        avae.align(template_vae, x, "rotation", cfg)
+
+
+def test_auto_precision_picks_bfloat16_only_where_it_is_measured_faster(monkeypatch):
+    """``"auto"``: bfloat16 on CPUs with AMX and on CUDA GPUs that support it; float32 on a CPU
+    whose only bfloat16 path is AVX512-BF16 (an AMD EPYC, Zen 4), and on other devices."""
+    from avae_tutorial.align import scoring_dtype
+
+    auto = avae.AlignConfig(precision="auto")
+    for amx, avx512_bf16, want in ((True, True, torch.bfloat16), (False, True, torch.float32),
+                                   (False, False, torch.float32)):  # fmt: skip
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda amx=amx: amx, raising=False)
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda v=avx512_bf16: v, raising=False)
+        assert scoring_dtype(auto, "cpu") == want, (amx, avx512_bf16)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert scoring_dtype(auto, "cuda") == torch.bfloat16
+    assert scoring_dtype(auto, "meta") == torch.float32
+    assert scoring_dtype(avae.AlignConfig(precision="bfloat16"), "cpu") == torch.bfloat16
+
+
+class _OraclePose(torch.nn.Module):
+    """A stub pose net: for each image, in order of the batch, the given ``(cos, sin)`` outputs."""
+
+    def __init__(self, angle: torch.Tensor, length: torch.Tensor, half_turn: bool = False):
+        super().__init__()
+        self.angle, self.length, self.half_turn, self.seen = angle, length, half_turn, 0
+
+    def outputs(self, x):
+        a, n = self.angle[self.seen : self.seen + len(x)], self.length[self.seen : self.seen + len(x)]
+        self.seen += len(x)
+        one = torch.stack([a.cos(), a.sin()], 1) * n[:, None]
+        out = torch.cat([one, torch.stack([(2 * a).cos(), (2 * a).sin()], 1) * n[:, None]], 1) if self.half_turn else one
+        return torch.cat([out, out[-1:].expand(len(x) - len(a), -1)]) if len(a) < len(x) else out  # chunk padding
+
+
+def test_adaptive_search_scores_the_grid_only_for_unsure_guesses(template_vae, seven):
+    """``confident``: a sure guess is refined alone; an unsure one (a short pose vector) also scores
+    the grid, and finds the answer that its wrong guess missed."""
+    import copy
+    from dataclasses import replace
+
+    x, theta = rotated(seven, [100.0, -130.0, 20.0, 60.0])
+    truth = wrap_angle(-theta)
+    guess = truth + torch.tensor([0.05, -0.05, 2.5, 2.0])  # the last two in the wrong valley
+    length = torch.tensor([0.99, 0.99, 0.3, 0.95])  # ... but only the third one knows it
+    vae = copy.deepcopy(template_vae)
+    cfg = avae.AlignConfig(restarts=12, top_k=1, steps=3, init_span=0.15, pose=True, confident=0.9)
+    vae.pose_net = _OraclePose(guess, length)
+    res = avae.align(vae, x, "rotation", cfg)
+    first = 1 + 3 + 3  # identity, the guess +- span, 3 steps
+    assert res.passes.tolist() == [first, first, first + 11 + 3, first], res.passes
+    err = wrap_angle(res.angle - truth).abs()
+    assert (err[:3] < math.radians(2.0)).all() and err[3] > 1.0, torch.rad2deg(err)
+    assert search_cost(cfg) == first + 11 + 3
+    vae.pose_net = _OraclePose(guess, length)
+    whole = avae.align(vae, x, "rotation", replace(cfg, confident=None))  # not adaptive: everyone scores the grid
+    assert (whole.passes == 12 + 3 + 3).all() and (wrap_angle(whole.angle - truth).abs() < math.radians(2.0)).all()
+
+
+def test_a_half_turn_head_guesses_both_sides(template_vae, seven):
+    """A pose net with a half-turn head guesses its axis and half a turn from it: a guess that is
+    right up to a half turn is found without the grid."""
+    import copy
+
+    x, theta = rotated(seven, [100.0, -130.0])
+    truth = wrap_angle(-theta)
+    vae = copy.deepcopy(template_vae)
+    vae.pose_net = _OraclePose(truth + math.pi, torch.ones(2), half_turn=True)  # the plain head is wrong
+    vae.pose_net.angle = truth + math.pi
+    res = avae.align(vae, x, "rotation", avae.AlignConfig(restarts=0, steps=2, init_span=0.15, pose=True))
+    assert (res.passes == 1 + 3 + 1 + 2).all()
+    assert (wrap_angle(res.angle - truth).abs() < math.radians(2.0)).all()

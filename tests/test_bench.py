@@ -39,7 +39,7 @@ def test_bench_structure_and_finite_figures(tiny_run):
     names = ["seed reference", "align 'default'", "align 'fast'", "near-exhaustive"]
     assert [r["method"] for r in out["test_time"]] == names  # no pose net: no "without pose" row
     keys = {"seconds_per_image", "cost_vs_plain", "speedup_vs_ref", "loss", "loss0", "loss_ref_subset",
-            "frac_of_ref_reduction", "peak_mib", "evals_per_image"}  # fmt: skip
+            "frac_of_ref_reduction", "peak_mib", "passes_per_image", "passes_sd", "passes_max", "passes_bound"}  # fmt: skip
     for r in out["test_time"]:
         assert keys <= set(r) and all(_finite(r[k]) for k in keys), r
         assert r["seconds_per_image"] > 0 and r["cost_vs_plain"] > 0
@@ -47,16 +47,23 @@ def test_bench_structure_and_finite_figures(tiny_run):
     assert ref["n"] == TINY.n_ref and default["n"] == fast["n"] == TINY.n and exhaustive["n"] == TINY.exhaustive_n
     assert exhaustive["loss"] <= default["loss_exhaustive_subset"] + 1e-3  # every degree, then refined
     assert default["loss"] <= default["loss0"] + 1e-4 and fast["loss"] <= fast["loss0"] + 1e-4  # never worse
-    assert default["evals_per_image"] == search_cost(avae.preset("rotation"))
+    assert default["passes_per_image"] == search_cost(avae.preset("rotation"))  # no pose net: every image the same
+    assert ref["passes_per_image"] == TINY.ref_restarts * (3 * TINY.ref_steps + 1) and ref["passes_sd"] == 0
     assert [(r["restarts"], r["steps"]) for r in out["curve"]] == [tuple(g) for g in avae.bench.CURVE_GRID]
     assert [r["search"] for r in out["training"]["runs"]] == list(avae.bench.TRAIN_RUNS)
     for r in out["training"]["runs"]:
         assert len(r["epoch_seconds"]) == TINY.train_epochs and all(t > 0 for t in r["epoch_seconds"])
         assert all(_finite(r[k]) for k in ("seconds_per_epoch", "epoch_vs_plain", "train_loss", "train_loss_aligned",
-                                           "test_loss_aligned"))  # fmt: skip
-    assert len(out["targets"]) == 9 and all(_finite(t["value"]) for t in out["targets"])
-    assert [t["met"] is None for t in out["targets"]] == [False] * 7 + [True] * 2  # one seed: aligned losses unjudged
-    assert all(isinstance(t["met"], bool) for t in out["targets"][:7])
+                                           "test_loss_aligned", "passes_per_image_later"))  # fmt: skip
+        assert len(r["passes_per_epoch"]) == TINY.train_epochs
+    plain, package, seed_style = out["training"]["runs"]
+    assert plain["passes_per_epoch"] == [0.0] * TINY.train_epochs
+    assert seed_style["passes_per_image_later"] == 20 + 3 * 10 + 1  # the seed's search: 20 angles, 10 Adam steps
+    warm = avae.train.search_config(avae.TrainConfig("aligned"), warm=True)
+    assert package["passes_per_image_later"] == search_cost(warm, n_init=2)  # last pose +- span, the pose net's guess
+    assert len(out["targets"]) == 12 and all(_finite(t["value"]) for t in out["targets"])
+    assert [t["met"] is None for t in out["targets"]] == [False] * 10 + [True] * 2  # one seed: aligned losses unjudged
+    assert {t["kind"] for t in out["targets"]} == {"passes", "time", "loss"}
     c = out["conditions"]
     assert c["device"] == "cpu" and c["cpu"] and isinstance(c["cpu_flags"], list) and c["torch"] == torch.__version__
 
@@ -95,7 +102,8 @@ def test_training_runs_go_through_fit(tiny_run, tiny_inputs):
 
 def test_report_and_json(tiny_run, tmp_path):
     text = format_report(tiny_run)
-    for word in ("seed reference", "align 'default'", "align 'fast'", "cost/quality curve", "training", "targets"):
+    for word in ("seed reference", "align 'default'", "align 'fast'", "cost/quality curve", "training", "targets",
+                 "passes", "in time on this machine", tiny_run["conditions"]["cpu"]):
         assert word in text
     path = write_json(tiny_run, tmp_path / "bench.json")
     assert json.loads(path.read_text())["config"]["n"] == TINY.n
@@ -112,7 +120,7 @@ def test_seed_reference_keeps_best_loss_per_image(template_vae, seven):
 
 def test_curve_rows(tiny_vae, digits):
     rows = cost_quality_curve(tiny_vae, digits[0][:3], grid=((4, 0), (4, 2)), top_k=1)
-    assert [(r["restarts"], r["steps"], r["evals_per_image"]) for r in rows] == [(4, 0, 5), (4, 2, 7)]  # + re-score
+    assert [(r["restarts"], r["steps"], r["passes_per_image"]) for r in rows] == [(4, 0, 4), (4, 2, 6)]  # float32
     assert rows[1]["loss"] <= rows[0]["loss"] + 1e-4  # refinement only keeps improvements
 
 
@@ -135,7 +143,7 @@ def test_training_search_overrides_reach_fit(tiny_inputs):
     assert out["align"]["restarts"] == 5 and out["align"]["steps"] == avae.TrainConfig().align["steps"]
     assert out["align_warm"]["steps"] == 3 and out["align_warm"]["chunk"] == cfg.chunk
     with pytest.raises(ValueError, match="restarts"):
-        BenchConfig(train_align={"restarts": 0})
+        BenchConfig(train_align={"restarts": -1})
     from avae_tutorial.cli import _fields
 
     assert _fields("restarts=12,steps=2,init_span=0.1,precision=auto") == {

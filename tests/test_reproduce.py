@@ -31,8 +31,10 @@ def test_a_tiny_reproduction_writes_models_manifest_and_results(tmp_path, monkey
     monkeypatch.setattr(repro, "TABLE1_ANGLES", (0, 20))
     rc = repro.ReproConfig(epochs=1, train_limit=32, eval_n=2, affine_n=2)
     manifest = repro.reproduce(rc, out=tmp_path, device="cpu", runs=tmp_path / "runs")
-    assert set(manifest["models"]) == {*repro.MAIN_MODELS, repro.CONTROL}
+    assert set(manifest["models"]) == {*repro.MAIN_MODELS, repro.CONTROL, repro.PERBATCH}
     assert manifest["models"][repro.CONTROL]["config"]["warm_start"] is False
+    assert manifest["models"][repro.PERBATCH]["config"]["pose_online"] is False
+    assert manifest["models"]["avae-transopt"]["config"]["pose_online"] is True
     for name, entry in manifest["models"].items():
         path = tmp_path / entry["file"]
         assert sha256_file(path) == entry["sha256"] and entry["epochs"] == 1
@@ -40,7 +42,7 @@ def test_a_tiny_reproduction_writes_models_manifest_and_results(tmp_path, monkey
         assert vae.latent_dim == 8 and entry["config"]["train_limit"] == 32
     assert json.loads((tmp_path / "manifest.json").read_text()) == manifest
     table = (tmp_path / "table1.csv").read_text().splitlines()
-    assert table[0] == "model,aligned,mean_loss_0_160" and len(table) == 1 + 2 * len(repro.MAIN_MODELS)
+    assert table[0] == "model,aligned,mean_loss_0_160" and len(table) == 1 + 2 * (len(repro.MAIN_MODELS) + 1)  # + control
     sweep = (tmp_path / "sweep.csv").read_text().splitlines()
     assert len(sweep) == 1 + 2  # vae-upright and vae-rotated at latent 8
     affine = json.loads((tmp_path / "affine.json").read_text())

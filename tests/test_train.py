@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import avae_tutorial as avae
+from avae_tutorial.align import search_cost
 from avae_tutorial import train as train_mod
 from avae_tutorial.checkpoint import load_checkpoint, model_from_checkpoint
 
@@ -161,31 +162,35 @@ def test_search_batch_is_cold_without_a_last_orientation_and_warm_with_one(data,
     cfg = tiny_config("aligned", align_warm={"restarts": 3, "top_k": 1, "steps": 1, "init_span": 0.2})
     vae = avae.VAE(2, 28).eval()
     xb = data[0][:BATCH]
-    cold = train_mod.search_batch(vae, xb, None, cfg)
+    cold, cold_passes = train_mod.search_batch(vae, xb, None, cfg)
     last = torch.linspace(-3, 3, BATCH)
-    warm = train_mod.search_batch(vae, xb, last, cfg)
+    warm, warm_passes = train_mod.search_batch(vae, xb, last, cfg)
     assert cold.shape == warm.shape == (BATCH,)
+    assert (cold_passes == search_cost(seen[0][0])).all() and (warm_passes <= search_cost(seen[1][0], n_init=1)).all()
     assert seen[0][0].restarts == 4 and seen[0][1] is None
     # only the angles are used, so neither search spends float32 passes on exact losses
     assert seen[1][0] == avae.AlignConfig(restarts=3, top_k=1, steps=1, init_span=0.2, exact=False)
     assert not seen[0][0].exact
-    assert torch.equal(seen[1][1], last[:, None])
+    assert torch.equal(seen[1][1], last[:, None, None])
+    guess = last + 1.0  # the online pose net's guess joins as a second candidate
+    train_mod.search_batch(vae, xb, last, cfg, guess)
+    assert torch.equal(seen[2][1], torch.stack([last, guess], 1)[..., None])
 
 
 def test_aligned_training_uses_the_warm_search_after_the_first_epoch(data, monkeypatch):
     configs = []
     real = train_mod.search_batch
 
-    def spy(vae, xb, last, config):
-        configs.append(last is None)
-        return real(vae, xb, last, config)
+    def spy(vae, xb, last, config, guess):
+        configs.append((last is None, guess is None))
+        return real(vae, xb, last, config, guess)
 
     monkeypatch.setattr(train_mod, "search_batch", spy)
     avae.fit(tiny_config("aligned", epochs=2), data, progress=False)
-    assert configs == [True] * 3 + [False] * 3
+    assert configs == [(True, True)] * 3 + [(False, False)] * 3  # the pose net's guess from epoch 2
 
 
-@pytest.mark.parametrize("bad", [{"restarts": 0}, {"nope": 1}, "fast"])
+@pytest.mark.parametrize("bad", [{"restarts": -1}, {"nope": 1}, "fast"])
 def test_a_bad_warm_search_config_is_refused(bad):
     with pytest.raises(ValueError, match="align_warm|restarts"):
         tiny_config("aligned", align_warm=bad)
