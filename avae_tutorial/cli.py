@@ -447,7 +447,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--train-limit", type=int, default=d.train_limit, help="0 for all 60,000")
     r.add_argument("--eval-n", type=_positive_int, default=d.eval_n)
     r.add_argument("--affine-n", type=_positive_int, default=d.affine_n)
-    r.add_argument("--only", nargs="+", help="train only these models (no evaluation)")
+    r.add_argument("--only", nargs="+", help="train only these models (no evaluation); with --evaluate-only: "
+                   "evaluate only these models again (rotation.csv and table1.csv rows)")
     r.add_argument("--evaluate-only", action="store_true")
     r.add_argument("--out", type=Path, help="default: the package's pretrained/ folder")
     r.add_argument("--runs", type=Path, default=Path("runs"), help="resumable training checkpoints")

@@ -127,7 +127,11 @@ def reproduce(
             "torch": torch.__version__,
         }
         manifest_path.write_text(json.dumps(manifest, indent=2))
-    if not only or evaluate_only:
+    if evaluate_only and only:  # these models' rows again, the rest kept
+        again = evaluate_all(out, rc, test, dev, models=only)
+        manifest.setdefault("results", {}).setdefault("reevaluated", []).append({**again, "command": cmd})
+        manifest_path.write_text(json.dumps(manifest, indent=2))
+    elif not only or evaluate_only:
         manifest["results"] = evaluate_all(out, rc, test, dev)
         manifest_path.write_text(json.dumps(manifest, indent=2))
     return manifest
@@ -178,21 +182,31 @@ def evaluate_sweep(out: Path, rc: ReproConfig, test, dev) -> list[dict]:
     return sweep
 
 
-def evaluate_all(out: Path, rc: ReproConfig, test, dev) -> dict:
-    """Write rotation.csv, table1.csv, sweep.csv and affine.json from the models in ``out``."""
+def evaluate_all(out: Path, rc: ReproConfig, test, dev, models: list[str] | None = None) -> dict:
+    """Write rotation.csv, table1.csv, sweep.csv and affine.json from the models in ``out``.
+
+    ``models``: re-evaluate only these models' rows of rotation.csv and table1.csv (the other
+    models' rows are kept as they are in ``out``; sweep.csv and affine.json are left alone).
+    """
     def load(name):
         return model_from_checkpoint(load_checkpoint(out / f"{name}.pt")).to(dev)
 
     t0 = time.perf_counter()
     x = test[0][: rc.eval_n].to(dev)
     angles = sorted(set(SWEEP_ANGLES) | set(TABLE1_ANGLES))
-    rows = []
     table_models = [*MAIN_MODELS, *[n for n in (PERBATCH,) if (out / f"{n}.pt").exists()]]  # and chapter 4's control
-    for name in table_models:
+    unknown = sorted(set(models or ()) - set(table_models))
+    if unknown:
+        raise ValueError(f"models: expected names among {table_models}, got {unknown}")
+    rows = []
+    if models:  # keep the rows of the models not asked for, in the file's order
+        rows = [r for r in _read_rows(out / "rotation.csv") if r["model"] not in models]
+    for name in models or table_models:
         vae = load(name)
         for aligned in (False, True):
             for r in loss_per_angle(vae, x, angles, aligned=aligned):
                 rows.append({"model": name, **r})
+    rows.sort(key=lambda r: table_models.index(r["model"]))  # stable: each model's rows stay in order
     write_rows(rows, out / "rotation.csv")
     table = []
     for name in table_models:
@@ -200,6 +214,9 @@ def evaluate_all(out: Path, rc: ReproConfig, test, dev) -> dict:
             sel = [r["loss"] for r in rows if r["model"] == name and r["aligned"] == aligned and r["angle_deg"] in TABLE1_ANGLES]
             table.append({"model": name, "aligned": aligned, "mean_loss_0_160": sum(sel) / len(sel)})
     write_rows(table, out / "table1.csv")
+    if models:
+        return {"models": list(models), "eval_seconds": round(time.perf_counter() - t0, 1),
+                "hardware": _hardware(dev), "eval_n": rc.eval_n, "angles_deg": angles}  # fmt: skip
 
     evaluate_sweep(out, rc, test, dev)
 
@@ -208,3 +225,11 @@ def evaluate_all(out: Path, rc: ReproConfig, test, dev) -> dict:
     return {"eval_seconds": round(time.perf_counter() - t0, 1), "hardware": _hardware(dev),
             "eval_n": rc.eval_n, "angles_deg": angles}  # fmt: skip
 
+
+def _read_rows(path: Path) -> list[dict]:
+    """rotation.csv's rows as :func:`~avae_tutorial.evaluate.loss_per_angle` wrote them (numbers parsed)."""
+    import csv
+
+    kinds = {"angle_deg": float, "loss": float, "loss_std": float, "n": int, "aligned": lambda v: v == "True"}
+    with open(path, newline="") as f:
+        return [{k: kinds.get(k, str)(v) for k, v in r.items()} for r in csv.DictReader(f)]

@@ -8,7 +8,7 @@ import torch
 
 import avae_tutorial as avae
 from avae_tutorial import reproduce as repro
-from avae_tutorial.checkpoint import sha256_file
+from avae_tutorial.checkpoint import checkpoint_dict, save_checkpoint, sha256_file
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -48,6 +48,23 @@ def test_a_tiny_reproduction_writes_models_manifest_and_results(tmp_path, monkey
     affine = json.loads((tmp_path / "affine.json").read_text())
     assert affine["vae-upright"]["avae_loss"] <= affine["vae-upright"]["vae_loss"] + 1e-3
     assert torch.isfinite(torch.tensor(manifest["results"]["eval_seconds"]))
+
+    # one model retrained and evaluated again: its rows change, every other row is kept
+    before = (tmp_path / "rotation.csv").read_text().splitlines()
+    vae = avae.model_from_checkpoint(avae.load_checkpoint(tmp_path / "avae-transopt.pt"))
+    with torch.no_grad():
+        for p in vae.decoder.parameters():
+            p.mul_(0.5)
+    save_checkpoint(checkpoint_dict(vae), tmp_path / "avae-transopt.pt")
+    again = repro.reproduce(rc, out=tmp_path, device="cpu", only=["avae-transopt"], evaluate_only=True)
+    after = (tmp_path / "rotation.csv").read_text().splitlines()
+    assert len(after) == len(before) and after[0] == before[0]
+    changed = {line.split(",")[0] for line, old in zip(after, before) if line != old}
+    assert changed == {"avae-transopt"}
+    assert again["results"]["reevaluated"][-1]["models"] == ["avae-transopt"]
+    assert (tmp_path / "table1.csv").read_text().splitlines()[:5] == table[:5]  # the models before it
+    with pytest.raises(ValueError, match="models"):
+        repro.reproduce(rc, out=tmp_path, device="cpu", only=["vae-upright-l2"], evaluate_only=True)
 
 
 def test_sweep_losses_scores_the_undone_turn_against_the_same_turned_digits(template_vae, seven):
