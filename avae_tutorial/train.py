@@ -39,12 +39,13 @@ __all__ = ["TrainConfig", "fit", "REGIMES", "evaluation_angles", "epoch_angles",
 
 REGIMES = ("upright", "rotated", "aligned")
 
-#: Later epochs' search (amortized): last epoch's orientation and it +- 0.1 rad, and the online
-#: pose net's guess; the best of the four kept, no grid, no identity, no refinement step.
-WARM_SEARCH = AlignConfig(restarts=0, steps=0, init_span=0.1, identity=False, precision="auto")
-#: The per-batch warm search that trained the control ``avae-transopt-perbatch``: a grid of 8
+#: Later epochs' search (the default; it trained the shipped ``avae-transopt``): a grid of 8
 #: angles, last epoch's orientation +- 0.1 rad, 2 parabolic steps (13 passes per image).
-PERBATCH_WARM_SEARCH = AlignConfig(restarts=8, steps=2, init_span=0.1, precision="auto")
+WARM_SEARCH = AlignConfig(restarts=8, steps=2, init_span=0.1, precision="auto")
+#: Later epochs' search when amortized (``pose_online=True``; it trained ``avae-transopt-amortized``):
+#: last epoch's orientation and it +- 0.1 rad, and the online pose net's guess; the best of the
+#: four kept, no grid, no identity, no refinement step (4 passes per image).
+AMORTIZED_WARM_SEARCH = AlignConfig(restarts=0, steps=0, init_span=0.1, identity=False, precision="auto")
 #: Adam's step size for the online pose net.
 POSE_LR = 1e-3
 
@@ -63,12 +64,13 @@ class TrainConfig:
     test_limit: int = 1000  # test digits for the per-epoch test loss
     seed: int = 0
     # aligned regime: the search of the first epoch and of the per-epoch test loss (``align``) and
-    # of later epochs, warm-started at each digit's last orientation (``align_warm``): that
-    # orientation +- init_span and the online pose net's guess, no grid, no identity (4 passes)
+    # of later epochs, warm-started at each digit's last orientation (``align_warm``): a grid,
+    # that orientation +- init_span, parabolic steps (13 passes); AMORTIZED_WARM_SEARCH with
+    # pose_online=True is the amortized variant (4 passes)
     align: dict = field(default_factory=lambda: asdict(AlignConfig(restarts=8, steps=1, precision="auto")))
     align_warm: dict = field(default_factory=lambda: asdict(WARM_SEARCH))
     warm_start: bool = True  # later epochs start from each digit's last orientation (False: cold every epoch)
-    pose_online: bool = True  # aligned: a pose net learns the search's answers online; later epochs score its guess
+    pose_online: bool = False  # aligned: a pose net learns the search's answers online; later epochs score its guess
 
     def __post_init__(self):
         check_choice(self.regime, REGIMES, "regime")

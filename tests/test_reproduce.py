@@ -31,10 +31,10 @@ def test_a_tiny_reproduction_writes_models_manifest_and_results(tmp_path, monkey
     monkeypatch.setattr(repro, "TABLE1_ANGLES", (0, 20))
     rc = repro.ReproConfig(epochs=1, train_limit=32, eval_n=2, affine_n=2)
     manifest = repro.reproduce(rc, out=tmp_path, device="cpu", runs=tmp_path / "runs")
-    assert set(manifest["models"]) == {*repro.MAIN_MODELS, repro.CONTROL, repro.PERBATCH}
+    assert set(manifest["models"]) == {*repro.MAIN_MODELS, repro.CONTROL, repro.AMORTIZED}
     assert manifest["models"][repro.CONTROL]["config"]["warm_start"] is False
-    assert manifest["models"][repro.PERBATCH]["config"]["pose_online"] is False
-    assert manifest["models"]["avae-transopt"]["config"]["pose_online"] is True
+    assert manifest["models"][repro.AMORTIZED]["config"]["pose_online"] is True
+    assert manifest["models"]["avae-transopt"]["config"]["pose_online"] is False
     for name, entry in manifest["models"].items():
         path = tmp_path / entry["file"]
         assert sha256_file(path) == entry["sha256"] and entry["epochs"] == 1

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import asdict
 
 import pytest
 import torch
@@ -187,7 +188,12 @@ def test_aligned_training_uses_the_warm_search_after_the_first_epoch(data, monke
 
     monkeypatch.setattr(train_mod, "search_batch", spy)
     avae.fit(tiny_config("aligned", epochs=2), data, progress=False)
-    assert configs == [(True, True)] * 3 + [(False, False)] * 3  # the pose net's guess from epoch 2
+    assert configs == [(True, True)] * 3 + [(False, True)] * 3  # warm from epoch 2; no pose net by default
+    configs.clear()
+    amortized = tiny_config("aligned", epochs=2, pose_online=True, align_warm=asdict(train_mod.AMORTIZED_WARM_SEARCH))
+    _, hist = avae.fit(amortized, data, progress=False)
+    assert configs == [(True, True)] * 3 + [(False, False)] * 3  # the online pose net's guess from epoch 2
+    assert hist["passes"][1].float().mean() == 4  # the last pose +- init_span and the guess, nothing else
 
 
 @pytest.mark.parametrize("bad", [{"restarts": -1}, {"nope": 1}, "fast"])
