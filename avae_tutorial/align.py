@@ -512,24 +512,34 @@ def _adam_rows(model, x, img, p0, fam: Family, cfg: AlignConfig, n: int):
     """:func:`_refine_adam`'s loop, ``n`` rows at a time: ``(params (N, P), loss (N, 1))``."""
     out_p, out_l = [], []
     for s in range(0, img.shape[0], n):
-        xs = x[img[s : s + n]]
-        params = p0[s : s + n].clone().requires_grad_(True)
-        opt = torch.optim.Adam([params], lr=cfg.lr)
-        best_p, best_l = params.detach().clone(), torch.full((xs.shape[0],), math.inf, device=x.device, dtype=x.dtype)
-        for step in range(cfg.steps + 1):
-            with torch.enable_grad():
-                loss = avae_loss(model, xs, fam.build(params), check=False)  # (n,)
-            better = loss.detach() < best_l
-            best_l = torch.where(better, loss.detach(), best_l)
-            best_p[better] = params.detach()[better]
-            if step == cfg.steps:
-                break
-            (params.grad,) = torch.autograd.grad(loss.sum(), params)  # rows are independent
-            opt.step()
-            fam.project(params)
+        best_p, best_l = adam_keep_best(model, x[img[s : s + n]], p0[s : s + n], fam.build, cfg.steps, cfg.lr,
+                                        fam.project)  # fmt: skip
         out_p.append(best_p)
         out_l.append(best_l)
     return torch.cat(out_p), torch.cat(out_l)[:, None]
+
+
+def adam_keep_best(model, x, p0, build, steps: int, lr: float, project=None):
+    """Adam with ``lr`` on the parameters ``p0 (N, P)`` of the images ``x (N, C, H, W)``, ``steps``
+    steps (``project`` puts the parameters back within bounds after each), the best loss seen per
+    image kept: ``(params (N, P), loss (N,))``. Rows are independent; ``steps + 1`` forward passes
+    and ``steps`` backward ones. The search's refinement and the seed's searches alike."""
+    params = p0.clone().requires_grad_(True)
+    opt = torch.optim.Adam([params], lr=lr)
+    best_p, best_l = params.detach().clone(), torch.full((x.shape[0],), math.inf, device=x.device, dtype=x.dtype)
+    for step in range(steps + 1):
+        with torch.enable_grad():
+            loss = avae_loss(model, x, build(params), check=False)  # (N,)
+        better = loss.detach() < best_l
+        best_l = torch.where(better, loss.detach(), best_l)
+        best_p[better] = params.detach()[better]
+        if step == steps:
+            break
+        (params.grad,) = torch.autograd.grad(loss.sum(), params)  # rows are independent
+        opt.step()
+        if project is not None:
+            project(params)
+    return best_p, best_l
 
 
 def _best_per_image(best_p, best_l, img, rp, rl):

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 import avae_tutorial as avae
-from avae_tutorial.bench import BenchConfig, bench, cost_quality_curve, format_report, seed_reference, write_json
+from avae_tutorial.baselines import seed_reference
+from avae_tutorial.bench import BenchConfig, bench, cost_quality_curve, format_report, write_json
 from avae_tutorial.align import search_cost
 from avae_tutorial.cli import main
 
