@@ -127,39 +127,18 @@ def fast_bfloat16(device) -> bool:
 
 PRESET_NAMES = ("default", "fast")
 
-#: Defaults by kind of family, used where a family names no preset of its own. Costs and
-#: quality are measured by ``python -m avae_tutorial bench``. "angle+pose": a rotation-like
-#: family on a model with a pose net, adaptive: its guess +- init_span refined, and the grid only
-#: where the net is unsure ("default"); the guess +- init_span alone, 4 passes ("fast").
-_DEFAULTS = {
-    "angle": {"default": AlignConfig(restarts=24, top_k=1, steps=6, precision="auto"),
-              "fast": AlignConfig(restarts=14, steps=3, precision="auto")},
-    "angle+pose": {"default": AlignConfig(restarts=12, top_k=2, steps=3, init_span=0.15, pose=True, confident=0.8,
-                                          precision="auto"),
-                   "fast": AlignConfig(restarts=0, steps=0, init_span=0.1, pose=True, confident=0.0, precision="auto")},
-    "angle+": {"default": AlignConfig(restarts=24, top_k=2, steps=24, lr=0.05),
-               "fast": AlignConfig(restarts=12, top_k=1, steps=8, lr=0.1)},
-    "other": {"default": AlignConfig(restarts=1, steps=40, lr=0.02), "fast": AlignConfig(restarts=1, steps=15, lr=0.04)},
-}  # fmt: skip
-
 #: Rows per chunk when the images are not on a CPU: a GPU wants big launches.
 GPU_CHUNK = 8192
 
 
-def _kind(fam: Family) -> str:
-    return "angle" if fam.is_angle else "angle+" if fam.angle is not None else "other"
-
-
 def preset(family: str | Family, name: str = "default", pose: bool = False) -> AlignConfig:
-    """The named settings of ``family``: its own ``presets[name]`` if it has them, else the defaults
-    for its kind (one angle; an angle and more; no angle). ``pose``: for a model with a pose net
-    (:func:`align` passes ``vae.pose_net is not None``)."""
+    """The named settings of ``family`` (:attr:`Family.presets`: its own, or those of its kind);
+    ``pose``: for a model with a pose net (:func:`align` passes ``vae.pose_net is not None``), the
+    ``"<name>+pose"`` settings where the family has them."""
     fam = get_family(family)
-    if name not in PRESET_NAMES and name not in fam.presets:
+    if "+" in name or name not in fam.presets:
         raise ValueError(f"unknown preset {name!r} for family {fam.name!r}; expected one of {PRESET_NAMES}")
-    own = fam.presets.get(name)
-    if own is None:
-        return _DEFAULTS[_kind(fam) + ("+pose" if pose and fam.is_angle else "")][name]
+    own = fam.presets[f"{name}+pose" if pose and f"{name}+pose" in fam.presets else name]
     return own if isinstance(own, AlignConfig) else AlignConfig(**own)
 
 

@@ -35,7 +35,7 @@ import torch
 
 from .align import PRECISIONS, PRESET_NAMES, AlignConfig, align, for_device, preset, search_cost
 from .baselines import seed_reference, seed_train_search
-from .data import random_affines, random_rotations
+from .data import random_rotations, random_transforms
 from .families import get_family
 from .loss import chunked_loss
 from .measure import PeakMemory, conditions, passes_summary, plain_seconds, timed
@@ -53,7 +53,7 @@ __all__ = ["BenchConfig", "bench", "cost_quality_curve", "train_comparison", "fo
 class BenchConfig:
     """Sizes of a benchmark run; the defaults take a few minutes on two CPU cores."""
 
-    family: str = "rotation"  # a registered family: the perturbation ("rotation" or affine) and the search
+    family: str = "rotation"  # a registered family: the perturbation (its sample) and the search
     n: int = 256  # test digits for the package's aligners
     n_ref: int = 8  # of which the seed-style reference searches (seconds per image on a CPU)
     ref_restarts: int = 30
@@ -97,10 +97,6 @@ def _check_int(cfg, name: str, low: int) -> None:
 
 
 # ------------------------------------------------------------------ test time
-def _perturb(x: torch.Tensor, family: str, seed: int) -> torch.Tensor:
-    return random_rotations(x, seed=seed)[0] if get_family(family).is_angle else random_affines(x, seed=seed)[0]
-
-
 #: The near-exhaustive search: every degree, then parabolic steps, in float32.
 EXHAUSTIVE = AlignConfig(restarts=360, steps=4, top_k=2)
 
@@ -279,7 +275,7 @@ def bench(vae: VAE, x_test: torch.Tensor, x_train: torch.Tensor | None = None, c
     out = {"config": asdict(cfg), "conditions": conditions(x_test.device)}
     out["conditions"]["scoring"] = cfg.precision or out["conditions"]["auto_precision"]
     t0 = time.perf_counter()
-    x = _perturb(x_test[: cfg.n], cfg.family, cfg.seed)
+    x = random_transforms(x_test[: cfg.n], cfg.family, cfg.seed)[0]
     out["test_time"] = inference_rows(vae, x, cfg)
     out["folder"] = folder_throughput(vae, x[:128])  # align from PNG files through a DataLoader vs a tensor
     if cfg.curve_n:

@@ -275,7 +275,7 @@ def cmd_align(a) -> int:
     if a.images is not None:
         return cmd_align_images(a)
 
-    from .data import load_mnist, random_affines, random_rotations
+    from .data import load_mnist, random_transforms
     import torch
 
     from .distributed import align_sharded, all_sum, barrier, world
@@ -284,10 +284,8 @@ def cmd_align(a) -> int:
     dev = _launch(a.device)
     vae = _load_model(a.model).to(dev)
     x = load_mnist("test", canvas=vae.canvas, limit=a.n)[0].to(dev)
-    if a.perturb == "rotation":
-        x = random_rotations(x, seed=a.seed)[0]
-    elif a.perturb == "affine":
-        x = random_affines(x, seed=a.seed)[0]
+    if a.perturb != "none":
+        x = random_transforms(x, a.perturb, seed=a.seed)[0]
     barrier()  # under torchrun: every process starts the clock together
     t0, c0 = time.perf_counter(), time.process_time()
     res = align_sharded(vae, x, a.family, a.preset, progress=True)  # one process, or all of torchrun's
@@ -431,7 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
     _image_options(g)
     g.add_argument("--family", choices=list(FAMILIES), default="rotation")
     g.add_argument("--preset", choices=PRESET_NAMES, default="default")
-    g.add_argument("--perturb", choices=("none", "rotation", "affine"), default="rotation")
+    g.add_argument("--perturb", choices=("none", *FAMILIES), default="rotation")
     g.add_argument("--n", "--digits", type=_positive_int, default=500,
                    help="test digits (under torchrun spell it --digits: torchrun reads --n as its own)")
     g.add_argument("--seed", type=int, default=0)
