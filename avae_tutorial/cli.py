@@ -62,12 +62,9 @@ def _positive_int(text: str) -> int:
 
 
 def _load_model(spec: str):
-    from . import pretrained
-    from .checkpoint import load_checkpoint, model_from_checkpoint
+    from .pretrained import load_model
 
-    if Path(spec).suffix == ".pt" or Path(spec).exists():
-        return model_from_checkpoint(load_checkpoint(spec))
-    return pretrained.load_pretrained(spec)
+    return load_model(spec)
 
 
 def _angles(text: str) -> list[float]:
@@ -377,7 +374,7 @@ def _image_options(p) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .align import PRESET_NAMES
+    from .align import PRECISIONS, PRESET_NAMES
     from .bench import BenchConfig
     from .families import FAMILIES
     from .reproduce import ReproConfig
@@ -471,7 +468,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--train-align-warm", type=_fields, help="... for its later, warm-started epochs")
     b.add_argument("--exhaustive-n", type=int, default=bc.exhaustive_n,
                    help="digits searched near-exhaustively (360 angles + refinement) for the quality check (0: skip)")
-    b.add_argument("--precision", choices=["float32", "bfloat16", "auto"],
+    b.add_argument("--precision", choices=PRECISIONS,
                    help="score every package search in this precision (float32: as on a CPU without bfloat16; "
                         "default: as configured)")
     b.add_argument("--seed", type=int, default=bc.seed)

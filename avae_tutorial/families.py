@@ -27,7 +27,7 @@ from typing import Callable
 import torch
 
 from ._checks import check_positive_int
-from .transforms import affine, rotation
+from .transforms import affine, identity, rotation
 
 __all__ = ["Family", "register_family", "get_family", "FAMILIES"]
 
@@ -142,7 +142,7 @@ def _check_identity(fam: Family) -> None:
     if not isinstance(A, torch.Tensor) or A.shape != (2, 2, 3):
         got = tuple(A.shape) if isinstance(A, torch.Tensor) else type(A).__name__
         raise ValueError(f"Family {fam.name!r}: build must return (B, 2, 3) matrices, got {got} for B=2")
-    if not torch.allclose(A, torch.eye(2, 3).expand(2, 2, 3), atol=1e-6):
+    if not torch.allclose(A, identity(2), atol=1e-6):
         raise ValueError(f"Family {fam.name!r}: zero parameters must build the identity, got {A[0].tolist()}")
 
 
