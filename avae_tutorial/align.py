@@ -79,17 +79,14 @@ class AlignConfig:
     confident: float | None = None  # adaptive: the grid only where the guess fails this test (see align)
 
     def __post_init__(self):
-        for name in ("top_k", "chunk"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"{name}: expected a positive int, got {getattr(self, name)!r}")
-        if not isinstance(self.restarts, int) or self.restarts < 0:
-            raise ValueError(f"restarts: expected an int >= 0, got {self.restarts!r}")
+        check_positive_int(self.top_k, "top_k")
+        check_positive_int(self.chunk, "chunk")
+        check_positive_int(self.restarts, "restarts", minimum=0)
+        check_positive_int(self.steps, "steps", minimum=0)
         if not isinstance(self.identity, bool):
             raise ValueError(f"identity: expected True or False, got {self.identity!r}")
         if self.confident is not None and not (isinstance(self.confident, (int, float)) and self.confident >= 0):
             raise ValueError(f"confident: expected None or a float >= 0, got {self.confident!r}")
-        if not isinstance(self.steps, int) or self.steps < 0:
-            raise ValueError(f"steps: expected an int >= 0, got {self.steps!r}")
         if not self.lr > 0:
             raise ValueError(f"lr: expected a positive float, got {self.lr!r}")
         if not (isinstance(self.init_span, (int, float)) and 0 <= self.init_span < math.pi):

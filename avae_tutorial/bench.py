@@ -33,6 +33,7 @@ from pathlib import Path
 
 import torch
 
+from ._checks import check_positive_int
 from .align import PRECISIONS, PRESET_NAMES, AlignConfig, align, for_device, preset, search_cost
 from .baselines import seed_reference, seed_train_search
 from .data import random_rotations, random_transforms
@@ -75,11 +76,11 @@ class BenchConfig:
         get_family(self.family)
         for name in ("n", "n_ref", "ref_restarts", "ref_steps", "train_epochs", "train_batch", "train_test_n",
                      "train_seeds"):
-            _check_int(self, name, 1)
+            check_positive_int(getattr(self, name), name)
         for name in ("train_n", "curve_n", "exhaustive_n", "seed"):
-            _check_int(self, name, 0)
+            check_positive_int(getattr(self, name), name, minimum=0)
         if self.chunk is not None:
-            _check_int(self, "chunk", 1)
+            check_positive_int(self.chunk, "chunk")
         if self.precision is not None and self.precision not in PRECISIONS:
             raise ValueError(f"precision: expected None or one of {PRECISIONS}, got {self.precision!r}")
         for name in ("train_align", "train_align_warm"):
@@ -88,12 +89,6 @@ class BenchConfig:
         for name in ("n_ref", "exhaustive_n"):
             if getattr(self, name) > self.n:
                 raise ValueError(f"{name}: expected at most n={self.n} images, got {getattr(self, name)}")
-
-
-def _check_int(cfg, name: str, low: int) -> None:
-    v = getattr(cfg, name)
-    if isinstance(v, bool) or not isinstance(v, int) or v < low:
-        raise ValueError(f"{name}: expected an int >= {low}, got {v!r}")
 
 
 # ------------------------------------------------------------------ test time

@@ -13,7 +13,7 @@ __all__ = ["main", "build_parser"]
 def _device(name: str | None) -> str:
     import torch
 
-    from ._checks import default_device
+    from .notebook import default_device
 
     if name in (None, "auto"):
         return default_device()
@@ -52,13 +52,12 @@ def _world_size() -> int:
 
 
 def _positive_int(text: str) -> int:
+    from ._checks import check_positive_int
+
     try:
-        value = int(text)
+        return check_positive_int(int(text), "value")
     except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
 
 
 def _load_model(spec: str):

@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from ._checks import check_images, check_matrices
+from ._checks import check_images, check_matrices, check_positive_int
 from ._io import sha256_file
 from .loss import loss_terms
 from .model import for_inference
@@ -100,8 +100,7 @@ def export_onnx(
     """
     if not isinstance(vae, nn.Module) or not all(hasattr(vae, a) for a in ("encode", "decode", "canvas")):
         raise TypeError(f"vae: expected an avae_tutorial.VAE (encode, decode, canvas), got {type(vae).__name__}")
-    if not isinstance(opset, int) or opset < MIN_OPSET:
-        raise ValueError(f"opset: expected an int >= {MIN_OPSET} (GridSample, the warp, needs it), got {opset!r}")
+    check_positive_int(opset, "opset", minimum=MIN_OPSET)  # GridSample, the warp, needs it
     onnx = _require("onnx")
     _require("onnxscript")
     if "custom_translation_table" not in inspect.signature(torch.onnx.export).parameters:
@@ -218,8 +217,7 @@ def write_digits(path: str | os.PathLike, n_per_class: int = 2, canvas: int = 40
     ``pixels / 255`` gives back ``load_mnist``'s values). Returns a summary."""
     from .data import load_mnist
 
-    if not isinstance(n_per_class, int) or n_per_class < 1:
-        raise ValueError(f"n_per_class: expected a positive int, got {n_per_class!r}")
+    check_positive_int(n_per_class, "n_per_class")
     x, y = load_mnist("test", canvas=canvas, limit=200 * n_per_class)
     picks = [[int(i) for i in (y == c).nonzero().flatten()[:n_per_class]] for c in range(10)]
     if any(len(p) < n_per_class for p in picks):

@@ -77,8 +77,7 @@ class Family:
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
             raise ValueError(f"Family name: expected a non-empty string, got {self.name!r}")
-        if isinstance(self.n_params, bool) or not isinstance(self.n_params, int) or self.n_params < 1:
-            raise ValueError(f"Family {self.name!r}: n_params must be a positive int, got {self.n_params!r}")
+        check_positive_int(self.n_params, f"Family {self.name!r}: n_params")
         if not callable(self.build):
             raise TypeError(f"Family {self.name!r}: build must be a function (B, P) -> (B, 2, 3)")
         bounds = tuple(self.bounds) if self.bounds is not None else (None,) * self.n_params

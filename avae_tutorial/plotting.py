@@ -16,6 +16,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from ._checks import check_positive_int
+
 __all__ = [
     "to_images",
     "show_images",
@@ -64,8 +66,7 @@ def show_images(x, titles: Sequence[str] | None = None, nrow: int = 8, size: flo
     n = len(imgs)
     if titles is not None and len(titles) != n:
         raise ValueError(f"titles: expected {n} titles (one per image), got {len(titles)}")
-    if not isinstance(nrow, int) or nrow < 1:
-        raise ValueError(f"nrow: expected a positive int, got {nrow!r}")
+    check_positive_int(nrow, "nrow")
     cols, rows = min(nrow, n), math.ceil(n / nrow)
     fig, axes = plt.subplots(rows, cols, figsize=(size * cols, (size + 0.25) * rows), squeeze=False)
     for i, ax in enumerate(axes.flat):

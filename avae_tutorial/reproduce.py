@@ -16,11 +16,11 @@ from pathlib import Path
 
 import torch
 
-from ._checks import default_device
 from .checkpoint import checkpoint_dict, load_checkpoint, model_from_checkpoint, save_checkpoint, sha256_file
 from .data import load_mnist
 from .evaluate import affine_comparison, loss_per_angle, mean_loss, write_rows
 from .measure import hardware
+from .notebook import default_device
 from .pretrained import pretrained_dir
 from .train import PERBATCH_WARM_SEARCH, TrainConfig, evaluation_angles, fit
 from .transforms import rotation, warp

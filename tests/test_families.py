@@ -92,7 +92,7 @@ def test_a_new_angle_family_uses_the_gradient_free_search(template_vae, seven):
 
 
 @pytest.mark.parametrize("bad, match", [
-    (dict(name="x", n_params=0, build=shift), "n_params must be a positive int"),
+    (dict(name="x", n_params=0, build=shift), "n_params: "),
     (dict(name="x", n_params=2, build=shift, bounds=[(-1, 1)]), "1 bounds for 2 parameters"),
     (dict(name="x", n_params=2, build=shift, bounds=[(0.1, 1), (-1, 1)]), r"bounds\[0\]"),
     (dict(name="x", n_params=2, build=shift, angle=2), "angle must be a parameter index"),
