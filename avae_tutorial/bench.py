@@ -179,14 +179,10 @@ def train_comparison(x_train: torch.Tensor, x_test: torch.Tensor, cfg: BenchConf
     """
     x_rot = random_rotations(x_test, seed=cfg.seed + 1)[0]
     x_fit = random_rotations(x_train, seed=cfg.seed + 2)[0]  # the training digits, rotated alike for every run
-    own = _search_fields(cfg)
     runs = {name: {"seconds": [], "train": [], "fit": [], "test": [], "passes": []} for name in TRAIN_RUNS}
     seeds = list(range(cfg.seed, cfg.seed + cfg.train_seeds))
     for seed in seeds:
-        base = TrainConfig("rotated", latent_dim, x_train.shape[-1], epochs=1, batch_size=cfg.train_batch,
-                           test_limit=len(x_test), seed=seed)  # fmt: skip
-        base = replace(base, align={**base.align, **(cfg.train_align or {}), **own},
-                       align_warm={**base.align_warm, **(cfg.train_align_warm or {}), **own})
+        base = train_config(cfg, seed, latent_dim, x_train.shape[-1], len(x_test))
         for name, (vae, hist) in _train_turns(x_train, x_test, base, cfg.train_epochs).items():
             runs[name]["seconds"] += hist["seconds"]
             runs[name]["passes"].append(hist["passes"] if "passes" in hist else torch.zeros(len(hist["seconds"]), 1))
@@ -202,6 +198,17 @@ def train_comparison(x_train: torch.Tensor, x_test: torch.Tensor, cfg: BenchConf
         r["epoch_vs_plain"] = r["seconds_per_epoch"] / rows[0]["seconds_per_epoch"]
     return {"runs": rows, "align": base.align, "align_warm": base.align_warm, "warm_start": base.warm_start,
             "seeds": seeds}  # fmt: skip
+
+
+def train_config(cfg: BenchConfig, seed: int, latent_dim: int, canvas: int, test_limit: int) -> TrainConfig:
+    """The one-epoch :class:`TrainConfig` every training run starts from (``regime`` set per run):
+    ``cfg.train_align`` / ``cfg.train_align_warm`` and the bench's chunk and precision over the
+    default searches."""
+    own = _search_fields(cfg)
+    base = TrainConfig("rotated", latent_dim, canvas, epochs=1, batch_size=cfg.train_batch, test_limit=test_limit,
+                       seed=seed)  # fmt: skip
+    return replace(base, align={**base.align, **(cfg.train_align or {}), **own},
+                   align_warm={**base.align_warm, **(cfg.train_align_warm or {}), **own})
 
 
 def _epoch_passes(passes: list[torch.Tensor]) -> dict:
