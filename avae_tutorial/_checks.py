@@ -188,8 +188,3 @@ def check_device(device) -> torch.device:
     except (RuntimeError, AssertionError, TypeError) as e:
         raise ValueError(f"device: {device!s} is not usable here ({str(e).splitlines()[0]}); use 'cpu'") from e
     return dev
-
-
-def default_device() -> str:
-    """The one device choice: ``"cuda"`` when a GPU is available, else ``"cpu"``."""
-    return "cuda" if torch.cuda.is_available() else "cpu"

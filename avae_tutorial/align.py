@@ -79,17 +79,14 @@ class AlignConfig:
     confident: float | None = None  # adaptive: the grid only where the guess fails this test (see align)
 
     def __post_init__(self):
-        for name in ("top_k", "chunk"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"{name}: expected a positive int, got {getattr(self, name)!r}")
-        if not isinstance(self.restarts, int) or self.restarts < 0:
-            raise ValueError(f"restarts: expected an int >= 0, got {self.restarts!r}")
+        check_positive_int(self.top_k, "top_k")
+        check_positive_int(self.chunk, "chunk")
+        check_positive_int(self.restarts, "restarts", minimum=0)
+        check_positive_int(self.steps, "steps", minimum=0)
         if not isinstance(self.identity, bool):
             raise ValueError(f"identity: expected True or False, got {self.identity!r}")
         if self.confident is not None and not (isinstance(self.confident, (int, float)) and self.confident >= 0):
             raise ValueError(f"confident: expected None or a float >= 0, got {self.confident!r}")
-        if not isinstance(self.steps, int) or self.steps < 0:
-            raise ValueError(f"steps: expected an int >= 0, got {self.steps!r}")
         if not self.lr > 0:
             raise ValueError(f"lr: expected a positive float, got {self.lr!r}")
         if not (isinstance(self.init_span, (int, float)) and 0 <= self.init_span < math.pi):
@@ -127,39 +124,18 @@ def fast_bfloat16(device) -> bool:
 
 PRESET_NAMES = ("default", "fast")
 
-#: Defaults by kind of family, used where a family names no preset of its own. Costs and
-#: quality are measured by ``python -m avae_tutorial bench``. "angle+pose": a rotation-like
-#: family on a model with a pose net, adaptive: its guess +- init_span refined, and the grid only
-#: where the net is unsure ("default"); the guess +- init_span alone, 4 passes ("fast").
-_DEFAULTS = {
-    "angle": {"default": AlignConfig(restarts=24, top_k=1, steps=6, precision="auto"),
-              "fast": AlignConfig(restarts=14, steps=3, precision="auto")},
-    "angle+pose": {"default": AlignConfig(restarts=12, top_k=2, steps=3, init_span=0.15, pose=True, confident=0.8,
-                                          precision="auto"),
-                   "fast": AlignConfig(restarts=0, steps=0, init_span=0.1, pose=True, confident=0.0, precision="auto")},
-    "angle+": {"default": AlignConfig(restarts=24, top_k=2, steps=24, lr=0.05),
-               "fast": AlignConfig(restarts=12, top_k=1, steps=8, lr=0.1)},
-    "other": {"default": AlignConfig(restarts=1, steps=40, lr=0.02), "fast": AlignConfig(restarts=1, steps=15, lr=0.04)},
-}  # fmt: skip
-
 #: Rows per chunk when the images are not on a CPU: a GPU wants big launches.
 GPU_CHUNK = 8192
 
 
-def _kind(fam: Family) -> str:
-    return "angle" if fam.is_angle else "angle+" if fam.angle is not None else "other"
-
-
 def preset(family: str | Family, name: str = "default", pose: bool = False) -> AlignConfig:
-    """The named settings of ``family``: its own ``presets[name]`` if it has them, else the defaults
-    for its kind (one angle; an angle and more; no angle). ``pose``: for a model with a pose net
-    (:func:`align` passes ``vae.pose_net is not None``)."""
+    """The named settings of ``family`` (:attr:`Family.presets`: its own, or those of its kind);
+    ``pose``: for a model with a pose net (:func:`align` passes ``vae.pose_net is not None``), the
+    ``"<name>+pose"`` settings where the family has them."""
     fam = get_family(family)
-    if name not in PRESET_NAMES and name not in fam.presets:
+    if "+" in name or name not in fam.presets:
         raise ValueError(f"unknown preset {name!r} for family {fam.name!r}; expected one of {PRESET_NAMES}")
-    own = fam.presets.get(name)
-    if own is None:
-        return _DEFAULTS[_kind(fam) + ("+pose" if pose and fam.is_angle else "")][name]
+    own = fam.presets[f"{name}+pose" if pose and f"{name}+pose" in fam.presets else name]
     return own if isinstance(own, AlignConfig) else AlignConfig(**own)
 
 
@@ -512,24 +488,34 @@ def _adam_rows(model, x, img, p0, fam: Family, cfg: AlignConfig, n: int):
     """:func:`_refine_adam`'s loop, ``n`` rows at a time: ``(params (N, P), loss (N, 1))``."""
     out_p, out_l = [], []
     for s in range(0, img.shape[0], n):
-        xs = x[img[s : s + n]]
-        params = p0[s : s + n].clone().requires_grad_(True)
-        opt = torch.optim.Adam([params], lr=cfg.lr)
-        best_p, best_l = params.detach().clone(), torch.full((xs.shape[0],), math.inf, device=x.device, dtype=x.dtype)
-        for step in range(cfg.steps + 1):
-            with torch.enable_grad():
-                loss = avae_loss(model, xs, fam.build(params), check=False)  # (n,)
-            better = loss.detach() < best_l
-            best_l = torch.where(better, loss.detach(), best_l)
-            best_p[better] = params.detach()[better]
-            if step == cfg.steps:
-                break
-            (params.grad,) = torch.autograd.grad(loss.sum(), params)  # rows are independent
-            opt.step()
-            fam.project(params)
+        best_p, best_l = adam_keep_best(model, x[img[s : s + n]], p0[s : s + n], fam.build, cfg.steps, cfg.lr,
+                                        fam.project)  # fmt: skip
         out_p.append(best_p)
         out_l.append(best_l)
     return torch.cat(out_p), torch.cat(out_l)[:, None]
+
+
+def adam_keep_best(model, x, p0, build, steps: int, lr: float, project=None):
+    """Adam with ``lr`` on the parameters ``p0 (N, P)`` of the images ``x (N, C, H, W)``, ``steps``
+    steps (``project`` puts the parameters back within bounds after each), the best loss seen per
+    image kept: ``(params (N, P), loss (N,))``. Rows are independent; ``steps + 1`` forward passes
+    and ``steps`` backward ones. The search's refinement and the seed's searches alike."""
+    params = p0.clone().requires_grad_(True)
+    opt = torch.optim.Adam([params], lr=lr)
+    best_p, best_l = params.detach().clone(), torch.full((x.shape[0],), math.inf, device=x.device, dtype=x.dtype)
+    for step in range(steps + 1):
+        with torch.enable_grad():
+            loss = avae_loss(model, x, build(params), check=False)  # (N,)
+        better = loss.detach() < best_l
+        best_l = torch.where(better, loss.detach(), best_l)
+        best_p[better] = params.detach()[better]
+        if step == steps:
+            break
+        (params.grad,) = torch.autograd.grad(loss.sum(), params)  # rows are independent
+        opt.step()
+        if project is not None:
+            project(params)
+    return best_p, best_l
 
 
 def _best_per_image(best_p, best_l, img, rp, rl):

@@ -25,35 +25,36 @@ from __future__ import annotations
 import json
 import math
 import os
-import platform
 import statistics
 import tempfile
-import threading
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
 
-from .align import PRECISIONS, PRESET_NAMES, AlignConfig, align, for_device, preset, scoring_dtype, search_cost
-from .data import random_affines, random_rotations
+from ._checks import check_positive_int
+from .align import PRECISIONS, PRESET_NAMES, AlignConfig, align, for_device, preset, search_cost
+from .baselines import seed_reference, seed_train_search
+from .data import random_rotations, random_transforms
 from .families import get_family
-from .lesson import synchronize, time_it
-from .poses import folder_report_line, folder_throughput
-from .loss import avae_loss, chunked_loss
+from .loss import chunked_loss
+from .measure import PeakMemory, conditions, passes_summary, plain_seconds, timed
 from .model import VAE, for_inference
+from .poses import folder_report_line, folder_throughput
 from .train import TrainConfig, fit
-from .transforms import rotation
 
-__all__ = ["BenchConfig", "bench", "seed_reference", "seed_train_search", "cost_quality_curve", "train_comparison",
-           "format_report", "conditions"]  # fmt: skip
+# The seed's searches live in .baselines, the measuring tools in .measure; imported here too
+# (``from avae_tutorial.bench import PeakMemory, conditions`` as the chapters do).
+__all__ = ["BenchConfig", "bench", "cost_quality_curve", "train_comparison", "format_report", "write_json",
+           "seed_reference", "seed_train_search", "PeakMemory", "conditions"]  # fmt: skip
 
 
 @dataclass
 class BenchConfig:
     """Sizes of a benchmark run; the defaults take a few minutes on two CPU cores."""
 
-    family: str = "rotation"  # a registered family: the perturbation ("rotation" or affine) and the search
+    family: str = "rotation"  # a registered family: the perturbation (its sample) and the search
     n: int = 256  # test digits for the package's aligners
     n_ref: int = 8  # of which the seed-style reference searches (seconds per image on a CPU)
     ref_restarts: int = 30
@@ -75,11 +76,11 @@ class BenchConfig:
         get_family(self.family)
         for name in ("n", "n_ref", "ref_restarts", "ref_steps", "train_epochs", "train_batch", "train_test_n",
                      "train_seeds"):
-            _check_int(self, name, 1)
+            check_positive_int(getattr(self, name), name)
         for name in ("train_n", "curve_n", "exhaustive_n", "seed"):
-            _check_int(self, name, 0)
+            check_positive_int(getattr(self, name), name, minimum=0)
         if self.chunk is not None:
-            _check_int(self, "chunk", 1)
+            check_positive_int(self.chunk, "chunk")
         if self.precision is not None and self.precision not in PRECISIONS:
             raise ValueError(f"precision: expected None or one of {PRECISIONS}, got {self.precision!r}")
         for name in ("train_align", "train_align_warm"):
@@ -90,144 +91,7 @@ class BenchConfig:
                 raise ValueError(f"{name}: expected at most n={self.n} images, got {getattr(self, name)}")
 
 
-def _check_int(cfg, name: str, low: int) -> None:
-    v = getattr(cfg, name)
-    if isinstance(v, bool) or not isinstance(v, int) or v < low:
-        raise ValueError(f"{name}: expected an int >= {low}, got {v!r}")
-
-
-# ------------------------------------------------------------------ measuring
-class PeakMemory:
-    """Peak memory (MiB) above the level at entry: CUDA allocator statistics on a GPU, else the
-    process' resident set sampled every 2 ms from ``/proc/self/statm`` (``None`` where absent)."""
-
-    def __init__(self, device: torch.device):
-        self.device, self.mib = torch.device(device), None
-        self._stop, self._thread, self._base, self._peak = threading.Event(), None, 0, 0
-
-    @staticmethod
-    def _rss() -> int | None:
-        try:
-            with open("/proc/self/statm") as f:
-                return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-        except (OSError, ValueError, IndexError):
-            return None
-
-    def _poll(self):
-        while not self._stop.wait(0.002):
-            self._peak = max(self._peak, self._rss() or 0)
-
-    def __enter__(self):
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            self._base = torch.cuda.memory_allocated(self.device)
-            torch.cuda.reset_peak_memory_stats(self.device)
-        elif self._rss() is not None:
-            self._base = self._peak = self._rss()
-            self._thread = threading.Thread(target=self._poll, daemon=True)
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        if self.device.type == "cuda":
-            self.mib = (torch.cuda.max_memory_allocated(self.device) - self._base) / 2**20
-        elif self._thread is not None:
-            self._stop.set()
-            self._thread.join()
-            self._peak = max(self._peak, self._rss() or 0)
-            self.mib = (self._peak - self._base) / 2**20
-
-
-def _timed(fn, device) -> tuple[object, float, float | None]:
-    """``(result, seconds, peak MiB)`` of one call of ``fn()``."""
-    synchronize(device)
-    with PeakMemory(device) as mem:
-        t0 = time.perf_counter()
-        out = fn()
-        synchronize(device)
-        seconds = time.perf_counter() - t0
-    return out, seconds, mem.mib
-
-
-def plain_seconds(vae: VAE, x: torch.Tensor, chunk: int, repeats: int = 3) -> float:
-    """Median seconds of one plain evaluation of ``x`` (``z = mu``, no gradients) with the model
-    as a user holds it (eval mode, not the search's folded copy), after a warm-up: the unit of cost."""
-    model = vae.eval()
-    return time_it(lambda: chunked_loss(model, x, chunk=chunk), x.device, repeats=repeats)
-
-
-# ------------------------------------------------------------------ the seed's searches
-def seed_reference(
-    vae: VAE, x: torch.Tensor, family: str = "rotation", restarts: int = 30, steps: int = 20,
-    lr: float = 0.01, seed: int = 0,
-) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
-    """The seed's test-time search, as described: ``(loss (N,), params (N, P))``.
-
-    Per image, per restart (Python loops, batch of one): an angle uniform in (-2pi, 2pi) (other
-    parameters 0), ``steps`` Adam steps with ``lr`` on the parameters, the best loss seen kept.
-    Unlike the seed it runs in eval mode on :func:`for_inference`'s copy (as ``align`` does)
-    and gives the weights no gradients.
-    """
-    fam = get_family(family)
-    g = torch.Generator().manual_seed(seed)
-    losses, params = [], []
-    model = for_inference(vae)
-    for i in range(x.shape[0]):
-        best_l, best_p = math.inf, None
-        for _ in range(restarts):
-            p = torch.zeros(1, fam.n_params, device=x.device, dtype=x.dtype)
-            if fam.angle is not None:
-                p[0, fam.angle] = float(torch.rand((), generator=g) * 4 * math.pi - 2 * math.pi)
-            p.requires_grad_(True)
-            opt = torch.optim.Adam([p], lr=lr)
-            for step in range(steps + 1):
-                loss = avae_loss(model, x[i : i + 1], fam.build(p), check=False)
-                if loss.item() < best_l:
-                    best_l, best_p = loss.item(), p.detach().clone()
-                if step == steps:
-                    break
-                opt.zero_grad()
-                loss.sum().backward()
-                opt.step()
-        losses.append(best_l)
-        params.append(best_p)
-    return torch.tensor(losses, dtype=x.dtype), torch.cat(params)
-
-
-def seed_train_search(vae: VAE, xb: torch.Tensor, last=None, config=None, guess=None, candidates: int = 20,
-                      steps: int = 10, lr: float = 0.01) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
-    """The seed's per-batch training search, batched, as a ``fit(..., search=...)`` hook: per
-    image ``candidates`` random angles scored, the best kept, ``steps`` Adam steps on it (best
-    loss seen kept), on :func:`for_inference`'s copy as ``align`` does -> ``(angles (B,), passes
-    (B,))``, ``candidates + 3 * steps + 1`` passes each. ``last``, ``config`` and ``guess`` are
-    ignored (it has no warm start)."""
-    B = xb.shape[0]
-    model = for_inference(vae)
-    chunk = for_device(AlignConfig(), xb.device).chunk
-    angle = torch.rand(B, candidates, device=xb.device, dtype=xb.dtype) * 2 * math.pi  # (B, C)
-    img = torch.arange(B, device=xb.device).repeat_interleave(candidates)
-    scores = chunked_loss(model, xb, rotation(angle.reshape(-1)), idx=img, chunk=chunk)
-    best_l, j = scores.view(B, candidates).min(1)
-    best_a = angle.gather(1, j[:, None]).squeeze(1)
-    a = best_a.clone().requires_grad_(True)
-    opt = torch.optim.Adam([a], lr=lr)
-    for step in range(steps + 1):
-        with torch.enable_grad():
-            loss = avae_loss(model, xb, rotation(a), check=False)  # (B,)
-        better = loss.detach() < best_l
-        best_l, best_a = torch.where(better, loss.detach(), best_l), torch.where(better, a.detach(), best_a)
-        if step == steps:
-            break
-        (a.grad,) = torch.autograd.grad(loss.sum(), a)
-        opt.step()
-    return best_a.detach(), torch.full((B,), candidates + 3 * steps + 1, device=xb.device)
-
-
 # ------------------------------------------------------------------ test time
-def _perturb(x: torch.Tensor, family: str, seed: int) -> torch.Tensor:
-    return random_rotations(x, seed=seed)[0] if get_family(family).is_angle else random_affines(x, seed=seed)[0]
-
-
 #: The near-exhaustive search: every degree, then parabolic steps, in float32.
 EXHAUSTIVE = AlignConfig(restarts=360, steps=4, top_k=2)
 
@@ -264,7 +128,7 @@ def inference_rows(vae: VAE, x: torch.Tensor, cfg: BenchConfig) -> list[dict]:
         if name != "seed reference":
             fn()  # one untimed call: first-call allocations and lazy initialization
         before = plain_seconds(vae, x, cfg.chunk)
-        (loss, passes), sec, mem = _timed(fn, dev)
+        (loss, passes), sec, mem = timed(fn, dev)
         plain_s = 0.5 * (before + plain_seconds(vae, x, cfg.chunk))  # the load drifts: average around
         rows.append({"method": name, "n": len(loss), "seconds_per_image": sec / len(loss),
                      "cost_vs_plain": (sec / len(loss)) / (plain_s / len(x)), **passes_summary(passes),
@@ -296,13 +160,6 @@ def _aligned(vae: VAE, x: torch.Tensor, family: str, conf: AlignConfig) -> tuple
     return res.loss, res.passes
 
 
-def passes_summary(passes: torch.Tensor) -> dict:
-    """``{passes_per_image, passes_sd, passes_min, passes_max}`` of VAE passes per image."""
-    p = passes.double().flatten()
-    return {"passes_per_image": float(p.mean()), "passes_sd": float(p.std(correction=0)),
-            "passes_min": int(p.min()), "passes_max": int(p.max())}  # fmt: skip
-
-
 # ------------------------------------------------------------------ training time
 TRAIN_RUNS = {"plain epoch": ("rotated", None), "package (per batch)": ("aligned", None),
               "seed-style (per batch)": ("aligned", seed_train_search)}  # fmt: skip
@@ -322,14 +179,10 @@ def train_comparison(x_train: torch.Tensor, x_test: torch.Tensor, cfg: BenchConf
     """
     x_rot = random_rotations(x_test, seed=cfg.seed + 1)[0]
     x_fit = random_rotations(x_train, seed=cfg.seed + 2)[0]  # the training digits, rotated alike for every run
-    own = _search_fields(cfg)
     runs = {name: {"seconds": [], "train": [], "fit": [], "test": [], "passes": []} for name in TRAIN_RUNS}
     seeds = list(range(cfg.seed, cfg.seed + cfg.train_seeds))
     for seed in seeds:
-        base = TrainConfig("rotated", latent_dim, x_train.shape[-1], epochs=1, batch_size=cfg.train_batch,
-                           test_limit=len(x_test), seed=seed)  # fmt: skip
-        base = replace(base, align={**base.align, **(cfg.train_align or {}), **own},
-                       align_warm={**base.align_warm, **(cfg.train_align_warm or {}), **own})
+        base = train_config(cfg, seed, latent_dim, x_train.shape[-1], len(x_test))
         for name, (vae, hist) in _train_turns(x_train, x_test, base, cfg.train_epochs).items():
             runs[name]["seconds"] += hist["seconds"]
             runs[name]["passes"].append(hist["passes"] if "passes" in hist else torch.zeros(len(hist["seconds"]), 1))
@@ -345,6 +198,17 @@ def train_comparison(x_train: torch.Tensor, x_test: torch.Tensor, cfg: BenchConf
         r["epoch_vs_plain"] = r["seconds_per_epoch"] / rows[0]["seconds_per_epoch"]
     return {"runs": rows, "align": base.align, "align_warm": base.align_warm, "warm_start": base.warm_start,
             "seeds": seeds}  # fmt: skip
+
+
+def train_config(cfg: BenchConfig, seed: int, latent_dim: int, canvas: int, test_limit: int) -> TrainConfig:
+    """The one-epoch :class:`TrainConfig` every training run starts from (``regime`` set per run):
+    ``cfg.train_align`` / ``cfg.train_align_warm`` and the bench's chunk and precision over the
+    default searches."""
+    own = _search_fields(cfg)
+    base = TrainConfig("rotated", latent_dim, canvas, epochs=1, batch_size=cfg.train_batch, test_limit=test_limit,
+                       seed=seed)  # fmt: skip
+    return replace(base, align={**base.align, **(cfg.train_align or {}), **own},
+                   align_warm={**base.align_warm, **(cfg.train_align_warm or {}), **own})
 
 
 def _epoch_passes(passes: list[torch.Tensor]) -> dict:
@@ -388,7 +252,7 @@ def cost_quality_curve(
     rows = []
     for restarts, steps in grid:
         conf = replace(preset(family), restarts=restarts, steps=steps, top_k=top_k, chunk=chunk)
-        res, sec, _ = _timed(lambda: align(vae, x, family, conf, progress=False), x.device)
+        res, sec, _ = timed(lambda: align(vae, x, family, conf, progress=False), x.device)
         rows.append({"restarts": restarts, "steps": steps, "top_k": top_k, "loss": float(res.loss.mean()),
                      "seconds_per_image": sec / len(x), "cost_vs_plain": sec / plain_s,
                      "passes_per_image": float(res.passes.double().mean())})  # fmt: skip
@@ -396,34 +260,6 @@ def cost_quality_curve(
 
 
 # ------------------------------------------------------------------ the whole run
-def _cpu_model() -> tuple[str, list[str]]:
-    """The CPU's model name and its vector extensions (AVX, AMX, ...), from ``/proc/cpuinfo``."""
-    name, flags = platform.processor() or platform.machine(), []
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key.strip() == "model name" and name in ("", platform.machine(), platform.processor()):
-                    name = value.strip()
-                elif key.strip() in ("flags", "Features") and not flags:
-                    flags = sorted(v for v in value.split() if v.startswith(("avx", "amx", "sse4", "fma", "asimd", "sve")))
-    except OSError:
-        pass
-    return name, flags
-
-
-def conditions(device: torch.device) -> dict:
-    """Where and under what load the figures were measured."""
-    dev = torch.device(device)
-    cpu, flags = _cpu_model()
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    return {"device": str(dev), "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else cpu,
-            "cpu": cpu, "cpu_flags": flags, "threads": torch.get_num_threads(), "cpus": os.cpu_count(),
-            "load_avg_1min": load, "torch": torch.__version__,
-            "auto_precision": str(scoring_dtype(AlignConfig(precision="auto"), dev)).removeprefix("torch."),
-            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}  # fmt: skip
-
-
 def bench(vae: VAE, x_test: torch.Tensor, x_train: torch.Tensor | None = None, cfg: BenchConfig = BenchConfig()) -> dict:
     """Run the benchmark on upright ``x_test`` (perturbed here, seeded) and ``x_train``; returns a dict.
 
@@ -435,13 +271,13 @@ def bench(vae: VAE, x_test: torch.Tensor, x_train: torch.Tensor | None = None, c
     if cfg.train_n and (x_train is None or len(x_train) < cfg.train_n):
         got = 0 if x_train is None else len(x_train)
         raise ValueError(f"x_train: expected at least {cfg.train_n} digits (train_n), got {got}")
-    vae = vae.to(x_test.device).eval()
+    vae = for_inference(vae, fold=False).to(x_test.device)  # a frozen copy: the caller's model is left as given
     if cfg.chunk is None:
         cfg = replace(cfg, chunk=for_device(AlignConfig(), x_test.device).chunk)
     out = {"config": asdict(cfg), "conditions": conditions(x_test.device)}
     out["conditions"]["scoring"] = cfg.precision or out["conditions"]["auto_precision"]
     t0 = time.perf_counter()
-    x = _perturb(x_test[: cfg.n], cfg.family, cfg.seed)
+    x = random_transforms(x_test[: cfg.n], cfg.family, cfg.seed)[0]
     out["test_time"] = inference_rows(vae, x, cfg)
     out["folder"] = folder_throughput(vae, x[:128])  # align from PNG files through a DataLoader vs a tensor
     if cfg.curve_n:

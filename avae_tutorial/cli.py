@@ -13,7 +13,7 @@ __all__ = ["main", "build_parser"]
 def _device(name: str | None) -> str:
     import torch
 
-    from ._checks import default_device
+    from .notebook import default_device
 
     if name in (None, "auto"):
         return default_device()
@@ -52,22 +52,18 @@ def _world_size() -> int:
 
 
 def _positive_int(text: str) -> int:
+    from ._checks import check_positive_int
+
     try:
-        value = int(text)
+        return check_positive_int(int(text), "value")
     except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
 
 
 def _load_model(spec: str):
-    from . import pretrained
-    from .checkpoint import load_checkpoint, model_from_checkpoint
+    from .pretrained import load_model
 
-    if Path(spec).suffix == ".pt" or Path(spec).exists():
-        return model_from_checkpoint(load_checkpoint(spec))
-    return pretrained.load_pretrained(spec)
+    return load_model(spec)
 
 
 def _angles(text: str) -> list[float]:
@@ -275,7 +271,7 @@ def cmd_align(a) -> int:
     if a.images is not None:
         return cmd_align_images(a)
 
-    from .data import load_mnist, random_affines, random_rotations
+    from .data import load_mnist, random_transforms
     import torch
 
     from .distributed import align_sharded, all_sum, barrier, world
@@ -284,10 +280,8 @@ def cmd_align(a) -> int:
     dev = _launch(a.device)
     vae = _load_model(a.model).to(dev)
     x = load_mnist("test", canvas=vae.canvas, limit=a.n)[0].to(dev)
-    if a.perturb == "rotation":
-        x = random_rotations(x, seed=a.seed)[0]
-    elif a.perturb == "affine":
-        x = random_affines(x, seed=a.seed)[0]
+    if a.perturb != "none":
+        x = random_transforms(x, a.perturb, seed=a.seed)[0]
     barrier()  # under torchrun: every process starts the clock together
     t0, c0 = time.perf_counter(), time.process_time()
     res = align_sharded(vae, x, a.family, a.preset, progress=True)  # one process, or all of torchrun's
@@ -379,7 +373,7 @@ def _image_options(p) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .align import PRESET_NAMES
+    from .align import PRECISIONS, PRESET_NAMES
     from .bench import BenchConfig
     from .families import FAMILIES
     from .reproduce import ReproConfig
@@ -431,7 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
     _image_options(g)
     g.add_argument("--family", choices=list(FAMILIES), default="rotation")
     g.add_argument("--preset", choices=PRESET_NAMES, default="default")
-    g.add_argument("--perturb", choices=("none", "rotation", "affine"), default="rotation")
+    g.add_argument("--perturb", choices=("none", *FAMILIES), default="rotation")
     g.add_argument("--n", "--digits", type=_positive_int, default=500,
                    help="test digits (under torchrun spell it --digits: torchrun reads --n as its own)")
     g.add_argument("--seed", type=int, default=0)
@@ -474,7 +468,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--train-align-warm", type=_fields, help="... for its later, warm-started epochs")
     b.add_argument("--exhaustive-n", type=int, default=bc.exhaustive_n,
                    help="digits searched near-exhaustively (360 angles + refinement) for the quality check (0: skip)")
-    b.add_argument("--precision", choices=["float32", "bfloat16", "auto"],
+    b.add_argument("--precision", choices=PRECISIONS,
                    help="score every package search in this precision (float32: as on a CPU without bfloat16; "
                         "default: as configured)")
     b.add_argument("--seed", type=int, default=bc.seed)

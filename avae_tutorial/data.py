@@ -31,6 +31,7 @@ import torch.nn.functional as F
 
 from ._io import atomic_write
 from ._checks import check_choice, check_images, check_positive_int
+from .families import Family, affine_params, get_family
 from .transforms import affine, rotation, warp
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "data_dir",
     "pad_to_canvas",
     "random_rotations",
+    "random_transforms",
     "random_affines",
     "synthetic_digits",
     "MNIST_SOURCES",
@@ -248,13 +250,18 @@ def random_affines(
         raise ValueError(f"max_shear_deg: expected degrees in [0, 90), got {max_shear_deg!r}")
     if not 0 <= max_scale <= 10:
         raise ValueError(f"max_scale: expected a fraction in [0, 10] (0.5: up to 50% larger), got {max_scale!r}")
-    g = _generator(seed)
-    n = x.shape[0]
-    angle = torch.rand(n, generator=g) * (2 * math.pi)
-    shear = (torch.rand(n, generator=g) * 2 - 1) * math.radians(max_shear_deg)
-    log_s = (torch.rand(n, 2, generator=g) * 2 - 1) * math.log1p(max_scale)
-    params = torch.cat([angle[:, None], shear[:, None], log_s], 1).to(x.device)
+    params = affine_params(x.shape[0], _generator(seed), max_shear_deg, max_scale).to(x.device)
     return warp(x, affine(params)), params
+
+
+def random_transforms(x: torch.Tensor, family: str | Family = "rotation", seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Perturb each image by the family's random parameters (:meth:`Family.sample`, seeded):
+    returns ``(x_perturbed, params (N, P))``. ``"rotation"`` and ``"affine"`` draw as
+    :func:`random_rotations` and :func:`random_affines` do."""
+    check_images(x)
+    fam = get_family(family)
+    params = fam.sample(x.shape[0], _generator(seed)).to(x.device)
+    return warp(x, fam.build(params)), params
 
 
 # ---------------------------------------------------------------- synthetic digits

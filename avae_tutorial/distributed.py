@@ -27,6 +27,8 @@ import torch.distributed as dist
 import torch.nn as nn
 from torch.utils.data import Dataset, Sampler
 
+from ._checks import check_positive_int
+
 __all__ = ["init_from_env", "backend_for", "world", "rank_label", "barrier", "shard", "shard_chunks", "gather_rows",
            "gather_objects", "broadcast_object", "all_sum", "check_same", "align_sharded", "GlobalBatchSampler",
            "GlobalBatchNorm", "data_parallel", "global_mean"]  # fmt: skip
@@ -220,8 +222,6 @@ class GlobalBatchSampler(Sampler[list]):
 
     def __init__(self, n: int, batch_size: int, seed: int = 0, rank: int | None = None,
                  world_size: int | None = None):  # fmt: skip
-        from ._checks import check_positive_int
-
         check_positive_int(n, "n")
         check_positive_int(batch_size, "batch_size")
         self.n, self.batch_size, self.seed, self.epoch = n, batch_size, seed, 0

@@ -20,7 +20,6 @@ Exporting needs the ``onnx`` and ``onnxscript`` packages; checking needs ``onnxr
 from __future__ import annotations
 
 import base64
-import copy
 import inspect
 import json
 import math
@@ -31,9 +30,11 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from ._checks import check_images, check_matrices
+from ._checks import check_images, check_matrices, check_positive_int
 from ._io import sha256_file
 from .loss import loss_terms
+from .model import for_inference
+from .transforms import identity
 
 __all__ = ["export_onnx", "export_model", "onnx_session", "onnx_loss", "write_digits",
            "INPUTS", "OUTPUTS", "MIN_OPSET"]  # fmt: skip
@@ -99,8 +100,7 @@ def export_onnx(
     """
     if not isinstance(vae, nn.Module) or not all(hasattr(vae, a) for a in ("encode", "decode", "canvas")):
         raise TypeError(f"vae: expected an avae_tutorial.VAE (encode, decode, canvas), got {type(vae).__name__}")
-    if not isinstance(opset, int) or opset < MIN_OPSET:
-        raise ValueError(f"opset: expected an int >= {MIN_OPSET} (GridSample, the warp, needs it), got {opset!r}")
+    check_positive_int(opset, "opset", minimum=MIN_OPSET)  # GridSample, the warp, needs it
     onnx = _require("onnx")
     _require("onnxscript")
     if "custom_translation_table" not in inspect.signature(torch.onnx.export).parameters:
@@ -111,10 +111,10 @@ def export_onnx(
         raise ValueError(f"path: expected a file name ending in .onnx, got {str(path)!r}")
     path.parent.mkdir(parents=True, exist_ok=True)
 
-    model = _LossGraph(copy.deepcopy(vae).eval().requires_grad_(False))
+    model = _LossGraph(for_inference(vae, fold=False))
     device = next(vae.parameters()).device
     images = torch.rand(2, 1, vae.canvas, vae.canvas, device=device)  # N=2: a batch of 1 would be specialized
-    matrices = torch.eye(2, 3, device=device).expand(2, 2, 3).contiguous()
+    matrices = identity(2, device=device)
     n = torch.export.Dim("N", min=1)
     # optimize=False: onnxscript's optimizer rewrites x * c as x for any c within ~1e-5 of 1,
     # which drops the loss's (1 - 2 EPS) factor; onnxruntime folds the graph itself when it loads.
@@ -159,7 +159,7 @@ def check_export(vae: nn.Module, path: str | os.PathLike, n: int = 16, seed: int
     angles = (torch.rand(n, generator=g) * 2 - 1) * math.pi
     angles[0] = 0.0
     A = rotation(angles)  # (n, 2, 3)
-    ref_vae = copy.deepcopy(vae).eval().cpu()
+    ref_vae = for_inference(vae, fold=False).cpu()
     with torch.no_grad():
         rec, kl, x_hat = loss_terms(ref_vae, x, A)
     loss, recon = onnx_loss(path, x, A)
@@ -189,7 +189,7 @@ def onnx_loss(session, x: torch.Tensor, A: torch.Tensor | None = None) -> tuple[
     shape = session.get_inputs()[0].shape  # ['N', 1, H, W]
     canvas = shape[-1] if isinstance(shape[-1], int) else None
     x = check_images(x, canvas=canvas)
-    A = torch.eye(2, 3).expand(len(x), 2, 3) if A is None else check_matrices(A, batch=len(x))
+    A = identity(len(x)) if A is None else check_matrices(A, batch=len(x))
     feed = {"images": x.detach().cpu().float().contiguous().numpy(),
             "matrices": A.detach().cpu().float().contiguous().numpy()}  # fmt: skip
     loss, recon = session.run(list(OUTPUTS), feed)
@@ -200,14 +200,10 @@ def export_model(spec: str, path: str | os.PathLike, opset: int = 18, check: boo
     """Export a shipped model by name (loaded with :func:`avae_tutorial.load_pretrained`, whose
     file must match the manifest's sha256) or a checkpoint file; the graph's metadata records the
     name and the sha256 of the weights it was made from."""
-    from .checkpoint import load_checkpoint, model_from_checkpoint
-    from .pretrained import load_pretrained, manifest
+    from .pretrained import is_checkpoint_path, load_model, manifest
 
-    if Path(spec).suffix == ".pt" or Path(spec).is_file():
-        vae, source = model_from_checkpoint(load_checkpoint(spec)), sha256_file(spec)
-    else:
-        vae = load_pretrained(spec)  # raises when the file's sha256 differs from the manifest's
-        source = manifest()["models"][spec]["sha256"]
+    vae = load_model(spec)  # a shipped model's file is checked against the manifest's sha256
+    source = sha256_file(spec) if is_checkpoint_path(spec) else manifest()["models"][spec]["sha256"]
     meta = {"avae.model": Path(spec).stem if Path(spec).suffix == ".pt" else spec, "avae.source_sha256": source}
     info = export_onnx(vae, path, opset=opset, metadata=meta, check=check)
     info.update(model=meta["avae.model"], source_sha256=source)
@@ -221,8 +217,7 @@ def write_digits(path: str | os.PathLike, n_per_class: int = 2, canvas: int = 40
     ``pixels / 255`` gives back ``load_mnist``'s values). Returns a summary."""
     from .data import load_mnist
 
-    if not isinstance(n_per_class, int) or n_per_class < 1:
-        raise ValueError(f"n_per_class: expected a positive int, got {n_per_class!r}")
+    check_positive_int(n_per_class, "n_per_class")
     x, y = load_mnist("test", canvas=canvas, limit=200 * n_per_class)
     picks = [[int(i) for i in (y == c).nonzero().flatten()[:n_per_class]] for c in range(10)]
     if any(len(p) < n_per_class for p in picks):

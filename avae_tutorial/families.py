@@ -12,8 +12,11 @@ search (:func:`avae_tutorial.align`) reads nothing else; a new family is one bui
         return A
     avae.register_family(avae.Family("shift", n_params=2, build=shift, bounds=[(-0.3, 0.3)] * 2))
     res = avae.align(vae, x_shifted, family="shift")
+    p = avae.FAMILIES["shift"].sample(16)  # (16, 2) random parameters, within the bounds
 
 Parameters all zero must give the identity (checked at registration): the search starts there.
+A family also says how to perturb test images (:meth:`Family.sample`) and, optionally, its
+search settings (``presets``); a family that names none gets those of its kind.
 """
 from __future__ import annotations
 
@@ -23,11 +26,27 @@ from typing import Callable
 
 import torch
 
-from .transforms import affine, rotation
+from ._checks import check_positive_int
+from .transforms import affine, identity, rotation
 
 __all__ = ["Family", "register_family", "get_family", "FAMILIES"]
 
 Bounds = tuple[float, float] | None
+
+#: Search settings (:class:`~avae_tutorial.align.AlignConfig` fields) a family gets for a preset it
+#: does not name, by kind; costs and quality measured by ``python -m avae_tutorial bench``. One
+#: angle: a grid on the circle, then parabolic steps; "+pose" for a model with a pose net, adaptive:
+#: its guess +- init_span refined, and the grid only where the net is unsure ("default"); the guess
+#: +- init_span alone, 4 passes ("fast"). An angle and more: grid, then Adam. No angle: Adam alone.
+ANGLE_PRESETS = {
+    "default": dict(restarts=24, top_k=1, steps=6, precision="auto"),
+    "fast": dict(restarts=14, steps=3, precision="auto"),
+    "default+pose": dict(restarts=12, top_k=2, steps=3, init_span=0.15, pose=True, confident=0.8, precision="auto"),
+    "fast+pose": dict(restarts=0, steps=0, init_span=0.1, pose=True, confident=0.0, precision="auto"),
+}  # fmt: skip
+ANGLE_PLUS_PRESETS = {"default": dict(restarts=24, top_k=2, steps=24, lr=0.05),
+                      "fast": dict(restarts=12, top_k=1, steps=8, lr=0.1)}  # fmt: skip
+GRADIENT_PRESETS = {"default": dict(restarts=1, steps=40, lr=0.02), "fast": dict(restarts=1, steps=15, lr=0.04)}
 
 
 @dataclass(frozen=True)
@@ -38,8 +57,12 @@ class Family:
     ``bounds``: per parameter ``(low, high)`` or ``None`` (unbounded); the search never leaves
     them. ``angle``: index of the parameter that is a rotation angle in radians (searched on a
     grid around the circle), or ``None``. ``names``: parameter names, for tables and errors.
-    ``presets``: named :class:`~avae_tutorial.align.AlignConfig` settings (``"default"``,
-    ``"fast"``); a family without them gets defaults from :func:`avae_tutorial.align.preset`.
+    ``presets``: named :class:`~avae_tutorial.align.AlignConfig` settings (or their fields as a
+    dict): ``"default"``, ``"fast"`` and ``"<name>+pose"`` for a model with a pose net; the ones a
+    family does not name are those of its kind (:data:`ANGLE_PRESETS`, :data:`ANGLE_PLUS_PRESETS`,
+    :data:`GRADIENT_PRESETS`). ``sampler``: ``(n, generator) -> (n, n_params)`` random parameters
+    for :meth:`sample`; ``None``: the angle uniform on the circle, bounded parameters uniform
+    within their bounds, unbounded ones 0.
     """
 
     name: str
@@ -49,12 +72,12 @@ class Family:
     angle: int | None = None
     names: tuple[str, ...] | None = None
     presets: dict = field(default_factory=dict)
+    sampler: Callable[[int, torch.Generator | None], torch.Tensor] | None = None
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
             raise ValueError(f"Family name: expected a non-empty string, got {self.name!r}")
-        if isinstance(self.n_params, bool) or not isinstance(self.n_params, int) or self.n_params < 1:
-            raise ValueError(f"Family {self.name!r}: n_params must be a positive int, got {self.n_params!r}")
+        check_positive_int(self.n_params, f"Family {self.name!r}: n_params")
         if not callable(self.build):
             raise TypeError(f"Family {self.name!r}: build must be a function (B, P) -> (B, 2, 3)")
         bounds = tuple(self.bounds) if self.bounds is not None else (None,) * self.n_params
@@ -70,11 +93,35 @@ class Family:
         if len(names) != self.n_params:
             raise ValueError(f"Family {self.name!r}: {len(names)} names for {self.n_params} parameters")
         object.__setattr__(self, "names", names)
+        if self.sampler is not None and not callable(self.sampler):
+            raise TypeError(f"Family {self.name!r}: sampler must be a function (n, generator) -> (n, n_params)")
+        kind = ANGLE_PRESETS if self.is_angle else ANGLE_PLUS_PRESETS if self.angle is not None else GRADIENT_PRESETS
+        given = dict(self.presets)  # a preset named here wins over the kind's, its "+pose" variant too
+        object.__setattr__(self, "presets", {**{k: v for k, v in kind.items() if k.split("+")[0] not in given}, **given})
 
     @property
     def is_angle(self) -> bool:
         """One parameter, an angle: searched without gradients (grid, then parabolic steps)."""
         return self.n_params == 1 and self.angle == 0
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` random parameter vectors ``(n, n_params)`` (float32, CPU): how test images of this
+        family are perturbed (``warp(x, family.build(family.sample(len(x))))``)."""
+        check_positive_int(n, "n")
+        if self.sampler is not None:
+            p = self.sampler(n, generator)
+            if not isinstance(p, torch.Tensor) or p.shape != (n, self.n_params):
+                got = tuple(p.shape) if isinstance(p, torch.Tensor) else type(p).__name__
+                raise ValueError(f"Family {self.name!r}: sampler must return ({n}, {self.n_params}) parameters, got {got}")
+            return p
+        u = torch.rand(n, self.n_params, generator=generator)
+        p = torch.zeros(n, self.n_params)
+        for i, b in enumerate(self.bounds):
+            if i == self.angle:
+                p[:, i] = u[:, i] * (2 * math.pi)
+            elif b is not None:
+                p[:, i] = b[0] + (b[1] - b[0]) * u[:, i]
+        return p
 
     def project(self, params: torch.Tensor) -> torch.Tensor:
         """``params`` clamped into the bounds, in place (for the search's Adam steps)."""
@@ -94,7 +141,7 @@ def _check_identity(fam: Family) -> None:
     if not isinstance(A, torch.Tensor) or A.shape != (2, 2, 3):
         got = tuple(A.shape) if isinstance(A, torch.Tensor) else type(A).__name__
         raise ValueError(f"Family {fam.name!r}: build must return (B, 2, 3) matrices, got {got} for B=2")
-    if not torch.allclose(A, torch.eye(2, 3).expand(2, 2, 3), atol=1e-6):
+    if not torch.allclose(A, identity(2), atol=1e-6):
         raise ValueError(f"Family {fam.name!r}: zero parameters must build the identity, got {A[0].tolist()}")
 
 
@@ -129,7 +176,27 @@ LOG_SCALE_MAX = math.log(2.0)
 SHIFT_MAX = 0.25
 _AFFINE_BOUNDS = (None, (-SHEAR_MAX, SHEAR_MAX), (-LOG_SCALE_MAX, LOG_SCALE_MAX), (-LOG_SCALE_MAX, LOG_SCALE_MAX))
 
-register_family(Family("rotation", 1, lambda p: rotation(p[:, 0]), angle=0, names=("angle",)))
-register_family(Family("affine", 4, affine, _AFFINE_BOUNDS, angle=0, names=("angle", "shear", "log_sx", "log_sy")))
+
+
+def affine_params(n: int, generator: torch.Generator | None = None, max_shear_deg: float = 55.0,
+                  max_scale: float = 0.5) -> torch.Tensor:  # fmt: skip
+    """Random affine parameters ``(n, 4)`` as :func:`~avae_tutorial.affine` takes them: rotation
+    uniform in [0, 2pi), shear uniform in +-``max_shear_deg`` degrees, and per-axis scale
+    log-uniform in ``[1/(1+max_scale), 1+max_scale]``: the perturbations studied (chapter 5)."""
+    angle = torch.rand(n, generator=generator) * (2 * math.pi)
+    shear = (torch.rand(n, generator=generator) * 2 - 1) * math.radians(max_shear_deg)
+    log_s = (torch.rand(n, 2, generator=generator) * 2 - 1) * math.log1p(max_scale)
+    return torch.cat([angle[:, None], shear[:, None], log_s], 1)
+
+
+def _affine_t_params(n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    shift = (torch.rand(n, 2, generator=generator) * 2 - 1) * SHIFT_MAX
+    return torch.cat([affine_params(n, generator), shift], 1)
+
+
+register_family(Family("rotation", 1, lambda p: rotation(p[:, 0]), angle=0, names=("angle",), presets=ANGLE_PRESETS))
+register_family(Family("affine", 4, affine, _AFFINE_BOUNDS, angle=0, names=("angle", "shear", "log_sx", "log_sy"),
+                       presets=ANGLE_PLUS_PRESETS, sampler=affine_params))  # fmt: skip
 register_family(Family("affine_t", 6, affine, _AFFINE_BOUNDS + ((-SHIFT_MAX, SHIFT_MAX),) * 2, angle=0,
-                       names=("angle", "shear", "log_sx", "log_sy", "tx", "ty")))  # fmt: skip
+                       names=("angle", "shear", "log_sx", "log_sy", "tx", "ty"), presets=ANGLE_PLUS_PRESETS,
+                       sampler=_affine_t_params))  # fmt: skip

@@ -23,6 +23,7 @@ from typing import Sequence
 
 import torch
 
+from ._checks import check_positive_int
 from .transforms import wrap_angle
 
 __all__ = [
@@ -58,9 +59,7 @@ def as_angles(angle: Angles, name: str = "angle") -> torch.Tensor:
 
 
 def _check_harmonic(harmonic: int) -> int:
-    if not isinstance(harmonic, int) or harmonic < 1:
-        raise ValueError(f"harmonic: expected a positive int (1: angles, 2: doubled angles), got {harmonic!r}")
-    return harmonic
+    return check_positive_int(harmonic, "harmonic")  # 1: angles, 2: doubled angles
 
 
 def resultant(angle: Angles, harmonic: int = 1) -> tuple[float, float]:
@@ -119,8 +118,7 @@ def circular_density(angle: Angles, bins: int = 360, bandwidth_deg: float = 10.0
     spread is about ``bandwidth_deg`` degrees (one standard deviation).
     """
     a = as_angles(angle)  # (n,)
-    if not isinstance(bins, int) or bins < 3:
-        raise ValueError(f"bins: expected an int >= 3, got {bins!r}")
+    check_positive_int(bins, "bins", minimum=3)
     if not bandwidth_deg > 0:
         raise ValueError(f"bandwidth_deg: expected a positive number of degrees, got {bandwidth_deg!r}")
     kappa = 1.0 / math.radians(bandwidth_deg) ** 2

@@ -46,6 +46,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from ._checks import check_positive_int
 from .model import check_canvas, check_channels
 
 __all__ = [
@@ -309,6 +310,8 @@ def batches(data, indices=None, batch_size: int = 256, workers: int = 0, skip_ba
     processes) or an in-memory tensor ``(N, C, H, W)`` (sliced). ``indices``: a subset, in the
     order given (default: all). A bad image raises :class:`ImageError` unless ``skip_bad``.
     """
+    check_positive_int(batch_size, "batch_size")
+    check_positive_int(workers, "workers", minimum=0)
     n = len(data)
     idx_all = list(range(n)) if indices is None else [int(i) for i in indices]
     if isinstance(data, torch.Tensor):

@@ -166,14 +166,15 @@ class AffineVAE(nn.Module):
 
 
 # ---------------------------------------------------------------- the fast, frozen copy
-def for_inference(model: nn.Module) -> nn.Module:
+def for_inference(model: nn.Module, fold: bool = True) -> nn.Module:
     """A frozen copy of ``model`` for evaluation only: eval mode, no weight gradients, and for a
-    :class:`VAE` each BatchNorm folded into the convolution before it, the ELUs in place and
-    channels-last memory. Outputs equal ``model.eval()``'s up to float rounding; ``model`` itself
-    is not touched. Other modules are copied as they are.
+    :class:`VAE` (unless ``fold=False``: the layers as the user holds them) each BatchNorm folded
+    into the convolution before it, the ELUs in place and channels-last memory. Outputs equal
+    ``model.eval()``'s up to float rounding; ``model`` itself is not touched. Other modules are
+    copied as they are.
     """
     m = copy.deepcopy(model).eval()
-    if isinstance(m, VAE):
+    if fold and isinstance(m, VAE):
         for seq in (m.encoder, m.decoder):
             for i, block in enumerate(seq):
                 if isinstance(block, nn.Sequential) and isinstance(block[1], nn.BatchNorm2d):

@@ -9,14 +9,18 @@ import os
 import sys
 from dataclasses import replace
 
+import torch
 
-from ._checks import default_device
 from .model import VAE
 
-# default_device: from _checks
 __all__ = ["mode", "pick", "default_device", "needs_custom_widget_manager", "setup", "pretrained_or_train"]
 
 MODES = ("full", "quick")
+
+
+def default_device() -> str:
+    """The one device choice: ``"cuda"`` when a GPU is available, else ``"cpu"``."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def mode() -> str:

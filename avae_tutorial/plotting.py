@@ -16,6 +16,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from ._checks import check_positive_int
+
 __all__ = [
     "to_images",
     "show_images",
@@ -49,12 +51,13 @@ def to_images(x) -> np.ndarray:
     return a
 
 
-def _imshow(ax, img: np.ndarray, title: str | None = None) -> None:
+def imshow(ax, img: np.ndarray, title: str | None = None, fontsize: float = FONT) -> None:
+    """An image in grey levels 0..1 on ``ax``, pixels as they are, without ticks."""
     ax.imshow(img, cmap=CMAP, vmin=0.0, vmax=1.0, interpolation="nearest")
     ax.set_xticks([])
     ax.set_yticks([])
     if title is not None:
-        ax.set_title(title, fontsize=FONT)
+        ax.set_title(title, fontsize=fontsize)
 
 
 def show_images(x, titles: Sequence[str] | None = None, nrow: int = 8, size: float = 1.3) -> plt.Figure:
@@ -63,13 +66,12 @@ def show_images(x, titles: Sequence[str] | None = None, nrow: int = 8, size: flo
     n = len(imgs)
     if titles is not None and len(titles) != n:
         raise ValueError(f"titles: expected {n} titles (one per image), got {len(titles)}")
-    if not isinstance(nrow, int) or nrow < 1:
-        raise ValueError(f"nrow: expected a positive int, got {nrow!r}")
+    check_positive_int(nrow, "nrow")
     cols, rows = min(nrow, n), math.ceil(n / nrow)
     fig, axes = plt.subplots(rows, cols, figsize=(size * cols, (size + 0.25) * rows), squeeze=False)
     for i, ax in enumerate(axes.flat):
         if i < n:
-            _imshow(ax, imgs[i], None if titles is None else titles[i])
+            imshow(ax, imgs[i], None if titles is None else titles[i])
         else:
             ax.axis("off")
     fig.tight_layout()
@@ -99,7 +101,7 @@ def show_grid(
     for r, grid in enumerate(grids):
         for c, img in enumerate(grid):
             ax = axes[r, c]
-            _imshow(ax, img, col_titles[c] if (col_titles is not None and r == 0) else None)
+            imshow(ax, img, col_titles[c] if (col_titles is not None and r == 0) else None)
             if captions is not None:
                 ax.set_xlabel(captions[r][c], fontsize=FONT)
         if row_labels is not None:
@@ -251,7 +253,7 @@ def landscape_figure(
                              gridspec_kw={"height_ratios": [0.75, 1.25] * nrows})  # fmt: skip
     for i in range(k):
         top, bottom = axes[2 * (i // cols), i % cols], axes[2 * (i // cols) + 1, i % cols]
-        _imshow(top, imgs[i], None if titles is None else titles[i])
+        imshow(top, imgs[i], None if titles is None else titles[i])
         plot_landscape(angles, v[i], local_minima(v[i], prominence=prominence), ax=bottom,
                        exact=None if exact is None else exact[i], found=None if found is None else found[i])  # fmt: skip
         if i % cols:
@@ -336,7 +338,7 @@ def hero_figure(
                 if i >= n:
                     ax.axis("off")
                     continue
-                _imshow(ax, rows[r][i], f"{angles[i]:.0f}°" if r == 0 else None)
+                imshow(ax, rows[r][i], f"{angles[i]:.0f}°" if r == 0 else None)
                 if r == 1:
                     ax.set_xlabel(f"{vl[i]:.0f} nats", fontsize=FONT)
                 elif r == 2:

@@ -61,6 +61,19 @@ def load_pretrained(name: str, device=None) -> VAE:
     return vae.to(device) if device is not None else vae
 
 
+def load_model(spec: str) -> VAE:
+    """A model from a checkpoint file (``spec`` ends in ``.pt`` or is a file) or by a shipped
+    model's name (:func:`load_pretrained`, hash-checked): what the command line's ``MODEL`` means."""
+    if is_checkpoint_path(spec):
+        return model_from_checkpoint(load_checkpoint(spec))
+    return load_pretrained(spec)
+
+
+def is_checkpoint_path(spec: str) -> bool:
+    """Whether ``spec`` names a checkpoint file rather than a shipped model."""
+    return Path(spec).suffix == ".pt" or Path(spec).is_file()
+
+
 def load_history(name: str) -> dict:
     """The training history shipped with a model (``orientation`` and ``labels`` for ``avae-transopt``)."""
     return _verified(name).get("history", {})

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import platform
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -17,10 +16,11 @@ from pathlib import Path
 
 import torch
 
-from ._checks import default_device
 from .checkpoint import checkpoint_dict, load_checkpoint, model_from_checkpoint, save_checkpoint, sha256_file
 from .data import load_mnist
 from .evaluate import affine_comparison, loss_per_angle, mean_loss, write_rows
+from .measure import hardware
+from .notebook import default_device
 from .pretrained import pretrained_dir
 from .train import AMORTIZED_WARM_SEARCH, TrainConfig, evaluation_angles, fit
 from .transforms import rotation, warp
@@ -70,12 +70,6 @@ def recipes(rc: ReproConfig) -> dict[str, TrainConfig]:
     return out
 
 
-def _hardware(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
-
-
 def _data_checksum(x: torch.Tensor, y: torch.Tensor) -> str:
     h = hashlib.sha256()
     h.update((x * 255).round().to(torch.uint8).numpy().tobytes())
@@ -121,7 +115,7 @@ def reproduce(
             "data": {"source": "MNIST train split, first %d digits" % xs,
                      "sha256": _data_checksum(train[0][:xs], train[1][:xs])},  # fmt: skip
             "metrics": {"train_loss": hist["train_loss"][-1], "test_loss": hist["test_loss"][-1]},
-            "hardware": _hardware(dev),
+            "hardware": hardware(dev),
             "train_seconds": round(sum(hist["seconds"]), 1),
             "wall_seconds_this_run": round(time.perf_counter() - t0, 1),
             "torch": torch.__version__,
@@ -222,7 +216,7 @@ def evaluate_all(out: Path, rc: ReproConfig, test, dev, models: list[str] | None
 
     aff = {name: affine_comparison(load(name), test[0][: rc.affine_n].to(dev), seed=rc.seed) for name in ("vae-upright",)}
     (out / "affine.json").write_text(json.dumps(aff, indent=2))
-    return {"eval_seconds": round(time.perf_counter() - t0, 1), "hardware": _hardware(dev),
+    return {"eval_seconds": round(time.perf_counter() - t0, 1), "hardware": hardware(dev),
             "eval_n": rc.eval_n, "angles_deg": angles}  # fmt: skip
 
 

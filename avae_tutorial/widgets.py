@@ -27,7 +27,7 @@ from matplotlib.figure import Figure
 from .align import AlignConfig, align
 from .loss import loss_terms
 from .model import VAE, for_inference
-from .plotting import CMAP, to_images
+from .plotting import imshow, to_images
 from .transforms import rotation, warp
 
 __all__ = ["RotationFrames", "rotation_frames", "rotation_animation", "RotationExplorer", "rotation_explorer"]
@@ -104,10 +104,7 @@ def _image_axes(fig: Figure, cells, images: list[np.ndarray], titles) -> list:
     axes = []
     for cell, img, title in zip(cells, images, titles):
         ax = fig.add_subplot(cell)
-        ax.imshow(img, cmap=CMAP, vmin=0.0, vmax=1.0, interpolation="nearest")
-        ax.set_title(title, fontsize=9)
-        ax.set_xticks([])
-        ax.set_yticks([])
+        imshow(ax, img, title, fontsize=9)
         axes.append(ax)
     return axes
 

@@ -5,6 +5,7 @@ import argparse
 import json
 
 import pytest
+import torch
 
 import avae_tutorial as avae
 from avae_tutorial import data
@@ -178,3 +179,25 @@ def test_bad_image_arguments_exit_2_with_a_message(args, message, tmp_path, caps
     code, _, err = run([*args, "--device", "cpu"] + (["--out", str(tmp_path / "m.pt")] if args[0] == "train" else []),
                        capsys)  # fmt: skip
     assert code == 2 and message in err and "Traceback" not in err, err
+
+
+def test_a_family_registered_in_process_works_from_the_command_line(synthetic_mnist, tmp_path, capsys):
+    """``--family`` and ``--perturb`` read the registry when the parser is built: a family
+    registered in this process perturbs the digits (its ``sample``) and is searched."""
+    from avae_tutorial.families import FAMILIES
+
+    def shift(p):  # (B, 2) -> (B, 2, 3)
+        return torch.cat([torch.eye(2).expand(p.shape[0], 2, 2), p[:, :, None]], 2)
+
+    avae.register_family(avae.Family("shift_cli", 2, shift, bounds=[(-0.2, 0.2)] * 2))
+    try:
+        path = tmp_path / "align.json"
+        code, _, err = run(["align", "vae-upright", "--n", "4", "--preset", "fast", "--family", "shift_cli",
+                            "--perturb", "shift_cli", "--out", str(path), "--device", "cpu"], capsys)  # fmt: skip
+    finally:
+        del FAMILIES["shift_cli"]
+    assert code == 0, err
+    summary = json.loads(path.read_text())
+    assert summary["perturb"] == summary["family"] == "shift_cli" and summary["loss_aligned"] <= summary["loss_identity"]
+    code, _, err = run(["align", "vae-upright", "--perturb", "shift_cli"], capsys)
+    assert code == 2 and "--perturb" in err

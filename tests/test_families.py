@@ -92,7 +92,7 @@ def test_a_new_angle_family_uses_the_gradient_free_search(template_vae, seven):
 
 
 @pytest.mark.parametrize("bad, match", [
-    (dict(name="x", n_params=0, build=shift), "n_params must be a positive int"),
+    (dict(name="x", n_params=0, build=shift), "n_params: "),
     (dict(name="x", n_params=2, build=shift, bounds=[(-1, 1)]), "1 bounds for 2 parameters"),
     (dict(name="x", n_params=2, build=shift, bounds=[(0.1, 1), (-1, 1)]), r"bounds\[0\]"),
     (dict(name="x", n_params=2, build=shift, angle=2), "angle must be a parameter index"),
@@ -112,3 +112,29 @@ def test_registration_checks_the_builder_and_names(shift_family):
         avae.register_family(avae.Family("flat", 2, lambda p: p))
     with pytest.raises(ValueError, match="unknown family 'nope'; registered: rotation"):
         avae.align(avae.VAE(2, 28), torch.zeros(1, 1, 28, 28), "nope")
+
+
+def test_sample_draws_within_bounds_and_seeded(shift_family):
+    """``sample``: (n, n_params) within the bounds, the same for the same generator seed; the affine
+    families draw as random_affines (the perturbations studied), the rotation as random_rotations."""
+    p = shift_family.sample(200, torch.Generator().manual_seed(1))
+    assert p.shape == (200, 2) and p.abs().max() <= 0.3 and p.abs().max() > 0.25
+    assert torch.equal(p, shift_family.sample(200, torch.Generator().manual_seed(1)))
+    angle = FAMILIES["rotation"].sample(100, torch.Generator().manual_seed(0))
+    assert angle.shape == (100, 1) and 0 <= angle.min() and angle.max() < 2 * math.pi and angle.std() > 1
+    aff = FAMILIES["affine"].sample(100)
+    assert aff[:, 1].abs().max() <= math.radians(55) and aff[:, 2:].abs().max() <= math.log(1.5) + 1e-6
+    assert FAMILIES["affine_t"].sample(3).shape == (3, 6)
+    with pytest.raises(ValueError, match="n"):
+        shift_family.sample(0)
+    bad = avae.Family("bad", 2, shift, sampler=lambda n, g: torch.zeros(n, 3))
+    with pytest.raises(ValueError, match="sampler"):
+        bad.sample(4)
+
+
+def test_builtin_families_carry_their_presets():
+    assert FAMILIES["rotation"].presets["default"] == dict(restarts=24, top_k=1, steps=6, precision="auto")
+    assert set(FAMILIES["rotation"].presets) == {"default", "fast", "default+pose", "fast+pose"}
+    assert set(FAMILIES["affine"].presets) == {"default", "fast"}
+    with pytest.raises(ValueError, match="preset"):
+        preset("rotation", "default+pose")
