@@ -210,7 +210,7 @@ def evaluate_all(out: Path, rc: ReproConfig, test, dev, models: list[str] | None
     write_rows(table, out / "table1.csv")
     if models:
         return {"models": list(models), "eval_seconds": round(time.perf_counter() - t0, 1),
-                "hardware": _hardware(dev), "eval_n": rc.eval_n, "angles_deg": angles}  # fmt: skip
+                "hardware": hardware(dev), "eval_n": rc.eval_n, "angles_deg": angles}  # fmt: skip
 
     evaluate_sweep(out, rc, test, dev)
 

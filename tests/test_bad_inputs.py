@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import avae_tutorial as avae
-from avae_tutorial import data, pretrained
+from avae_tutorial import data
 from avae_tutorial.cli import main
 
 pytestmark = pytest.mark.usefixtures("single_thread")
