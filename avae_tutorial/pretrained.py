@@ -89,6 +89,11 @@ def load_results(filename: str):
         raise ValueError(f"unknown results file {filename!r}; available: {', '.join(available) or '(none)'}")
     if path.suffix == ".json":
         return json.loads(path.read_text())
+    return read_rows(path)
+
+
+def read_rows(path: str | Path) -> list[dict]:
+    """A results ``.csv`` as a list of dicts: ``True``/``False``, integers and floats parsed."""
     import csv
 
     def parse(v: str):

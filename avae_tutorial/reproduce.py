@@ -21,7 +21,7 @@ from .data import load_mnist
 from .evaluate import affine_comparison, loss_per_angle, mean_loss, write_rows
 from .measure import hardware
 from .notebook import default_device
-from .pretrained import pretrained_dir
+from .pretrained import pretrained_dir, read_rows
 from .train import AMORTIZED_WARM_SEARCH, TrainConfig, evaluation_angles, fit
 from .transforms import rotation, warp
 
@@ -194,7 +194,7 @@ def evaluate_all(out: Path, rc: ReproConfig, test, dev, models: list[str] | None
         raise ValueError(f"models: expected names among {table_models}, got {unknown}")
     rows = []
     if models:  # keep the rows of the models not asked for, in the file's order
-        rows = [r for r in _read_rows(out / "rotation.csv") if r["model"] in table_models and r["model"] not in models]
+        rows = [r for r in read_rows(out / "rotation.csv") if r["model"] in table_models and r["model"] not in models]
     for name in models or table_models:
         vae = load(name)
         for aligned in (False, True):
@@ -219,11 +219,3 @@ def evaluate_all(out: Path, rc: ReproConfig, test, dev, models: list[str] | None
     return {"eval_seconds": round(time.perf_counter() - t0, 1), "hardware": hardware(dev),
             "eval_n": rc.eval_n, "angles_deg": angles}  # fmt: skip
 
-
-def _read_rows(path: Path) -> list[dict]:
-    """rotation.csv's rows as :func:`~avae_tutorial.evaluate.loss_per_angle` wrote them (numbers parsed)."""
-    import csv
-
-    kinds = {"angle_deg": float, "loss": float, "loss_std": float, "n": int, "aligned": lambda v: v == "True"}
-    with open(path, newline="") as f:
-        return [{k: kinds.get(k, str)(v) for k, v in r.items()} for r in csv.DictReader(f)]
