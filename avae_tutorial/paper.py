@@ -1,0 +1,63 @@
+"""The paper's Table 1 next to ours: what can be compared is the ordering of the rows (chapter 3).
+
+The paper's loss (a summed squared error on normalized images plus the KL term) is not ours (a
+Bernoulli loss on pixels in [0, 1]); each has its own floor, so neither values nor ratios carry
+over. :func:`compare_table1` pairs each of the paper's rows with the model of ours that plays its
+part and counts the pairs of rows that the two tables put in the same order.
+"""
+from __future__ import annotations
+
+import textwrap
+from dataclasses import dataclass
+from typing import Mapping
+
+__all__ = ["TABLE1", "Table1Comparison", "compare_table1"]
+
+#: The paper's Table 1 (latent size 8, mean loss over 0-160 degrees in steps of 20), keyed by the
+#: shipped model that plays the row's part and whether it is searched:
+#: ``(model, searched) -> (the paper's model, its training data, its loss or None)``.
+TABLE1: dict[tuple[str, bool], tuple[str, str, float | None]] = {
+    ("avae-transopt", True): ("AVAE, optimized during training", "random rotations", 601.2),
+    ("vae-upright", True): ("AVAE", "upright", 608.6),
+    ("vae-rotated", True): ("AVAE", "random rotations", 609.8),
+    ("vae-upright", False): ("VAE", "upright", 684.4),
+    ("vae-rotated", False): ("VAE", "random rotations", None),
+    ("avae-transopt", False): ("VAE trained with alignment, no search", "random rotations", None),
+}
+
+#: :func:`avae_tutorial.plotting.markdown_table`'s column formats for :attr:`Table1Comparison.rows`.
+COLUMNS = {"model": "", "training data": "", "ours": "", "loss (nats)": ".1f", "paper's loss": ".1f"}
+
+
+@dataclass(frozen=True)
+class Table1Comparison:
+    """``rows``: one dict per paper row (:data:`COLUMNS`); ``ordering``: our rows that have a
+    loss, best first; ``pairs``: pairs of rows the paper orders (both with a loss on both sides);
+    ``agree``: of them, those ours orders the same way."""
+
+    rows: list[dict]
+    ordering: list[str]
+    pairs: int
+    agree: int
+
+    def summary(self, width: int = 86) -> str:
+        """Our ordering (wrapped to ``width``) and the count of agreeing pairs, as printed lines."""
+        order = textwrap.fill(" < ".join(self.ordering), width, initial_indent="  ", subsequent_indent="  ",
+                              break_on_hyphens=False)  # fmt: skip
+        return f"our ordering, best first:\n{order}\npairs of rows the paper orders: {self.pairs}; " \
+               f"ours in the same order: {self.agree}"  # fmt: skip
+
+
+def compare_table1(ours: Mapping[tuple[str, bool], float]) -> Table1Comparison:
+    """Our losses ``ours`` (``(model, searched) -> mean loss over 0-160 degrees``; rows may be
+    missing) next to :data:`TABLE1`."""
+    for key in ours:
+        if key not in TABLE1:
+            raise KeyError(f"ours: expected keys among {sorted(TABLE1)}, got {key!r}")
+    rows = [{"model": model, "training data": data, "ours": f"`{key[0]}`" + (" + search" if key[1] else ""),
+             "loss (nats)": ours.get(key), "paper's loss": paper}
+            for key, (model, data, paper) in TABLE1.items()]  # fmt: skip
+    known = sorted((r for r in rows if r["loss (nats)"] is not None), key=lambda r: r["loss (nats)"])
+    rated = [k for k in TABLE1 if k in ours and TABLE1[k][2] is not None]
+    pairs = [(a, b) for a in rated for b in rated if TABLE1[a][2] < TABLE1[b][2]]
+    return Table1Comparison(rows, [r["ours"] for r in known], len(pairs), sum(ours[a] < ours[b] for a, b in pairs))

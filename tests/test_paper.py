@@ -1,0 +1,37 @@
+"""The paper's Table 1 next to ours: rows, ordering and the agreement count."""
+import pytest
+
+from avae_tutorial import paper
+from avae_tutorial.plotting import markdown_table
+
+
+def test_orderings_agree_and_disagree():
+    ours = {("avae-transopt", True): 116.0, ("vae-upright", True): 119.0, ("vae-rotated", True): 137.0,
+            ("vae-upright", False): 150.0}
+    cmp = paper.compare_table1(ours)
+    assert (cmp.pairs, cmp.agree) == (6, 6)
+    assert cmp.ordering == ["`avae-transopt` + search", "`vae-upright` + search", "`vae-rotated` + search",
+                            "`vae-upright`"]
+    swapped = paper.compare_table1({**ours, ("vae-rotated", True): 118.0})  # now before vae-upright + search
+    assert (swapped.pairs, swapped.agree) == (6, 5)
+
+
+def test_missing_rows_are_blank_and_not_counted():
+    cmp = paper.compare_table1({("vae-upright", True): 119.0, ("vae-upright", False): 150.0})
+    assert (cmp.pairs, cmp.agree) == (1, 1)
+    assert len(cmp.rows) == len(paper.TABLE1)
+    assert sum(r["loss (nats)"] is None for r in cmp.rows) == len(paper.TABLE1) - 2
+    table = markdown_table(cmp.rows, paper.COLUMNS)
+    assert "| 119.0 |" in table and "608.6" in table
+
+
+def test_summary_lines_fit():
+    ours = {k: 100.0 + i for i, k in enumerate(paper.TABLE1)}
+    lines = paper.compare_table1(ours).summary().splitlines()
+    assert lines[0] == "our ordering, best first:" and lines[-1].endswith("ours in the same order: 6")
+    assert max(map(len, lines)) <= 88
+
+
+def test_unknown_row():
+    with pytest.raises(KeyError, match="ours"):
+        paper.compare_table1({("vae-sideways", True): 1.0})
