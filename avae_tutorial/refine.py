@@ -139,7 +139,7 @@ def adam_keep_best(model, x, p0, build, steps: int, lr: float, project=None):
     best_p, best_l = params.detach().clone(), torch.full((x.shape[0],), math.inf, device=x.device, dtype=x.dtype)
     for step in range(steps + 1):
         with torch.enable_grad():
-            loss = avae_loss(model, x, build(params), check=False)  # (N,)
+            loss = avae_loss(model, x, build(params))  # (N,)
         better = loss.detach() < best_l
         best_l = torch.where(better, loss.detach(), best_l)
         best_p[better] = params.detach()[better]
