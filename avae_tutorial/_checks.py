@@ -2,9 +2,15 @@
 
 Each check raises one ``ValueError`` / ``TypeError`` whose message names the argument, what
 was expected and what was received, and, where there is one, the usual fix; so a user never
-meets a silent NaN or a shape error from deep inside torch. Checks read only metadata first
-(type, dtype, shape, device); value checks (finite, range) are skipped on the ``meta`` device,
-which has no values.
+meets a silent NaN or a shape error from deep inside torch.
+
+Two kinds, as in kornia: *shape* checks (``check_image_shape``, ``check_matrix_shape``,
+``check_warp_images``) read only metadata (type, dtype, shape), cost nothing and never wait for
+a device, so the functions that loops call again and again (``warp``, ``invert``,
+``avae_loss``) run them every time. *Value* checks (finite, in range, invertible) read the
+tensor; the entry points that start work on a caller's data (``align``, ``fit``, the model's
+``forward``, ...) run them once, through ``check_images`` / ``check_matrices`` /
+``check_invertible``. They are skipped on the ``meta`` device, which has no values.
 """
 from __future__ import annotations
 
@@ -12,8 +18,11 @@ import torch
 
 __all__ = [
     "check_images",
+    "check_image_shape",
     "check_warp_images",
     "check_matrices",
+    "check_matrix_shape",
+    "check_invertible",
     "check_angles",
     "check_choice",
     "check_same_device",
@@ -55,11 +64,24 @@ def _check_float_images(x, name: str, shape: str, values: str = " with values in
 
 
 def check_images(x, name: str = "x", canvas: int | None = None, channels: int = 1) -> torch.Tensor:
-    """Validate a batch of images: float tensor ``(B, C, H, W)``, ``B > 0``, finite, values in [0, 1],
-    with ``C == channels`` (1 unless the model takes colour images).
+    """Validate a batch of images: :func:`check_image_shape`, and values finite and in [0, 1]."""
+    x = check_image_shape(x, name, canvas, channels)
+    if not _has_values(x):
+        return x
+    if not torch.isfinite(x).all():
+        raise ValueError(f"{name}: contains NaN or inf values ({_describe(x)})")
+    lo, hi = float(x.min()), float(x.max())
+    if lo < 0.0 or hi > 1.0:
+        hint = "; for 0-255 pixel values divide by 255" if lo >= 0.0 and hi <= 255.0 else ""
+        raise ValueError(
+            f"{name}: expected pixel values in [0, 1] (Bernoulli probabilities), got range [{lo:.4g}, {hi:.4g}]{hint}"
+        )
+    return x
 
-    With ``canvas``, ``H == W == canvas`` (the model's input size) is required as well.
-    """
+
+def check_image_shape(x, name: str = "x", canvas: int | None = None, channels: int = 1) -> torch.Tensor:
+    """Metadata only: a float tensor ``(B, C, H, W)``, ``B > 0``, ``C == channels`` (1 unless the
+    model takes colour images); with ``canvas``, ``H == W == canvas`` (the model's input size)."""
     x = _check_float_images(x, name, f"(B, {channels}, H, W)")
     if x.dim() == 4 and channels != 1 and x.shape[1] in (1, 3) and x.shape[1] != channels:
         raise ValueError(f"{name}: the model takes {channels}-channel images, got {x.shape[1]}-channel ones "
@@ -75,33 +97,29 @@ def check_images(x, name: str = "x", canvas: int | None = None, channels: int = 
             f"{name}: the model expects {canvas}x{canvas} images, got {x.shape[-2]}x{x.shape[-1]}; "
             f"pad 28x28 digits with avae_tutorial.pad_to_canvas(x, {canvas}) or use a model built for this size"
         )
-    if not _has_values(x):
-        return x
-    if not torch.isfinite(x).all():
-        raise ValueError(f"{name}: contains NaN or inf values ({_describe(x)})")
-    lo, hi = float(x.min()), float(x.max())
-    if lo < 0.0 or hi > 1.0:
-        hint = "; for 0-255 pixel values divide by 255" if lo >= 0.0 and hi <= 255.0 else ""
-        raise ValueError(
-            f"{name}: expected pixel values in [0, 1] (Bernoulli probabilities), got range [{lo:.4g}, {hi:.4g}]{hint}"
-        )
     return x
 
 
 def check_warp_images(x, name: str = "x") -> torch.Tensor:
-    """Validate what :func:`warp` resamples: finite float ``(B, C, H, W)``, ``B > 0``; any real values."""
+    """Metadata only, what :func:`warp` resamples: float ``(B, C, H, W)``, ``B > 0``; any values."""
     x = _check_float_images(x, name, "(B, C, H, W)", values="")
     if x.dim() != 4:
         raise ValueError(f"{name}: expected images of shape (B, C, H, W), got {_describe(x)}{_rank_hint(x)}")
     if min(x.shape) == 0:
         raise ValueError(f"{name}: expected a non-empty batch of non-empty images, got {_describe(x)}")
-    if _has_values(x) and not torch.isfinite(x).all():
-        raise ValueError(f"{name}: contains NaN or inf values ({_describe(x)})")
     return x
 
 
 def check_matrices(A, batch: int | None = None, name: str = "A", of: str = "one per image") -> torch.Tensor:
-    """Validate affine matrices: float tensor ``(B, 2, 3)``, finite; ``B == batch`` when given."""
+    """Validate affine matrices: :func:`check_matrix_shape`, and values finite."""
+    A = check_matrix_shape(A, batch, name, of)
+    if _has_values(A) and not torch.isfinite(A).all():
+        raise ValueError(f"{name}: contains NaN or inf values")
+    return A
+
+
+def check_matrix_shape(A, batch: int | None = None, name: str = "A", of: str = "one per image") -> torch.Tensor:
+    """Metadata only: a float tensor ``(B, 2, 3)``, ``B > 0``; ``B == batch`` when given."""
     if not isinstance(A, torch.Tensor):
         raise TypeError(f"{name}: expected a torch.Tensor of shape (B, 2, 3), got {type(A).__name__}")
     if not A.is_floating_point():
@@ -119,8 +137,21 @@ def check_matrices(A, batch: int | None = None, name: str = "A", of: str = "one 
         raise ValueError(f"{name}: expected at least one matrix, got {_describe(A)}")
     if batch is not None and A.shape[0] != batch:
         raise ValueError(f"{name}: expected {batch} matrices ({of}), got {A.shape[0]}")
-    if _has_values(A) and not torch.isfinite(A).all():
-        raise ValueError(f"{name}: contains NaN or inf values")
+    return A
+
+
+def check_invertible(A, name: str = "A") -> torch.Tensor:
+    """Validate finite matrices ``(B, 2, 3)`` whose linear part has an inverse (determinant not ~0
+    relative to the matrix' scale); the message lists the first singular ones."""
+    A = check_matrices(A, name=name)
+    if not _has_values(A):
+        return A
+    det = A[:, 0, 0] * A[:, 1, 1] - A[:, 0, 1] * A[:, 1, 0]
+    scale = A[:, :, :2].abs().amax(dim=(1, 2)).clamp_min(torch.finfo(A.dtype).tiny)
+    bad = det.abs() <= 1e-6 * scale**2
+    if bad.any():
+        idx = bad.nonzero().flatten()[:5].tolist()
+        raise ValueError(f"{name}: singular affine matrix at batch index {idx} (determinant ~0); it has no inverse")
     return A
 
 

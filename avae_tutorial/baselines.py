@@ -3,7 +3,7 @@
 :func:`seed_reference`: its test-time search, one image and one restart at a time.
 :func:`seed_train_search`: its per-batch training search, as a ``fit(..., search=...)`` hook.
 Both run Adam and keep the best loss seen per image with :func:`avae_tutorial.align`'s own
-refinement loop (``align.adam_keep_best``), on :func:`for_inference`'s copy as ``align`` does.
+refinement loop (``refine.adam_keep_best``), on :func:`for_inference`'s copy as ``align`` does.
 """
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ import math
 
 import torch
 
-from .align import AlignConfig, adam_keep_best, for_device
+from .align import AlignConfig, for_device
 from .families import get_family
 from .loss import chunked_loss
 from .model import VAE, for_inference
+from .refine import adam_keep_best
 from .transforms import rotation
 
 __all__ = ["seed_reference", "seed_train_search"]

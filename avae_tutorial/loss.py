@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from .model import VAE, avae_forward, check_inputs
+from .model import VAE, avae_forward, check_shapes
 
 __all__ = ["avae_loss", "loss_terms", "chunked_loss", "EPS"]
 
@@ -13,18 +13,18 @@ EPS = 1e-6
 
 
 def loss_terms(
-    vae: VAE, x: torch.Tensor, A: torch.Tensor | None = None, sample: bool = False, check: bool = True
+    vae: VAE, x: torch.Tensor, A: torch.Tensor | None = None, sample: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(rec, kl, x_hat)``: Bernoulli reconstruction term and KL per sample (B,), and ``x_hat``.
 
     ``rec = -sum_pixels [x log x_hat + (1 - x) log(1 - x_hat)]`` with
     ``x_hat = warp(decode(z), A^-1)``, ``z = mu`` (or a sample when ``sample``), and
     ``kl = KL(N(mu, exp(logvar)) || N(0, I)) = 1/2 sum(mu^2 + exp(logvar) - 1 - logvar)``
-    (Kingma & Welling 2014, appendix B). ``check=False`` skips input validation, for callers
-    (the search, the training loop) that validated once.
+    (Kingma & Welling 2014, appendix B). Checks shapes and devices only (the search and the
+    training loop call it again and again): pixel values and invertible matrices are checked
+    where the data comes in (``align``, ``fit``, the model's ``forward``).
     """
-    if check:
-        check_inputs(vae, x, A)
+    check_shapes(vae, x, A)
     # float32 from here on, also when the network ran in bfloat16 (autocast): 1 - EPS rounds to
     # 1 in bfloat16 or float16, and log(1 - p) would be -inf on a confident black pixel.
     x_hat, mu, logvar = (t.to(x.dtype) for t in avae_forward(vae, x, A, sample))
@@ -34,23 +34,21 @@ def loss_terms(
     return rec, kl, x_hat
 
 
-def avae_loss(
-    vae: VAE, x: torch.Tensor, A: torch.Tensor | None = None, sample: bool = False, check: bool = True
-) -> torch.Tensor:
+def avae_loss(vae: VAE, x: torch.Tensor, A: torch.Tensor | None = None, sample: bool = False) -> torch.Tensor:
     """The loss per sample ``(B,)`` in nats; ``A=None`` means the identity (the plain VAE).
 
     With ``sample`` it is a one-sample estimate of the negative ELBO; with ``z = mu`` (the
     default) a deterministic plug-in surrogate of it. Callers reduce. The model's train/eval
     mode is left as it is: evaluate in eval mode.
     """
-    rec, kl, _ = loss_terms(vae, x, A, sample=sample, check=check)
+    rec, kl, _ = loss_terms(vae, x, A, sample=sample)
     return rec + kl
 
 
 def chunked_loss(
     model, x: torch.Tensor, A: torch.Tensor | None = None, idx: torch.Tensor | None = None, chunk: int = 512
 ) -> torch.Tensor:
-    """No-grad, unchecked loss of rows ``(x[idx[i]], A[i])``, ``chunk`` rows at a time: ``(N,)``.
+    """No-grad loss of rows ``(x[idx[i]], A[i])``, ``chunk`` rows at a time: ``(N,)``.
 
     ``idx=None`` means ``x`` itself, one row per image; ``A=None`` the identity. Memory is
     bounded by ``chunk`` whatever ``N``. ``model`` is used as it is (pass a frozen copy,
@@ -61,5 +59,5 @@ def chunked_loss(
     with torch.no_grad():
         for s in range(0, n, chunk):
             xs = x[s : s + chunk] if idx is None else x[idx[s : s + chunk]]
-            out[s : s + chunk] = avae_loss(model, xs, None if A is None else A[s : s + chunk], check=False)
+            out[s : s + chunk] = avae_loss(model, xs, None if A is None else A[s : s + chunk])
     return out

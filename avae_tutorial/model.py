@@ -13,10 +13,11 @@ import torch
 import torch.nn as nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from ._checks import check_images, check_matrices, check_positive_int, check_same_device
-from .transforms import _invert, _warp, invert
+from ._checks import (check_image_shape, check_images, check_invertible, check_matrix_shape, check_positive_int,
+                      check_same_device)  # fmt: skip
+from .transforms import invert, warp
 
-__all__ = ["VAEConfig", "VAE", "AffineVAE", "avae_forward", "check_inputs", "for_inference", "check_canvas",
+__all__ = ["VAEConfig", "VAE", "AffineVAE", "avae_forward", "check_shapes", "check_inputs", "for_inference", "check_canvas",
            "check_channels", "MIN_CANVAS", "MAX_CANVAS", "CHANNELS"]  # fmt: skip
 
 #: The canvases the conv stack is built for: multiples of 4 from 28 (the MNIST digits themselves)
@@ -129,24 +130,32 @@ class VAE(nn.Module):
         return asdict(self.config)
 
 
-def check_inputs(vae, x: torch.Tensor, A: torch.Tensor | None = None) -> None:
-    """What every checked entry to the forward pass validates: images on the model's device and
-    canvas, and matrices ``A`` (one per image, same device, invertible: a clear error, not a NaN)."""
+def check_shapes(vae, x: torch.Tensor, A: torch.Tensor | None = None) -> None:
+    """What every call into the forward pass validates, reading no values (loops call it): images
+    of the model's canvas and channels on its device, and matrices ``A``, one per image, there too."""
     check_same_device(vae, x)
+    check_image_shape(x, canvas=vae.canvas, channels=getattr(vae, "channels", 1))
+    if A is not None:
+        check_same_device(vae, check_matrix_shape(A, batch=x.shape[0]), name="matrices A")
+
+
+def check_inputs(vae, x: torch.Tensor, A: torch.Tensor | None = None) -> None:
+    """:func:`check_shapes`, and the values (once, where a caller's data comes in): pixels finite
+    and in [0, 1], matrices finite and invertible (a clear error, not a NaN)."""
+    check_shapes(vae, x, A)
     check_images(x, canvas=vae.canvas, channels=getattr(vae, "channels", 1))
     if A is not None:
-        check_same_device(vae, check_matrices(A, batch=x.shape[0]), name="matrices A")
-        invert(A)
+        check_invertible(A)
 
 
 def avae_forward(vae, x: torch.Tensor, A: torch.Tensor | None = None, sample: bool = False):
-    """The AVAE's forward pass, unchecked: ``(x_hat, mu, logvar)`` with
+    """The AVAE's forward pass, its inputs taken as checked: ``(x_hat, mu, logvar)`` with
     ``x_hat = warp(decode(z), A^-1)``, ``(mu, logvar) = encode(warp(x, A))`` and ``z = mu``, or
     ``z = mu + sigma * eps`` when ``sample``. ``A=None`` is the identity (the plain VAE)."""
-    mu, logvar = vae.encode(x if A is None else _warp(x, A))  # (B, L), (B, L)
+    mu, logvar = vae.encode(x if A is None else warp(x, A))  # (B, L), (B, L)
     z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if sample else mu
     x_hat = vae.decode(z)  # (B, C, H, W)
-    return (x_hat if A is None else _warp(x_hat, _invert(A))), mu, logvar
+    return (x_hat if A is None else warp(x_hat, invert(A))), mu, logvar
 
 
 class AffineVAE(nn.Module):

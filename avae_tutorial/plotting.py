@@ -1,4 +1,4 @@
-"""Matplotlib figures of the book: digits, loss per angle, loss landscapes, the latent sweep, the hero.
+"""Matplotlib figures of the book: digits, loss per angle, the latent sweep, the hero, tables, curves.
 
 A flat list of functions. Each draws with ``matplotlib.pyplot`` and returns its Figure (or the
 Axes it drew on, when it can draw into a caller's ``ax``); none calls ``plt.show()``.
@@ -6,6 +6,9 @@ Axes it drew on, when it can draw into a caller's ``ax``); none calls ``plt.show
 Convention: angles are radians in code and degrees on the axes. Functions that take *rows*
 read the dicts that :func:`avae_tutorial.evaluate.loss_per_angle` and the shipped results
 files (``load_results``) contain, whose angles are already in degrees (``angle_deg``).
+Chapter 2's loss landscapes are drawn by :mod:`avae_tutorial.landscape`, chapter 5's
+orientation histograms by :mod:`avae_tutorial.orientation_plots`; both use this module's
+sizes (``FONT``, ``MAX_WIDTH_IN``) and :func:`imshow`.
 """
 from __future__ import annotations
 
@@ -23,9 +26,6 @@ __all__ = [
     "show_images",
     "show_grid",
     "plot_loss_vs_angle",
-    "local_minima",
-    "plot_landscape",
-    "landscape_figure",
     "plot_sweep",
     "hero_figure",
     "plot_data_parallel",
@@ -145,131 +145,6 @@ def plot_loss_vs_angle(series, ax: plt.Axes | None = None, band: bool = True, yl
     if any(label for label in _rows_by_label(series)):
         ax.legend(fontsize=FONT)
     return ax
-
-
-def local_minima(losses, circular: bool = True, prominence: float = 0.0) -> np.ndarray:
-    """Indices of the local minima of a sampled curve ``losses (K,)``, lowest first.
-
-    ``circular``: the curve wraps around (angles over a full turn). A minimum is kept when the
-    curve rises by more than ``prominence`` on both sides before it reaches a lower value (a
-    plateau counts once, at its first sample).
-    """
-    v = np.asarray(losses.detach().cpu() if isinstance(losses, torch.Tensor) else losses, dtype=float).ravel()
-    k = len(v)
-    if k < 3:
-        raise ValueError(f"losses: expected at least 3 samples, got {k}")
-    found = []
-    for i in range(k):
-        if not circular and i in (0, k - 1):
-            continue
-        if v[i - 1] <= v[i] or v[i] > v[(i + 1) % k]:
-            continue
-        if all(_rise(v, i, step, circular) > prominence for step in (-1, 1)):
-            found.append(i)
-    return np.array(sorted(found, key=lambda i: v[i]), dtype=int)
-
-
-def _rise(v: np.ndarray, i: int, step: int, circular: bool) -> float:
-    """How far the curve climbs from ``v[i]`` walking by ``step`` before it drops below ``v[i]``."""
-    k, top, j = len(v), v[i], i
-    for _ in range(k - 1):
-        j += step
-        if not circular and not 0 <= j < k:
-            break
-        if v[j % k] < v[i]:
-            break
-        top = max(top, v[j % k])
-    return top - v[i]
-
-
-def plot_landscape(
-    angles,
-    losses,
-    minima=None,
-    ax: plt.Axes | None = None,
-    exact=None,
-    found=None,
-    label: str | None = None,
-) -> plt.Axes:
-    """The loss as a function of the candidate rotation (``angles`` radians, shown in degrees on [0, 360)).
-
-    ``minima``: indices into ``angles`` to mark (e.g. from :func:`local_minima`; the lowest is
-    drawn as a star); ``exact``: the rotation (radians) that exactly undoes a known
-    perturbation, drawn as a dashed line; ``found``: the rotation a search returned, a dotted
-    line. Returns the Axes.
-    """
-    a = np.asarray(angles.detach().cpu() if isinstance(angles, torch.Tensor) else angles, dtype=float).ravel()
-    v = np.asarray(losses.detach().cpu() if isinstance(losses, torch.Tensor) else losses, dtype=float).ravel()
-    if a.shape != v.shape:
-        raise ValueError(f"angles and losses: expected the same length, got {a.shape} and {v.shape}")
-    if ax is None:
-        _, ax = plt.subplots(figsize=(4.0, 2.8))
-    deg = np.degrees(a) % 360.0
-    order = np.argsort(deg)
-    ax.plot(deg[order], v[order], color="0.2", linewidth=1.2, label=label)
-    if exact is not None:
-        ax.axvline(math.degrees(float(exact)) % 360.0, color="tab:green", linestyle="--", linewidth=1, label="exact undo")
-    if found is not None:
-        ax.axvline(math.degrees(float(found)) % 360.0, color="tab:blue", linestyle=":", linewidth=1.5, label="search")
-    if minima is not None and len(minima):
-        idx = np.asarray(minima, dtype=int)
-        best = idx[np.argmin(v[idx])]
-        ax.scatter(deg[idx], v[idx], color="tab:red", s=18, zorder=3, label="local minima")
-        ax.scatter([deg[best]], [v[best]], color="tab:red", marker="*", s=110, zorder=4)
-    ax.set_xlim(0, 360)
-    ax.set_xticks(np.arange(0, 361, 90))
-    ax.set_xlabel("candidate rotation (degrees)")
-    ax.set_ylabel("loss (nats)")
-    ax.grid(alpha=0.3)
-    return ax
-
-
-def landscape_figure(
-    images,
-    angles,
-    losses,
-    titles: Sequence[str] | None = None,
-    exact=None,
-    found=None,
-    prominence: float = 1.0,
-    size: float = 2.4,
-    ncols: int = 3,
-) -> plt.Figure:
-    """Several digits over their loss landscapes: images ``(K, H, W)`` above ``losses (K, A)``.
-
-    ``ncols`` digits per row (each a small image over its landscape), as many rows as needed.
-    ``angles (A,)`` radians are the candidate rotations; ``exact`` and ``found`` ``(K,)``
-    radians are drawn as in :func:`plot_landscape`; local minima deeper than ``prominence``
-    nats are marked. Returns the Figure.
-    """
-    imgs = to_images(images)
-    v = np.asarray(losses.detach().cpu() if isinstance(losses, torch.Tensor) else losses, dtype=float)
-    if v.ndim != 2 or len(v) != len(imgs):
-        raise ValueError(f"losses: expected shape ({len(imgs)}, A), one row per image, got {v.shape}")
-    k = len(imgs)
-    cols = min(ncols, k)
-    nrows = math.ceil(k / cols)
-    fig, axes = plt.subplots(2 * nrows, cols, figsize=(size * cols + 0.4, size * 1.6 * nrows), squeeze=False,
-                             gridspec_kw={"height_ratios": [0.75, 1.25] * nrows})  # fmt: skip
-    for i in range(k):
-        top, bottom = axes[2 * (i // cols), i % cols], axes[2 * (i // cols) + 1, i % cols]
-        imshow(top, imgs[i], None if titles is None else titles[i])
-        plot_landscape(angles, v[i], local_minima(v[i], prominence=prominence), ax=bottom,
-                       exact=None if exact is None else exact[i], found=None if found is None else found[i])  # fmt: skip
-        if i % cols:
-            bottom.set_ylabel("")
-        if i // cols < nrows - 1 and i + cols < k:
-            bottom.set_xlabel("")
-    for j in range(k, nrows * cols):
-        axes[2 * (j // cols), j % cols].axis("off")
-        axes[2 * (j // cols) + 1, j % cols].axis("off")
-    if k < nrows * cols:  # the legend in the first free cell, else in the first panel
-        handles, labels = axes[1, 0].get_legend_handles_labels()
-        axes[-1, -1].legend(handles, labels, fontsize=FONT, loc="center")
-    else:
-        axes[1, 0].legend(fontsize=FONT)
-    fig.tight_layout()
-    return fig
 
 
 def plot_sweep(rows: Sequence[dict], ax: plt.Axes | None = None) -> plt.Axes:
@@ -426,168 +301,6 @@ def plot_training_curves(histories: Mapping[str, dict], keys: Sequence[str] = ("
     return fig
 
 
-def _degrees(angle) -> np.ndarray:
-    a = angle.detach().float().cpu().numpy() if isinstance(angle, torch.Tensor) else np.asarray(angle, dtype=float)
-    return (np.degrees(a) + 180.0) % 360.0 - 180.0  # [-180, 180)
-
-
-def circular_cut(deg) -> float:
-    """Where to cut the circle to draw angles ``deg`` (degrees) on a line: the multiple of 5 degrees
-    where their smoothed density (:func:`~avae_tutorial.histograms.circular_density`) is lowest,
-    so that no peak is split between the two edges of a histogram."""
-    from .histograms import circular_density
-
-    d = np.asarray(deg, dtype=float).ravel()
-    if d.size == 0:
-        return -180.0
-    grid, density = circular_density(torch.from_numpy(np.radians(d)), bins=72)
-    return math.degrees(float(grid[int(density.argmin())]))
-
-
-def _on_window(deg: np.ndarray, cut: float) -> np.ndarray:
-    """Angles (degrees) moved into the window ``[cut, cut + 360)``."""
-    return (deg - cut) % 360.0 + cut
-
-
-def _circle_ticks(ax, cut: float) -> None:
-    """Ticks every 90 degrees across ``[cut, cut + 360]``, labelled as angles in [-180, 180)."""
-    ticks = np.arange(90 * math.ceil(cut / 90), cut + 360.01, 90)
-    ax.set_xticks(ticks)
-    ax.set_xticklabels([f"{(t + 180) % 360 - 180:.0f}" for t in ticks])
-    ax.set_xlim(cut, cut + 360)
-
-
-def plot_orientation_histograms(
-    orientation,
-    labels,
-    digits: Sequence[int],
-    epochs: Sequence[int],
-    bins: int = 36,
-    size: tuple[float, float] = (3.5, 2.4),
-    first_epoch: int = 1,
-    ncols: int = 2,
-) -> plt.Figure:
-    """Histograms of the encoded orientation (degrees) of the chosen ``digits``, one panel per epoch.
-
-    ``orientation (E, N)`` radians as in an aligned training history, ``labels (N,)``; row ``e``
-    of ``orientation`` is epoch ``first_epoch + e`` (1 for a history; 0 when the epoch-0 angles
-    are prepended), and ``epochs`` are named that way. Several digits are overlaid in one panel
-    (e.g. ``[6, 9]``), ``ncols`` panels per row. The circle is cut where the shown digits' angles
-    at the last shown epoch are sparsest (:func:`circular_cut`), the same for every panel, so
-    that no peak is drawn at both edges; tick labels are angles in [-180, 180). Returns the Figure.
-    """
-    o, y = _degrees(orientation), np.asarray(labels)
-    if o.ndim != 2 or o.shape[1] != len(y):
-        raise ValueError(f"orientation: expected shape (epochs, {len(y)}), got {o.shape}")
-    last = first_epoch + o.shape[0] - 1
-    bad = [e for e in epochs if not first_epoch <= e <= last]
-    if bad:
-        raise ValueError(f"epochs {bad} outside {first_epoch}..{last}")
-    shown = np.isin(y, list(digits))
-    cut = circular_cut(o[max(epochs) - first_epoch][shown])
-    edges = np.linspace(cut, cut + 360, bins + 1)
-    cols = min(ncols, len(epochs))
-    nrows = math.ceil(len(epochs) / cols)
-    fig, axes = plt.subplots(nrows, cols, figsize=(size[0] * cols, size[1] * nrows), sharey=True, squeeze=False)
-    for ax, e in zip(axes.flat, epochs):
-        for d in digits:
-            ax.hist(_on_window(o[e - first_epoch][y == d], cut), bins=edges, density=True, histtype="stepfilled",
-                    alpha=0.45, edgecolor=f"C{d}", color=f"C{d}", label=f'"{d}"')  # fmt: skip
-        ax.set_title(f"epoch {e}", fontsize=FONT + 1)
-        _circle_ticks(ax, cut)
-        ax.grid(alpha=0.3)
-    for ax in axes.flat[len(epochs) :]:
-        ax.axis("off")
-    for ax in axes[-1]:
-        ax.set_xlabel("encoded orientation (degrees)", fontsize=FONT)
-    for ax in axes[:, 0]:
-        ax.set_ylabel("density (per degree)", fontsize=FONT)
-    axes[0, 0].legend(fontsize=FONT)
-    fig.tight_layout()
-    return fig
-
-
-def plot_class_orientations(
-    orientation,
-    labels,
-    modes_deg: Mapping[int, Sequence[float]] | None = None,
-    bins: int = 36,
-    ncols: int = 4,
-) -> plt.Figure:
-    """A grid of orientation histograms (degrees), one panel per class, for one epoch ``orientation (N,)``.
-
-    Each panel cuts the circle where its class is sparsest (:func:`circular_cut`), so a peak is
-    drawn whole; tick labels are angles in [-180, 180). ``modes_deg`` (class -> angles in
-    degrees, e.g. from :func:`avae_tutorial.histograms.find_modes`) are drawn as dashed lines.
-    Returns the Figure.
-    """
-    o, y = _degrees(orientation).ravel(), np.asarray(labels).ravel()
-    if o.shape != y.shape:
-        raise ValueError(f"orientation and labels: expected the same length, got {o.shape} and {y.shape}")
-    classes = sorted(int(c) for c in np.unique(y))
-    nrows = math.ceil(len(classes) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(1.8 * ncols, 1.75 * nrows), squeeze=False)
-    for ax, c in zip(axes.flat, classes):
-        cut = circular_cut(o[y == c])
-        ax.hist(_on_window(o[y == c], cut), bins=np.linspace(cut, cut + 360, bins + 1), density=True,
-                color=f"C{c % 10}", alpha=0.8)  # fmt: skip
-        for m in (modes_deg or {}).get(c, []):
-            ax.axvline(_on_window(np.asarray(m, dtype=float), cut), color="k", linestyle="--", linewidth=0.8)
-        ax.set_title(f'"{c}"', fontsize=FONT + 1)
-        _circle_ticks(ax, cut)
-        ax.tick_params(labelsize=FONT)
-        ax.set_yticks([])
-    for ax in axes.flat[len(classes) :]:
-        ax.axis("off")
-    fig.tight_layout()
-    return fig
-
-
-#: Ten colours and markers that stay apart in print and for common colour-vision deficiencies
-#: (Okabe-Ito's, its pale yellow swapped for a wine red, plus a grey and a purple), one per class.
-CLASS_COLORS = ("#000000", "#E69F00", "#56B4E9", "#009E73", "#882255",
-                "#0072B2", "#D55E00", "#CC79A7", "#999999", "#6A3D9A")  # fmt: skip
-CLASS_MARKERS = "osD^v<>ph*"
-
-
-def plot_resultant_by_epoch(
-    rows: Sequence[dict], keys: Sequence[str] = ("R1", "R2"), noise: float | None = None
-) -> plt.Figure:
-    """One panel per statistic (``keys``), one line per class, against the epoch.
-
-    ``rows`` as :func:`avae_tutorial.histograms.statistics_by_epoch` returns them; ``noise``
-    (optional) draws the level that uniformly spread angles reach as a dotted line. Each class has
-    its own colour and marker (:data:`CLASS_COLORS`, :data:`CLASS_MARKERS`), is named at the end
-    of its line, and the legend lists the classes in a row below the panels.
-    """
-    if not rows:
-        raise ValueError("rows: expected rows with epoch, class and the statistics, got none")
-    classes = sorted({r["class"] for r in rows})
-    epochs = sorted({r["epoch"] for r in rows})
-    fig, axes = plt.subplots(1, len(keys), figsize=(3.6 * len(keys), 3.6), sharey=True, squeeze=False)
-    for ax, key in zip(axes[0], keys):
-        for c in classes:
-            sel = sorted((r for r in rows if r["class"] == c), key=lambda r: r["epoch"])
-            color, marker = CLASS_COLORS[c % 10], CLASS_MARKERS[c % 10]
-            ax.plot([r["epoch"] for r in sel], [r[key] for r in sel], "-", marker=marker, ms=4,
-                    color=color, label=f'"{c}"')  # fmt: skip
-            ax.annotate(str(c), (sel[-1]["epoch"], sel[-1][key]), textcoords="offset points", xytext=(4, 0),
-                        va="center", fontsize=FONT, color=color)  # fmt: skip
-        if noise is not None:
-            ax.axhline(noise, color="k", linestyle=":", linewidth=1, label="uniform")
-        ax.set_title(key, fontsize=FONT + 1)
-        ax.set_xlabel("epoch")
-        ax.set_xticks(epochs)
-        ax.set_xlim(epochs[0] - 0.3, epochs[-1] + 0.8)
-        ax.set_ylim(0, 1)
-        ax.grid(alpha=0.3)
-    axes[0, 0].set_ylabel("resultant length")
-    handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, fontsize=FONT, loc="lower center", ncol=min(len(labels), 6), frameon=False)
-    fig.tight_layout(rect=(0, 0.06 * math.ceil(len(labels) / 6) + 0.02, 1, 1))
-    return fig
-
-
 def plot_cost_quality(rows: Sequence[dict], ax: plt.Axes | None = None) -> plt.Axes:
     """Mean loss against cost (x a plain VAE evaluation, log scale) of search settings.
 
@@ -620,8 +333,7 @@ def plot_cost_quality(rows: Sequence[dict], ax: plt.Axes | None = None) -> plt.A
     return ax
 
 
-__all__ += ["markdown_table", "plot_training_curves", "plot_orientation_histograms", "plot_class_orientations",
-            "plot_cost_quality", "plot_resultant_by_epoch", "wrapper_diagram", "circular_cut", "FONT", "MAX_WIDTH_IN",
+__all__ += ["markdown_table", "plot_training_curves", "plot_cost_quality", "wrapper_diagram", "FONT", "MAX_WIDTH_IN",
             "plot_data_parallel"]
 
 

@@ -139,7 +139,7 @@ def _test_loss(vae: VAE, x: torch.Tensor, align_cfg: AlignConfig | None = None) 
 
 def _training_loss(vae: VAE, xb: torch.Tensor, A: torch.Tensor | None) -> torch.Tensor:
     """The SGD step's loss per sample ``(B,)``: a one-sample negative ELBO."""
-    return avae_loss(vae, xb, A, sample=True, check=False)
+    return avae_loss(vae, xb, A, sample=True)
 
 
 def _pair(data, name: str, canvas: int, channels: int = 1) -> tuple[torch.Tensor, torch.Tensor]:

@@ -19,7 +19,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ._checks import check_angles, check_matrices, check_warp_images
+from ._checks import check_angles, check_matrices, check_matrix_shape, check_warp_images
 
 __all__ = [
     "rotation",
@@ -104,24 +104,12 @@ def to_homogeneous(A: torch.Tensor) -> torch.Tensor:
 def invert(A: torch.Tensor) -> torch.Tensor:
     """Inverse transforms through the 3x3 homogeneous matrix: ``warp(warp(x, A), invert(A)) ~ x``.
 
-    Raises ``ValueError`` for a singular (non-invertible) matrix.
-    """
-    A = check_matrices(A)
-    det = A[:, 0, 0] * A[:, 1, 1] - A[:, 0, 1] * A[:, 1, 0]
-    scale = A[:, :, :2].abs().amax(dim=(1, 2)).clamp_min(torch.finfo(A.dtype).tiny)
-    bad = det.abs() <= 1e-6 * scale**2
-    if bad.any():
-        idx = bad.nonzero().flatten()[:5].tolist()
-        raise ValueError(f"A: singular affine matrix at batch index {idx} (determinant ~0); it has no inverse")
-    return _invert(A)
-
-
-def _invert(A: torch.Tensor) -> torch.Tensor:
-    """:func:`invert` without the checks (for hot loops whose inputs are already checked).
-
     Closed form of the inverse of ``[M | t]``: ``[M^-1 | -M^-1 t]`` with the 2x2 adjugate, so that
-    the same arithmetic runs in an exported (ONNX) graph.
+    the same arithmetic runs in an exported (ONNX) graph. Checks shapes only (it runs in loops):
+    a singular matrix gives inf or NaN entries (the model's ``forward`` refuses one with a clear
+    error).
     """
+    A = check_matrix_shape(A)
     a, b, c, d = A[:, 0, 0], A[:, 0, 1], A[:, 1, 0], A[:, 1, 1]
     det = a * d - b * c
     M_inv = torch.stack([torch.stack([d, -b], -1), torch.stack([-c, a], -1)], -2) / det[:, None, None]  # (B, 2, 2)
@@ -139,16 +127,18 @@ def compose(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
 def warp(x: torch.Tensor, A: torch.Tensor, padding_mode: str = "zeros") -> torch.Tensor:
     """Warp images ``x (B, C, H, W)`` by sampling matrices ``A (B, 2, 3)`` (bilinear, ``align_corners=False``).
 
-    ``x`` may hold any finite real values (images, probabilities, feature maps). This is the
-    only place in the package that resamples images.
+    ``x`` may hold any real values (images, probabilities, feature maps). This is the only place
+    in the package that resamples images. Checks shapes, dtypes and devices only (it runs in
+    loops, and reads no values): NaN in ``x`` or ``A`` comes out as NaN.
     """
     x = check_warp_images(x)
-    A = check_matrices(A, batch=x.shape[0])
+    A = check_matrix_shape(A, batch=x.shape[0])
     if A.device != x.device:
         raise ValueError(f"A is on {A.device} but x is on {x.device}; move one of them, e.g. A = A.to(x.device)")
     if padding_mode not in ("zeros", "border", "reflection"):
         raise ValueError(f"unknown padding_mode {padding_mode!r}; expected one of: 'zeros', 'border', 'reflection'")
-    return _warp(x, A, padding_mode)
+    grid = F.affine_grid(A.to(x.dtype), list(x.shape), align_corners=ALIGN_CORNERS)  # (B, H, W, 2)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode=padding_mode, align_corners=ALIGN_CORNERS)
 
 
 def rotate(x: torch.Tensor, angle) -> torch.Tensor:
@@ -156,12 +146,6 @@ def rotate(x: torch.Tensor, angle) -> torch.Tensor:
     or ``(B,)``. Shorthand for ``warp(x, rotation(angle))``."""
     angle = torch.as_tensor(angle, dtype=x.dtype, device=x.device).reshape(-1).expand(len(x))
     return warp(x, rotation(angle))
-
-
-def _warp(x: torch.Tensor, A: torch.Tensor, padding_mode: str = "zeros") -> torch.Tensor:
-    """:func:`warp` without the checks (for hot loops whose inputs are already checked)."""
-    grid = F.affine_grid(A.to(x.dtype), list(x.shape), align_corners=ALIGN_CORNERS)  # (B, H, W, 2)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode=padding_mode, align_corners=ALIGN_CORNERS)
 
 
 def angle_of(A: torch.Tensor) -> torch.Tensor:

@@ -4,13 +4,26 @@ Everything here runs on the CPU in milliseconds; nothing touches the network or 
 """
 from __future__ import annotations
 
+import sys
+
+import matplotlib
 import pytest
 import torch
 import torch.nn as nn
 
 import avae_tutorial as avae
 
+matplotlib.use("Agg")  # figures are drawn off-screen, in this process only
+
 CANVAS = 28  # the smallest canvas the VAE accepts: the fastest models
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    """Every figure a test drew is closed after it."""
+    yield
+    if "matplotlib.pyplot" in sys.modules:
+        sys.modules["matplotlib.pyplot"].close("all")
 
 
 @pytest.fixture(scope="module")

@@ -53,7 +53,7 @@ def recording_loss(seen: list):
 
     def loss(vae, xb, A):
         seen.append(xb.detach().flatten(1).sum(1))
-        return avae_loss(vae, xb, A, sample=False, check=False)
+        return avae_loss(vae, xb, A, sample=False)
 
     return loss
 

@@ -100,9 +100,9 @@ def test_one_process_is_the_plain_path():
     assert global_mean(t, 99) == t.mean()
     torch.manual_seed(0)
     vae = avae.VAE(latent_dim=2, canvas=28).train()
-    step = data_parallel(vae, lambda m, x: avae.avae_loss(m, x, check=False))
+    step = data_parallel(vae, lambda m, x: avae.avae_loss(m, x))
     x = worker.images()[:8]
-    assert torch.equal(step(x), avae.avae_loss(vae, x, check=False))  # no DDP, no twin
+    assert torch.equal(step(x), avae.avae_loss(vae, x))  # no DDP, no twin
     assert backend_for("cpu") == "gloo" and backend_for("cuda:1") == "cpu:gloo,cuda:nccl"
 
 

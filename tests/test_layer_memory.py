@@ -47,7 +47,7 @@ def test_no_grad_scoring_saves_nothing(tiny_vae):
     model = for_inference(tiny_vae)
 
     def loss():
-        return avae.avae_loss(model, x, avae.rotation(p[:, 0]), check=False)
+        return avae.avae_loss(model, x, avae.rotation(p[:, 0]))
 
     assert saved_for_backward(loss) > 2 * 32 * (tiny_vae.canvas - 4) ** 2 * 4
     with torch.no_grad():

@@ -1,0 +1,163 @@
+"""Refining the search's starting candidates (chapter 3): the steps after scoring and choosing.
+
+For one angle, :func:`_basins` finds the local minima on the circle of scored candidates and
+:func:`_refine_angle` shrinks each bracket by successive parabolic interpolation, one no-grad
+forward pass per step; for any other family, :func:`adam_keep_best` runs Adam on the transform
+parameters, keeping the best loss seen per row (shared with the seed's searches in
+``baselines``). :func:`_best_per_image` folds refined rows back into one result per image.
+Every row's value is computed in chunks of a fixed size (:func:`_fixed_chunks`), so it does not
+depend on how many other rows a batch holds.
+"""
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import torch
+
+from .families import Family
+from .loss import avae_loss, chunked_loss
+
+if TYPE_CHECKING:
+    from .align import AlignConfig
+
+
+def _rows_loss(model, x, img, params, fam: Family, chunk: int, spent: torch.Tensor) -> torch.Tensor:
+    """No-grad loss of rows ``(x[img], params)``: ``img (N,)``, ``params (N, P)`` -> ``(N,)``; each
+    row is one VAE pass spent on its image (``spent (B,)`` counts them)."""
+    if img.numel() == 0:
+        return params.new_empty(0)
+    spent.index_add_(0, img, torch.ones_like(img))
+    return _fixed_chunks(lambda i, p: chunked_loss(model, x, fam.build(p), idx=i, chunk=chunk), chunk, img, params)
+
+
+def _fixed_chunks(fn, chunk: int, *rows: torch.Tensor) -> torch.Tensor:
+    """``fn(*rows)`` computed in chunks of exactly ``chunk`` rows (the last padded by repeating its
+    final row, the padding dropped): the kernels a backend picks depend on the batch size, so
+    this keeps every row's value independent of how many other rows a batch holds. Results per
+    image are then the same whether a batch is aligned whole or in parts (several processes)."""
+    n = len(rows[0])
+    pad = -n % chunk
+    if pad:
+        rows = tuple(torch.cat([r, r[-1:].expand(pad, *r.shape[1:])]) for r in rows)
+    return fn(*rows)[:n]
+
+
+def _parabola(a, b, c, fa, fb, fc) -> tuple[torch.Tensor, torch.Tensor]:
+    """Minimum ``(t, f(t))`` of the parabola through ``(a, fa), (b, fb), (c, fc)``, ``a < b < c``.
+
+    Newton form ``f(t) = fa + d1 (t - a) + q (t - a)(t - b)``; with no upward curvature the
+    midpoint of the longer side is returned (a golden-section-like fallback).
+    """
+    d1 = (fb - fa) / (b - a)
+    q = ((fc - fb) / (c - b) - d1) / (c - a)
+    ok = q > 1e-12
+    qs = torch.where(ok, q, torch.ones_like(q))
+    t = torch.where(ok, 0.5 * (a + b) - d1 / (2 * qs), torch.where(c - b > b - a, 0.5 * (b + c), 0.5 * (a + b)))
+    t = torch.minimum(torch.maximum(t, a), c)
+    return t, torch.where(ok, fa + d1 * (t - a) + q * (t - a) * (t - b), fb)
+
+
+def _basins(angle: torch.Tensor, scores: torch.Tensor, k: int):
+    """The best ``k`` local minima on the circle of candidate angles, per image.
+
+    ``angle, scores (B, R)`` -> ``(a, b, c, fa, fb, fc, j, valid)``, each ``(B, k)``: the bracket
+    of each minimum (its two neighbours, unwrapped around it), its candidate index ``j`` and
+    whether the image has that many minima. Ranked by the parabola's predicted minimum.
+    """
+    B, R = scores.shape
+    order = torch.remainder(angle, 2 * math.pi).argsort(1)  # (B, R) candidates by angle
+    th, f = angle.gather(1, order), scores.gather(1, order)
+    prev, nxt = torch.roll(torch.arange(R, device=th.device), 1), torch.roll(torch.arange(R, device=th.device), -1)
+    gap_l = torch.remainder(th - th[:, prev], 2 * math.pi).clamp_min(1e-4)
+    gap_r = torch.remainder(th[:, nxt] - th, 2 * math.pi).clamp_min(1e-4)
+    if R == 1:  # a lone candidate brackets the whole circle
+        gap_l, gap_r = torch.full_like(th, 2 * math.pi), torch.full_like(th, 2 * math.pi)
+    fa, fc = f[:, prev], f[:, nxt]
+    _, pred = _parabola(th - gap_l, th, th + gap_r, fa, f, fc)
+    pred = torch.where((f <= fa) & (f <= fc), torch.minimum(pred, f), torch.full_like(f, math.inf))
+    rank, pos = pred.topk(min(k, R), dim=1, largest=False)  # (B, k)
+
+    def pick(t):
+        return t.gather(1, pos)
+
+    b = pick(th)
+    return b - pick(gap_l), b, b + pick(gap_r), pick(fa), pick(f), pick(fc), order.gather(1, pos), rank < math.inf
+
+
+def _refine_angle(model, x, img, a, b, c, fa, fb, fc, fam: Family, cfg: AlignConfig, spent):
+    """Successive parabolic interpolation in brackets ``a < b < c`` with ``fb <= fa, fc`` (rows ``(N,)``).
+
+    Each step evaluates the parabola's minimum ``t`` and shrinks the bracket around the best
+    point; returns the best ``(params (N, 1), loss (N,))`` per row.
+    """
+    for _ in range(cfg.steps):
+        t, _ = _parabola(a, b, c, fa, fb, fc)
+        tol = 0.02 * (c - a)  # never re-evaluate (almost) the same point
+        side = torch.where(c - b > b - a, tol, -tol)
+        t = torch.where((t - b).abs() < tol, b + side, t).clamp(a + tol, c - tol)
+        ft = _rows_loss(model, x, img, t[:, None], fam, cfg.chunk, spent)
+        better, left = ft < fb, t < b
+        a, fa, c, fc = (
+            torch.where(better, torch.where(left, a, b), torch.where(left, t, a)),
+            torch.where(better, torch.where(left, fa, fb), torch.where(left, ft, fa)),
+            torch.where(better, torch.where(left, b, c), torch.where(left, c, t)),
+            torch.where(better, torch.where(left, fb, fc), torch.where(left, fc, ft)),
+        )
+        b, fb = torch.where(better, t, b), torch.where(better, ft, fb)
+    return b[:, None], fb
+
+
+def _refine_adam(model, x, img, p0, fam: Family, cfg: AlignConfig, spent):
+    """Adam on the parameters ``p0 (N, P)`` of rows ``x[img]``, within the family's bounds, in
+    chunks (gradients cost memory); returns the best ``(params, loss)`` seen per row. Each row
+    spends ``steps + 1`` forward passes and ``steps`` backward ones (two passes each)."""
+    spent.index_add_(0, img, torch.full_like(img, 3 * cfg.steps + 1))
+    n = max(1, cfg.chunk // 4)
+    out = _fixed_chunks(lambda i, p: torch.cat(_adam_rows(model, x, i, p, fam, cfg, n), 1), n, img, p0)  # (N, P + 1)
+    return out[:, :-1], out[:, -1]
+
+
+def _adam_rows(model, x, img, p0, fam: Family, cfg: AlignConfig, n: int):
+    """:func:`_refine_adam`'s loop, ``n`` rows at a time: ``(params (N, P), loss (N, 1))``."""
+    out_p, out_l = [], []
+    for s in range(0, img.shape[0], n):
+        best_p, best_l = adam_keep_best(model, x[img[s : s + n]], p0[s : s + n], fam.build, cfg.steps, cfg.lr,
+                                        fam.project)  # fmt: skip
+        out_p.append(best_p)
+        out_l.append(best_l)
+    return torch.cat(out_p), torch.cat(out_l)[:, None]
+
+
+def adam_keep_best(model, x, p0, build, steps: int, lr: float, project=None):
+    """Adam with ``lr`` on the parameters ``p0 (N, P)`` of the images ``x (N, C, H, W)``, ``steps``
+    steps (``project`` puts the parameters back within bounds after each), the best loss seen per
+    image kept: ``(params (N, P), loss (N,))``. Rows are independent; ``steps + 1`` forward passes
+    and ``steps`` backward ones. The search's refinement and the seed's searches alike."""
+    params = p0.clone().requires_grad_(True)
+    opt = torch.optim.Adam([params], lr=lr)
+    best_p, best_l = params.detach().clone(), torch.full((x.shape[0],), math.inf, device=x.device, dtype=x.dtype)
+    for step in range(steps + 1):
+        with torch.enable_grad():
+            loss = avae_loss(model, x, build(params))  # (N,)
+        better = loss.detach() < best_l
+        best_l = torch.where(better, loss.detach(), best_l)
+        best_p[better] = params.detach()[better]
+        if step == steps:
+            break
+        (params.grad,) = torch.autograd.grad(loss.sum(), params)  # rows are independent
+        opt.step()
+        if project is not None:
+            project(params)
+    return best_p, best_l
+
+
+def _best_per_image(best_p, best_l, img, rp, rl):
+    """Fold refined rows ``(img (N,), rp (N, P), rl (N,))`` into the per-image best ``(B, P), (B,)``."""
+    B = best_l.shape[0]
+    low = torch.full((B,), math.inf, device=rl.device, dtype=rl.dtype).scatter_reduce(0, img, rl, "amin")
+    better = low < best_l
+    hit = better[img] & (rl == low[img])  # a row achieving its image's new best
+    best_p = best_p.clone()
+    best_p[img[hit]] = rp[hit].to(best_p.dtype)
+    return best_p, torch.where(better, low, best_l)
