@@ -37,7 +37,9 @@ def _describe(t: torch.Tensor) -> str:
 
 
 def _has_values(t: torch.Tensor) -> bool:
-    return t.device.type != "meta"
+    """Whether ``t``'s values can be read: not on the meta device, and not while torch traces a
+    graph (``torch.export``, ``torch.compile``), where a value read would be data-dependent."""
+    return t.device.type != "meta" and not (torch.compiler.is_compiling() or torch.compiler.is_exporting())
 
 
 def _rank_hint(x: torch.Tensor) -> str:
@@ -101,12 +103,14 @@ def check_image_shape(x, name: str = "x", canvas: int | None = None, channels: i
 
 
 def check_warp_images(x, name: str = "x") -> torch.Tensor:
-    """Metadata only, what :func:`warp` resamples: float ``(B, C, H, W)``, ``B > 0``; any values."""
+    """What :func:`warp` resamples: float ``(B, C, H, W)``, ``B > 0``; any finite values."""
     x = _check_float_images(x, name, "(B, C, H, W)", values="")
     if x.dim() != 4:
         raise ValueError(f"{name}: expected images of shape (B, C, H, W), got {_describe(x)}{_rank_hint(x)}")
     if min(x.shape) == 0:
         raise ValueError(f"{name}: expected a non-empty batch of non-empty images, got {_describe(x)}")
+    if _has_values(x) and not torch.isfinite(x).all():
+        raise ValueError(f"{name}: contains NaN or inf values ({_describe(x)})")
     return x
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from .model import VAE, avae_forward, check_shapes
+from .model import VAE, avae_forward, check_inputs
 
 __all__ = ["avae_loss", "loss_terms", "chunked_loss", "EPS"]
 
@@ -20,11 +20,10 @@ def loss_terms(
     ``rec = -sum_pixels [x log x_hat + (1 - x) log(1 - x_hat)]`` with
     ``x_hat = warp(decode(z), A^-1)``, ``z = mu`` (or a sample when ``sample``), and
     ``kl = KL(N(mu, exp(logvar)) || N(0, I)) = 1/2 sum(mu^2 + exp(logvar) - 1 - logvar)``
-    (Kingma & Welling 2014, appendix B). Checks shapes and devices only (the search and the
-    training loop call it again and again): pixel values and invertible matrices are checked
-    where the data comes in (``align``, ``fit``, the model's ``forward``).
+    (Kingma & Welling 2014, appendix B). Checks shapes, devices and values (pixels finite and in
+    [0, 1], matrices invertible): a few reductions, small beside the forward pass it guards.
     """
-    check_shapes(vae, x, A)
+    check_inputs(vae, x, A)
     # float32 from here on, also when the network ran in bfloat16 (autocast): 1 - EPS rounds to
     # 1 in bfloat16 or float16, and log(1 - p) would be -inf on a confident black pixel.
     x_hat, mu, logvar = (t.to(x.dtype) for t in avae_forward(vae, x, A, sample))

@@ -19,7 +19,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ._checks import check_angles, check_matrices, check_matrix_shape, check_warp_images
+from ._checks import check_angles, check_invertible, check_matrices, check_warp_images
 
 __all__ = [
     "rotation",
@@ -105,11 +105,10 @@ def invert(A: torch.Tensor) -> torch.Tensor:
     """Inverse transforms through the 3x3 homogeneous matrix: ``warp(warp(x, A), invert(A)) ~ x``.
 
     Closed form of the inverse of ``[M | t]``: ``[M^-1 | -M^-1 t]`` with the 2x2 adjugate, so that
-    the same arithmetic runs in an exported (ONNX) graph. Checks shapes only (it runs in loops):
-    a singular matrix gives inf or NaN entries (the model's ``forward`` refuses one with a clear
-    error).
+    the same arithmetic runs in an exported (ONNX) graph. A singular or non-finite matrix is
+    refused with a clear error.
     """
-    A = check_matrix_shape(A)
+    A = check_invertible(A)
     a, b, c, d = A[:, 0, 0], A[:, 0, 1], A[:, 1, 0], A[:, 1, 1]
     det = a * d - b * c
     M_inv = torch.stack([torch.stack([d, -b], -1), torch.stack([-c, a], -1)], -2) / det[:, None, None]  # (B, 2, 2)
@@ -127,12 +126,11 @@ def compose(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
 def warp(x: torch.Tensor, A: torch.Tensor, padding_mode: str = "zeros") -> torch.Tensor:
     """Warp images ``x (B, C, H, W)`` by sampling matrices ``A (B, 2, 3)`` (bilinear, ``align_corners=False``).
 
-    ``x`` may hold any real values (images, probabilities, feature maps). This is the only place
-    in the package that resamples images. Checks shapes, dtypes and devices only (it runs in
-    loops, and reads no values): NaN in ``x`` or ``A`` comes out as NaN.
+    ``x`` may hold any finite real values (images, probabilities, feature maps). This is the
+    only place in the package that resamples images.
     """
     x = check_warp_images(x)
-    A = check_matrix_shape(A, batch=x.shape[0])
+    A = check_matrices(A, batch=x.shape[0])
     if A.device != x.device:
         raise ValueError(f"A is on {A.device} but x is on {x.device}; move one of them, e.g. A = A.to(x.device)")
     if padding_mode not in ("zeros", "border", "reflection"):

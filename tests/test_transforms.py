@@ -116,13 +116,10 @@ def test_invert_is_the_matrix_inverse():
     torch.testing.assert_close(eye, torch.eye(3).expand(2, 3, 3), atol=1e-6, rtol=0)
 
 
-def test_invert_of_a_singular_matrix_is_not_finite_and_the_model_refuses_it(tiny_vae):
+def test_invert_of_a_singular_matrix_errors():
     A = torch.tensor([[[1.0, 2.0, 0.0], [2.0, 4.0, 0.3]], [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]])
-    inv = avae.invert(A)  # shapes checked only: it runs in loops
-    assert not inv[0].isfinite().all() and torch.equal(inv[1], A[1])
-    x = torch.rand(2, 1, tiny_vae.canvas, tiny_vae.canvas)
-    with pytest.raises(ValueError, match=r"A: singular affine matrix at batch index \[0\]"):
-        avae.AffineVAE(tiny_vae)(x, A)
+    with pytest.raises(ValueError, match=r"singular affine matrix at batch index \[0\]"):
+        avae.invert(A)
 
 
 def test_compose_semantics_warp_then_warp():
