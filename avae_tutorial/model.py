@@ -15,6 +15,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from ._checks import (check_image_shape, check_images, check_invertible, check_matrix_shape, check_positive_int,
                       check_same_device)  # fmt: skip
+from .activations import ELU
 from .transforms import invert, warp
 
 __all__ = ["VAEConfig", "VAE", "AffineVAE", "avae_forward", "check_shapes", "check_inputs", "for_inference", "check_canvas",
@@ -61,7 +62,7 @@ def _sizes(canvas: int) -> tuple[int, int, int, int]:
 
 
 def _block(conv: nn.Module, channels: int) -> nn.Sequential:
-    return nn.Sequential(conv, nn.BatchNorm2d(channels), nn.ELU())
+    return nn.Sequential(conv, nn.BatchNorm2d(channels), ELU())
 
 
 class VAE(nn.Module):
@@ -91,7 +92,7 @@ class VAE(nn.Module):
         self.pose_net: nn.Module | None = None  # an optional amortized first guess (pose.py)
         self.to_mu = nn.Linear(n, latent_dim)
         self.to_logvar = nn.Linear(n, latent_dim)
-        self.from_z = nn.Sequential(nn.Linear(latent_dim, n), nn.ELU())
+        self.from_z = nn.Sequential(nn.Linear(latent_dim, n), ELU())
         self.decoder = nn.Sequential(  # 4x4 =>
             _block(nn.ConvTranspose2d(16, 64, 5), 64),  # 8x8
             _block(nn.ConvTranspose2d(64, 32, 3, stride=2, output_padding=s2 - (2 * s3 + 1)), 32),  # 17x17
@@ -188,6 +189,6 @@ def for_inference(model: nn.Module, fold: bool = True) -> nn.Module:
             for i, block in enumerate(seq):
                 if isinstance(block, nn.Sequential) and isinstance(block[1], nn.BatchNorm2d):
                     conv = fuse_conv_bn_eval(block[0], block[1], transpose=isinstance(block[0], nn.ConvTranspose2d))
-                    seq[i] = nn.Sequential(conv, nn.ELU(inplace=True))
+                    seq[i] = nn.Sequential(conv, ELU(inplace=True))
         m.to(memory_format=torch.channels_last)
     return m.requires_grad_(False)

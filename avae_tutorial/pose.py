@@ -12,6 +12,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ._checks import check_positive_int
+from .activations import ELU
 from .align import align, preset
 from .transforms import rotation, warp
 
@@ -39,10 +40,10 @@ class PoseNet(torch.nn.Module):
         for k in (5, 3, 3):
             s = (s + 2 * (k // 2) - k) // 2 + 1
         self.net = torch.nn.Sequential(  # 40x40 =>
-            torch.nn.Conv2d(channels, w, 5, stride=2, padding=2), torch.nn.ELU(),  # 20x20
-            torch.nn.Conv2d(w, 2 * w, 3, stride=2, padding=1), torch.nn.ELU(),  # 10x10
-            torch.nn.Conv2d(2 * w, 4 * w, 3, stride=2, padding=1), torch.nn.ELU(),  # 5x5
-            torch.nn.Flatten(), torch.nn.Linear(4 * w * s * s, 64), torch.nn.ELU(),
+            torch.nn.Conv2d(channels, w, 5, stride=2, padding=2), ELU(),  # 20x20
+            torch.nn.Conv2d(w, 2 * w, 3, stride=2, padding=1), ELU(),  # 10x10
+            torch.nn.Conv2d(2 * w, 4 * w, 3, stride=2, padding=1), ELU(),  # 5x5
+            torch.nn.Flatten(), torch.nn.Linear(4 * w * s * s, 64), ELU(),
             torch.nn.Linear(64, 4 if half_turn else 2),
         )  # fmt: skip
 
