@@ -167,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--only", nargs="+", help="train only these models (no evaluation); with --evaluate-only: "
                    "evaluate only these models again (rotation.csv and table1.csv rows)")
     r.add_argument("--evaluate-only", action="store_true")
+    r.add_argument("--pose-only", action="store_true", help="refit only the pose nets of the shipped (--only) models")
     r.add_argument("--out", type=Path, help="default: the package's pretrained/ folder")
     r.add_argument("--runs", type=Path, default=Path("runs"), help="resumable training checkpoints")
     r.add_argument("--device", default="auto")

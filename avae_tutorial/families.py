@@ -41,7 +41,7 @@ Bounds = tuple[float, float] | None
 ANGLE_PRESETS = {
     "default": dict(restarts=24, top_k=1, steps=6, precision="auto"),
     "fast": dict(restarts=14, steps=3, precision="auto"),
-    "default+pose": dict(restarts=12, top_k=2, steps=3, init_span=0.15, pose=True, confident=0.8, precision="auto"),
+    "default+pose": dict(restarts=8, top_k=1, steps=4, init_span=0.15, pose=True, confident=0.5, precision="auto"),
     "fast+pose": dict(restarts=0, steps=0, init_span=0.1, pose=True, confident=0.0, precision="auto"),
 }  # fmt: skip
 ANGLE_PLUS_PRESETS = {"default": dict(restarts=24, top_k=2, steps=24, lr=0.05),

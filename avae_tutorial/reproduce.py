@@ -21,6 +21,7 @@ from .data import load_mnist
 from .evaluate import affine_comparison, loss_per_angle, mean_loss, write_rows
 from .measure import hardware
 from .notebook import default_device
+from .pose import fit_pose_net
 from .pretrained import pretrained_dir, read_rows
 from .train import AMORTIZED_WARM_SEARCH, TrainConfig, evaluation_angles, fit
 from .transforms import rotation, warp
@@ -36,6 +37,10 @@ AMORTIZED = "avae-transopt-amortized"
 SWEEP_LATENTS = (2, 4, 8, 16, 32)
 SWEEP_ANGLES = tuple(range(0, 360, 15))
 TABLE1_ANGLES = tuple(range(0, 161, 20))
+#: The models that carry a pose net (chapter 3's amortized first guess), fitted after training by
+#: :func:`fit_pose_net` with these arguments on the first ``digits`` training digits.
+POSE_MODELS = MAIN_MODELS
+POSE_RECIPE = {"digits": 8192, "epochs": 60, "width": 32, "seed": 0, "half_turn": True}
 
 
 @dataclass
@@ -84,8 +89,13 @@ def reproduce(
     device: str | None = None,
     runs: str | Path = "runs",
     evaluate_only: bool = False,
+    pose_only: bool = False,
 ) -> dict:
-    """Train (resumably, checkpoints under ``runs``) and evaluate; returns the manifest."""
+    """Train (resumably, checkpoints under ``runs``) and evaluate; returns the manifest.
+
+    The models of :data:`POSE_MODELS` get a pose net after training (:data:`POSE_RECIPE`);
+    ``pose_only`` refits only the pose nets of the shipped ``only`` models (or all of
+    :data:`POSE_MODELS`), keeping their weights, and evaluates nothing."""
     out = Path(out) if out is not None else pretrained_dir()
     out.mkdir(parents=True, exist_ok=True)
     dev = torch.device(device or default_device())
@@ -96,6 +106,17 @@ def reproduce(
     cmd = "python -m avae_tutorial reproduce " + " ".join(sys.argv[2:]) if "reproduce" in sys.argv else ""
     all_recipes = recipes(rc)
     names = list(all_recipes) if not only else only
+    if pose_only:
+        for name in only or POSE_MODELS:
+            if name not in POSE_MODELS:
+                raise ValueError(f"only: {name} carries no pose net; expected names among {', '.join(POSE_MODELS)}")
+            ckpt = load_checkpoint(out / f"{name}.pt")
+            vae = model_from_checkpoint(ckpt).to(dev)
+            manifest["models"][name]["pose_net"] = _fit_pose(vae, train, dev)
+            ckpt = {**ckpt, **checkpoint_dict(vae)}
+            manifest["models"][name]["sha256"] = sha256_file(save_checkpoint(ckpt, out / f"{name}.pt"))
+            manifest_path.write_text(json.dumps(manifest, indent=2))
+        return manifest
     for name in names:
         if evaluate_only:
             break
@@ -104,6 +125,7 @@ def reproduce(
         vae, hist = fit(cfg, train, test, checkpoint=Path(runs) / f"{name}.pt", device=dev)
         if "orientation" in hist:  # float16 degrees-precision is plenty for histograms
             hist = {**hist, "orientation": hist["orientation"].half()}
+        pose = _fit_pose(vae, train, dev) if name in POSE_MODELS else None
         path = save_checkpoint(checkpoint_dict(vae, config=asdict(cfg), history=hist), out / f"{name}.pt")
         xs = cfg.train_limit or len(train[0])
         manifest["models"][name] = {
@@ -119,6 +141,7 @@ def reproduce(
             "train_seconds": round(sum(hist["seconds"]), 1),
             "wall_seconds_this_run": round(time.perf_counter() - t0, 1),
             "torch": torch.__version__,
+            **({"pose_net": pose} if pose else {}),
         }
         manifest_path.write_text(json.dumps(manifest, indent=2))
     if evaluate_only and only:  # these models' rows again, the rest kept
@@ -129,6 +152,17 @@ def reproduce(
         manifest["results"] = evaluate_all(out, rc, test, dev)
         manifest_path.write_text(json.dumps(manifest, indent=2))
     return manifest
+
+
+def _fit_pose(vae, train, dev) -> dict:
+    """Fit ``vae.pose_net`` by :data:`POSE_RECIPE` on the first training digits; its manifest entry."""
+    r, t0 = POSE_RECIPE, time.perf_counter()
+    x = train[0][: r["digits"]].to(dev)
+    vae.pose_net = fit_pose_net(vae, x, epochs=r["epochs"], seed=r["seed"], half_turn=r["half_turn"], width=r["width"],
+                                progress=True)  # fmt: skip
+    args = ", ".join(f"{k}={v}" for k, v in r.items() if k != "digits")
+    return {"command": f"fit_pose_net(vae, load_mnist('train', limit={r['digits']})[0], {args})", **r,
+            "hardware": hardware(dev), "seconds": round(time.perf_counter() - t0, 1)}  # fmt: skip
 
 
 def sweep_name(regime: str, latent: int) -> str:

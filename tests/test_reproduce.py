@@ -29,6 +29,7 @@ def test_a_tiny_reproduction_writes_models_manifest_and_results(tmp_path, monkey
     monkeypatch.setattr(repro, "SWEEP_LATENTS", (8,))
     monkeypatch.setattr(repro, "SWEEP_ANGLES", (0, 90))
     monkeypatch.setattr(repro, "TABLE1_ANGLES", (0, 20))
+    monkeypatch.setattr(repro, "POSE_RECIPE", {**repro.POSE_RECIPE, "digits": 16, "epochs": 1, "width": 4})
     rc = repro.ReproConfig(epochs=1, train_limit=32, eval_n=2, affine_n=2)
     manifest = repro.reproduce(rc, out=tmp_path, device="cpu", runs=tmp_path / "runs")
     assert set(manifest["models"]) == {*repro.MAIN_MODELS, repro.CONTROL, repro.AMORTIZED}
@@ -41,6 +42,11 @@ def test_a_tiny_reproduction_writes_models_manifest_and_results(tmp_path, monkey
         vae = avae.model_from_checkpoint(avae.load_checkpoint(path))
         assert vae.latent_dim == 8 and entry["config"]["train_limit"] == 32
     assert json.loads((tmp_path / "manifest.json").read_text()) == manifest
+    for name in repro.POSE_MODELS:  # a pose net, recorded with the call that fitted it
+        pose = avae.model_from_checkpoint(avae.load_checkpoint(tmp_path / f"{name}.pt")).pose_net
+        assert pose is not None and pose.half_turn and pose.config["width"] == 4
+        assert manifest["models"][name]["pose_net"]["command"].startswith("fit_pose_net(vae, load_mnist('train', limit=16)")
+    assert "pose_net" not in manifest["models"][repro.CONTROL]
     table = (tmp_path / "table1.csv").read_text().splitlines()
     assert table[0] == "model,aligned,mean_loss_0_160" and len(table) == 1 + 2 * (len(repro.MAIN_MODELS) + 1)  # + control
     sweep = (tmp_path / "sweep.csv").read_text().splitlines()
@@ -65,6 +71,19 @@ def test_a_tiny_reproduction_writes_models_manifest_and_results(tmp_path, monkey
     assert (tmp_path / "table1.csv").read_text().splitlines()[:5] == table[:5]  # the models before it
     with pytest.raises(ValueError, match="models"):
         repro.reproduce(rc, out=tmp_path, device="cpu", only=["vae-upright-l2"], evaluate_only=True)
+
+    # a pose net refitted alone: the model's own weights and the results are kept, its hash follows
+    old = avae.load_checkpoint(tmp_path / "vae-rotated.pt")
+    monkeypatch.setattr(repro, "POSE_RECIPE", {**repro.POSE_RECIPE, "width": 6})
+    refit = repro.reproduce(rc, out=tmp_path, device="cpu", only=["vae-rotated"], pose_only=True)
+    new = avae.load_checkpoint(tmp_path / "vae-rotated.pt")
+    assert new["pose_config"]["width"] == 6 and refit["models"]["vae-rotated"]["pose_net"]["width"] == 6
+    assert all(torch.equal(v, new["model"][k]) for k, v in old["model"].items() if not k.startswith("pose_net."))
+    assert new["history"] == old["history"] and refit["models"]["vae-rotated"]["sha256"] == sha256_file(
+        tmp_path / "vae-rotated.pt")
+    assert (tmp_path / "rotation.csv").read_text().splitlines() == after
+    with pytest.raises(ValueError, match="carries no pose net"):
+        repro.reproduce(rc, out=tmp_path, device="cpu", only=[repro.CONTROL], pose_only=True)
 
 
 def test_sweep_losses_scores_the_undone_turn_against_the_same_turned_digits(template_vae, seven):
