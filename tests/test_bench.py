@@ -54,7 +54,8 @@ def test_bench_structure_and_finite_figures(tiny_run):
     assert [r["search"] for r in out["training"]["runs"]] == list(avae.bench.TRAIN_RUNS)
     for r in out["training"]["runs"]:
         assert len(r["epoch_seconds"]) == TINY.train_epochs and all(t > 0 for t in r["epoch_seconds"])
-        assert all(_finite(r[k]) for k in ("seconds_per_epoch", "epoch_vs_plain", "train_loss", "train_loss_aligned",
+        assert all(_finite(r[k]) for k in ("seconds_per_epoch", "epoch_vs_plain", "epoch_vs_plain_later", "train_loss",
+                                           "train_loss_aligned",
                                            "test_loss_aligned", "passes_per_image_later"))  # fmt: skip
         assert len(r["passes_per_epoch"]) == TINY.train_epochs
     plain, package, seed_style, amortized = out["training"]["runs"]
@@ -64,6 +65,10 @@ def test_bench_structure_and_finite_figures(tiny_run):
     assert package["passes_per_image_later"] == search_cost(warm, n_init=1)  # a grid, last pose +- span, steps
     assert amortized["passes_per_image_later"] == 4  # last pose +- span and the online pose net's guess
     assert len(out["targets"]) == 13 and all(_finite(t["value"]) for t in out["targets"])
+    timed = next(t for t in out["targets"] if t["target"].startswith("training, amortized: aligned epoch"))
+    assert timed["value"] == pytest.approx(amortized["epoch_vs_plain_later"])  # judged after the first epoch
+    later = amortized["epoch_seconds"][1:]  # one seed
+    assert amortized["seconds_per_epoch_later"] == pytest.approx(sum(later) / len(later))
     unjudged = [t["target"] for t in out["targets"] if t["met"] is None]  # one seed: aligned losses unjudged
     assert len(unjudged) == 3 and all("same aligner" in t for t in unjudged)
     assert {t["kind"] for t in out["targets"]} == {"passes", "time", "loss"}
