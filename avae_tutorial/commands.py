@@ -276,7 +276,8 @@ def cmd_reproduce(a) -> int:
 def cmd_bench(a) -> int:
     import torch
 
-    from .bench import BenchConfig, bench, format_report, write_json
+    from .bench import BenchConfig, bench
+    from .bench_report import format_report, write_json
     from .data import load_mnist
 
     dev = _device(a.device)

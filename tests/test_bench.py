@@ -9,7 +9,8 @@ import torch
 
 import avae_tutorial as avae
 from avae_tutorial.baselines import seed_reference
-from avae_tutorial.bench import BenchConfig, bench, cost_quality_curve, format_report, write_json
+from avae_tutorial.bench import BenchConfig, bench, cost_quality_curve
+from avae_tutorial.bench_report import MIN_SEEDS_ALIGNED, format_report, targets, write_json
 from avae_tutorial.align import search_cost
 from avae_tutorial.cli import main
 
@@ -185,14 +186,14 @@ def test_aligned_loss_targets_are_judged_from_three_seeds(tiny_run):
     out = json.loads(json.dumps(tiny_run, default=float))
     plain, package, seed_style, amortized = out["training"]["runs"]
     for r, loss in ((plain, 230.0), (package, 220.0), (seed_style, 225.0)):
-        r["train_loss_per_seed"] = [loss] * avae.bench.MIN_SEEDS_ALIGNED
+        r["train_loss_per_seed"] = [loss] * MIN_SEEDS_ALIGNED
         r["train_loss_aligned"], r["test_loss_aligned"] = loss, loss + 1
-    met = {t["target"].split(":")[1].strip(): t for t in avae.bench.targets(out) if t["target"].startswith("training:")}
+    met = {t["target"].split(":")[1].strip(): t for t in targets(out) if t["target"].startswith("training:")}
     aligned = [t for name, t in met.items() if "same aligner" in name]
     assert len(aligned) == 2 and all(t["met"] is True and t["value"] == -5.0 for t in aligned)
     seed_style["train_loss_aligned"] = seed_style["test_loss_aligned"] = 210.0
-    assert [t["met"] for t in avae.bench.targets(out)[-2:]] == [False, False]
-    assert "not judged" in format_report(tiny_run) and "not judged" not in format_report({**out, "targets": avae.bench.targets(out)})
+    assert [t["met"] for t in targets(out)[-2:]] == [False, False]
+    assert "not judged" in format_report(tiny_run) and "not judged" not in format_report({**out, "targets": targets(out)})
 
 
 def test_precision_override_reaches_every_package_search(tiny_inputs, monkeypatch):
