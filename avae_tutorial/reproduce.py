@@ -113,7 +113,8 @@ def reproduce(
             ckpt = load_checkpoint(out / f"{name}.pt")
             vae = model_from_checkpoint(ckpt).to(dev)
             manifest["models"][name]["pose_net"] = _fit_pose(vae, train, dev)
-            ckpt = {**ckpt, **checkpoint_dict(vae)}
+            fitted = checkpoint_dict(vae)  # the weights and the pose net's config; the rest as it was
+            ckpt = {**ckpt, "model": fitted["model"], "pose_config": fitted["pose_config"]}
             manifest["models"][name]["sha256"] = sha256_file(save_checkpoint(ckpt, out / f"{name}.pt"))
             manifest_path.write_text(json.dumps(manifest, indent=2))
         return manifest

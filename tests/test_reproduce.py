@@ -79,7 +79,7 @@ def test_a_tiny_reproduction_writes_models_manifest_and_results(tmp_path, monkey
     new = avae.load_checkpoint(tmp_path / "vae-rotated.pt")
     assert new["pose_config"]["width"] == 6 and refit["models"]["vae-rotated"]["pose_net"]["width"] == 6
     assert all(torch.equal(v, new["model"][k]) for k, v in old["model"].items() if not k.startswith("pose_net."))
-    assert new["history"] == old["history"] and refit["models"]["vae-rotated"]["sha256"] == sha256_file(
+    assert new["model_config"] == old["model_config"] and new["history"] == old["history"] and refit["models"]["vae-rotated"]["sha256"] == sha256_file(
         tmp_path / "vae-rotated.pt")
     assert (tmp_path / "rotation.csv").read_text().splitlines() == after
     with pytest.raises(ValueError, match="carries no pose net"):
