@@ -20,8 +20,10 @@ Per image, batched over images *and* candidates (no Python loop over either):
 
 **Adaptive** (``confident`` set, with a pose net): the guess is refined first, alone; only the
 images whose guess fails the confidence test (the pose net's own: the length of its predicted
-``(cos, sin)`` vector below ``confident``) then score the grid (and a half-turn head's other
-side) and refine the best ``top_k`` basins. Images whose first guess is clearly right do not
+``(cos, sin)`` vector below ``confident``; or, with ``consistent``, the net shown the image turned
+by the refined answer reads it as still turned by more than ``consistent`` radians, a cheap pass
+of the small net that catches a guess confidently in the wrong valley) then score the grid (and a
+half-turn head's other side) and refine the best ``top_k`` basins. Images whose first guess is clearly right do not
 pay for the hard ones, and every image's result depends on that image alone.
 ``AlignResult.passes`` counts what each image cost.
 
@@ -47,7 +49,7 @@ from .families import Family, get_family
 from .loss import chunked_loss
 from .model import VAE, for_inference
 from .refine import _basins, _best_per_image, _fixed_chunks, _parabola, _refine_adam, _refine_angle, _rows_loss
-from .transforms import angle_of, wrap_angle
+from .transforms import angle_of, rotation, warp, wrap_angle
 
 __all__ = ["align", "AlignConfig", "AlignResult", "preset", "PRESET_NAMES", "search_cost", "for_device"]
 
@@ -65,6 +67,8 @@ class AlignConfig:
     only the transform). ``restarts=0``: no grid, only the guesses (``init`` or a pose net's).
     ``identity=False`` does not score the plain VAE (``loss0`` is NaN; the training loop's warm
     search). ``confident``: adaptive (see the module's docstring); ``0.0`` trusts every guess.
+    ``consistent``: with ``confident``, radians; a guess also fails when the pose net, shown the
+    image turned by the refined answer, reads it as turned by more than this (``None``: no check).
     """
 
     restarts: int = 24
@@ -78,6 +82,7 @@ class AlignConfig:
     exact: bool = True  # losses in float32 (False: the identity and the winner keep their scoring-precision loss)
     identity: bool = True  # score the plain VAE (loss0) and never do worse (False: loss0 is NaN; training)
     confident: float | None = None  # adaptive: the grid only where the guess fails this test (see align)
+    consistent: float | None = None  # adaptive: ... or where the net reads the aligned image as turned by more
 
     def __post_init__(self):
         check_positive_int(self.top_k, "top_k")
@@ -86,8 +91,10 @@ class AlignConfig:
         check_positive_int(self.steps, "steps", minimum=0)
         if not isinstance(self.identity, bool):
             raise ValueError(f"identity: expected True or False, got {self.identity!r}")
-        if self.confident is not None and not (isinstance(self.confident, (int, float)) and self.confident >= 0):
-            raise ValueError(f"confident: expected None or a float >= 0, got {self.confident!r}")
+        for name in ("confident", "consistent"):
+            v = getattr(self, name)
+            if v is not None and not (isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0):
+                raise ValueError(f"{name}: expected None or a float >= 0, got {v!r}")
         if not self.lr > 0:
             raise ValueError(f"lr: expected a positive float, got {self.lr!r}")
         if not (isinstance(self.init_span, (int, float)) and 0 <= self.init_span < math.pi):
@@ -330,7 +337,10 @@ def _search(model, x, fam: Family, cfg: AlignConfig, extra, loss0, spent):
     first = _starts(fam, replace(cfg, restarts=0), extra, B, x.device, x.dtype)  # identity, guesses
     scores = _score(model, x, imgs, fam, cfg, first, loss0, spent)
     best_p, best_l = _descend(model, x, imgs, fam, replace(cfg, top_k=1), first, scores, spent)
-    hard = imgs[_unsure(cfg, conf, B, x.device)]  # (H,) the images that go on
+    unsure = _unsure(cfg, conf, B, x.device)
+    if cfg.consistent is not None and conf is not None:
+        unsure |= _inconsistent(model, x, best_p[:, fam.angle], cfg)
+    hard = imgs[unsure]  # (H,) the images that go on
     if hard.numel():
         grid = _starts(fam, cfg, None, len(hard), x.device, x.dtype)[:, int(cfg.identity):]  # less the identity
         if later is not None:
@@ -351,6 +361,18 @@ def _unsure(cfg: AlignConfig, conf: torch.Tensor | None, B: int, device) -> torc
     if conf is None:
         return torch.ones(B, dtype=torch.bool, device=device)
     return conf < cfg.confident
+
+
+def _inconsistent(model, x: torch.Tensor, angle: torch.Tensor, cfg: AlignConfig) -> torch.Tensor:
+    """``(B,)`` bool: the pose net, shown each image turned by its answer ``angle (B,)``, reads it as
+    still turned by more than ``cfg.consistent`` radians (an answer in the wrong valley is rarely
+    read as upright). One pass of the pose net, no VAE pass."""
+    pose = model.pose_net
+    with torch.no_grad():
+        turned = warp(x, rotation(angle.to(x.dtype)))
+        out = _fixed_chunks(lambda xs: torch.cat([pose.outputs(xs[s : s + cfg.chunk])
+                                                  for s in range(0, len(xs), cfg.chunk)]), cfg.chunk, turned).float()  # fmt: skip
+    return torch.atan2(out[:, 1], out[:, 0]).abs() > cfg.consistent
 
 
 def _score(model, x, imgs, fam: Family, cfg: AlignConfig, cand, loss0, spent) -> torch.Tensor:

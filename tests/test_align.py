@@ -113,7 +113,7 @@ def test_affine_search_recovers_a_shear_better_than_rotation_alone(template_vae,
 def test_init_span_brackets_a_warm_start(template_vae, seven):
     """With ``init_span`` a guess a few degrees off is bracketed and refined by one step; without
     it, a lone guess far from every grid angle has no bracket and stays where it was."""
-    x, theta = rotated(seven, [100.0, -130.0, 20.0])
+    x, theta = rotated(seven, [100.0, -130.0, 150.0])
     guess = -theta + math.radians(4.0)  # last epoch's answer, slightly stale
     coarse = avae.AlignConfig(restarts=1, top_k=1, steps=1)
     spanned = avae.AlignConfig(restarts=1, top_k=1, steps=1, init_span=0.2)
@@ -285,6 +285,43 @@ def test_adaptive_search_scores_the_grid_only_for_unsure_guesses(template_vae, s
     vae.pose_net = _OraclePose(guess, length)
     whole = avae.align(vae, x, "rotation", replace(cfg, confident=None))  # not adaptive: everyone scores the grid
     assert (whole.passes == 12 + 3 + 3).all() and (wrap_angle(whole.angle - truth).abs() < math.radians(2.0)).all()
+
+
+class _SecondLook(torch.nn.Module):
+    """A stub pose net that answers ``first`` (angles, with vector lengths ``length``) for the images
+    as given, then ``second`` for the images turned by the search's answer (the consistency check)."""
+
+    def __init__(self, first: torch.Tensor, length: torch.Tensor, second: torch.Tensor):
+        super().__init__()
+        self.calls, self.first, self.length, self.second = 0, first, length, second
+
+    def outputs(self, x):
+        a, n = (self.first, self.length) if self.calls == 0 else (self.second, torch.ones_like(self.second))
+        self.calls += 1
+        return torch.stack([a.cos(), a.sin()], 1)[: len(x)] * n[: len(x), None]
+
+
+def test_a_confident_guess_the_net_does_not_read_as_upright_also_scores_the_grid(template_vae, seven):
+    """``consistent``: shown the image turned by its refined answer, the net should read it as upright;
+    a confident guess in the wrong valley that it then reads as still turned goes on to the grid."""
+    import copy
+    from dataclasses import replace
+
+    x, theta = rotated(seven, [100.0, -130.0, 150.0])
+    truth = wrap_angle(-theta)
+    guess = truth + torch.tensor([0.05, -0.05, 2.0])  # the last one confidently in the wrong valley
+    vae = copy.deepcopy(template_vae)
+    cfg = avae.AlignConfig(restarts=12, top_k=1, steps=3, init_span=0.15, pose=True, confident=0.5, consistent=0.4)
+    vae.pose_net = _SecondLook(guess, torch.ones(3), torch.tensor([0.02, -0.1, 1.9]))
+    res = avae.align(vae, x, "rotation", cfg)
+    first = 1 + 3 + 3
+    assert res.passes.tolist() == [first, first, first + 11 + 3], res.passes
+    assert (wrap_angle(res.angle - truth).abs() < math.radians(2.0)).all()
+    vae.pose_net = _SecondLook(guess, torch.ones(3), torch.tensor([0.02, -0.1, 1.9]))
+    trusting = avae.align(vae, x, "rotation", replace(cfg, consistent=None))  # no second look: the guess stays
+    assert trusting.passes.tolist() == [first] * 3 and wrap_angle(trusting.angle[2] - truth[2]).abs() > 1.0
+    with pytest.raises(ValueError, match="consistent"):
+        avae.AlignConfig(consistent=-0.1)
 
 
 def test_a_half_turn_head_guesses_both_sides(template_vae, seven):
