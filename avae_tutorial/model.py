@@ -13,12 +13,11 @@ import torch
 import torch.nn as nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from ._checks import (check_image_shape, check_images, check_invertible, check_matrix_shape, check_positive_int,
-                      check_same_device)  # fmt: skip
+from ._checks import check_images, check_invertible, check_matrix_shape, check_positive_int, check_same_device
 from .activations import ELU
 from .transforms import invert, warp
 
-__all__ = ["VAEConfig", "VAE", "AffineVAE", "avae_forward", "check_shapes", "check_inputs", "for_inference", "check_canvas",
+__all__ = ["VAEConfig", "VAE", "AffineVAE", "avae_forward", "check_inputs", "for_inference", "check_canvas",
            "check_channels", "MIN_CANVAS", "MAX_CANVAS", "CHANNELS"]  # fmt: skip
 
 #: The canvases the conv stack is built for: multiples of 4 from 28 (the MNIST digits themselves)
@@ -131,21 +130,14 @@ class VAE(nn.Module):
         return asdict(self.config)
 
 
-def check_shapes(vae, x: torch.Tensor, A: torch.Tensor | None = None) -> None:
-    """What every call into the forward pass validates, reading no values (loops call it): images
-    of the model's canvas and channels on its device, and matrices ``A``, one per image, there too."""
-    check_same_device(vae, x)
-    check_image_shape(x, canvas=vae.canvas, channels=getattr(vae, "channels", 1))
-    if A is not None:
-        check_same_device(vae, check_matrix_shape(A, batch=x.shape[0]), name="matrices A")
-
-
 def check_inputs(vae, x: torch.Tensor, A: torch.Tensor | None = None) -> None:
-    """:func:`check_shapes`, and the values (once, where a caller's data comes in): pixels finite
-    and in [0, 1], matrices finite and invertible (a clear error, not a NaN)."""
-    check_shapes(vae, x, A)
+    """What every call into the forward pass validates: images on the model's device, of its
+    canvas and channels, finite and in [0, 1]; matrices ``A``, one per image, on that device,
+    finite and invertible (a clear error, not a NaN)."""
+    check_same_device(vae, x)
     check_images(x, canvas=vae.canvas, channels=getattr(vae, "channels", 1))
     if A is not None:
+        check_same_device(vae, check_matrix_shape(A, batch=x.shape[0]), name="matrices A")
         check_invertible(A)
 
 
