@@ -23,8 +23,8 @@ images whose guess fails the confidence test (the pose net's own: the length of 
 ``(cos, sin)`` vector below ``confident``; or, with ``consistent``, the net shown the image turned
 by the refined answer reads it as still turned by more than ``consistent`` radians, a cheap pass
 of the small net that catches a guess confidently in the wrong valley) then score the grid (and a
-half-turn head's other side) and refine the best ``top_k`` basins. Images whose first guess is clearly right do not
-pay for the hard ones, and every image's result depends on that image alone.
+half-turn head's other side) and refine the best ``top_k`` basins. Images whose first guess is
+clearly right do not pay for the hard ones, and every image's result depends on that image alone.
 ``AlignResult.passes`` counts what each image cost.
 
 Scoring and parabolic steps need no gradients, so they may run in bfloat16 (``precision``;
@@ -306,9 +306,7 @@ def _pose_guess(model, x: torch.Tensor, cfg: AlignConfig, fam: Family):
     pose = getattr(model, "pose_net", None)
     if not (cfg.pose and fam.is_angle and pose is not None):
         return None
-    with torch.no_grad():
-        out = _fixed_chunks(lambda xs: torch.cat([pose.outputs(xs[s : s + cfg.chunk])
-                                                  for s in range(0, len(xs), cfg.chunk)]), cfg.chunk, x).float()  # fmt: skip
+    out = _pose_outputs(pose, x, cfg.chunk)
     angle = torch.atan2(out[:, 1], out[:, 0])
     if out.shape[1] == 2:
         return angle[:, None, None], out.norm(dim=1)
@@ -367,12 +365,18 @@ def _inconsistent(model, x: torch.Tensor, angle: torch.Tensor, cfg: AlignConfig)
     """``(B,)`` bool: the pose net, shown each image turned by its answer ``angle (B,)``, reads it as
     still turned by more than ``cfg.consistent`` radians (an answer in the wrong valley is rarely
     read as upright). One pass of the pose net, no VAE pass."""
-    pose = model.pose_net
     with torch.no_grad():
         turned = warp(x, rotation(angle.to(x.dtype)))
-        out = _fixed_chunks(lambda xs: torch.cat([pose.outputs(xs[s : s + cfg.chunk])
-                                                  for s in range(0, len(xs), cfg.chunk)]), cfg.chunk, turned).float()  # fmt: skip
+    out = _pose_outputs(model.pose_net, turned, cfg.chunk)
     return torch.atan2(out[:, 1], out[:, 0]).abs() > cfg.consistent
+
+
+def _pose_outputs(pose, x: torch.Tensor, chunk: int) -> torch.Tensor:
+    """The pose net's raw outputs for ``x``, no grad, float32, in fixed-size chunks of ``chunk``
+    images (each image's outputs independent of the batch)."""
+    with torch.no_grad():
+        return _fixed_chunks(lambda xs: torch.cat([pose.outputs(xs[s : s + chunk]) for s in range(0, len(xs), chunk)]),
+                             chunk, x).float()  # fmt: skip
 
 
 def _score(model, x, imgs, fam: Family, cfg: AlignConfig, cand, loss0, spent) -> torch.Tensor:
