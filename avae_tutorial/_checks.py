@@ -4,20 +4,30 @@ Each check raises one ``ValueError`` / ``TypeError`` whose message names the arg
 was expected and what was received, and, where there is one, the usual fix; so a user never
 meets a silent NaN or a shape error from deep inside torch.
 
-Two kinds, as in kornia: *shape* checks (``check_image_shape``, ``check_matrix_shape``) read
-only metadata (type, dtype, shape); *value* checks (``check_images``, ``check_matrices``,
-``check_invertible``, ``check_warp_images``) run the shape check and then read the tensor
-(finite, in range, invertible): a few reductions, small beside the forward pass of the public
-function that calls them (``warp``, ``invert``, ``avae_loss``, ``align``, ``fit``, ...; measured
-with ``align``: no difference within noise). Value checks are skipped on the ``meta`` device,
+Checks run **once, at the door**: every public function (``warp``, ``invert``, ``rotation``,
+``affine``, ``avae_loss``, ``loss_terms``, ``align``, ``fit``, the loaders, the CLI) validates its
+inputs on entry, and the private cores it calls (``_warp``, ``_loss_terms``, the search) trust
+their caller. Two kinds, as in kornia: *shape* checks (``check_image_shape``,
+``check_matrix_shape``, ...) read only metadata (type, dtype, shape) and cost nothing; *value*
+checks (finite, in range, invertible) are reductions on the device whose flags a public function
+gathers and reads with one :func:`verify`: one read of the device per call, whatever it checks
+(on a GPU each read waits for all queued work). Value checks are skipped on the ``meta`` device,
 which has no values, and while torch traces a graph.
 """
 from __future__ import annotations
 
+from typing import Callable, NamedTuple
+
 import torch
 
 __all__ = [
+    "verify",
+    "ValueCheck",
+    "image_values",
+    "finite_values",
+    "matrix_values",
     "check_images",
+    "check_warp_shape",
     "check_image_shape",
     "check_warp_images",
     "check_matrices",
@@ -40,6 +50,87 @@ def _has_values(t: torch.Tensor) -> bool:
     """Whether ``t``'s values can be read: not on the meta device, and not while torch traces a
     graph (``torch.export``, ``torch.compile``), where a value read would be data-dependent."""
     return t.device.type != "meta" and not (torch.compiler.is_compiling() or torch.compiler.is_exporting())
+
+
+class ValueCheck(NamedTuple):
+    """The value part of a check, computed on the device and read later: ``flags (k,)`` and
+    ``fail(values)``, which raises the check's error when the ``k`` values read show one."""
+
+    flags: torch.Tensor
+    fail: Callable[[list[float]], None]
+
+
+def verify(*checks: ValueCheck | None) -> None:
+    """Run value checks with **one** read of the device: their flags are joined on the device and
+    copied to the host together; the first failing check raises its error. A public function
+    computes every value check it needs, then calls this once (a GPU waits for its queued work
+    at each read, so a read per check or per layer would stall it)."""
+    checks = [c for c in checks if c is not None]
+    if not checks:
+        return
+    dev = checks[0].flags.device
+    values = torch.cat([c.flags.detach().float().reshape(-1).to(dev) for c in checks]).tolist()
+    i = 0
+    for c in checks:
+        k = c.flags.numel()
+        c.fail(values[i : i + k])
+        i += k
+
+
+def image_values(x: torch.Tensor, name: str = "x") -> ValueCheck | None:
+    """Pixels finite and in [0, 1] (``None`` where values cannot be read: meta, tracing)."""
+    if not _has_values(x):
+        return None
+
+    def fail(v):
+        finite, lo, hi = v
+        if not finite:
+            raise ValueError(f"{name}: contains NaN or inf values ({_describe(x)})")
+        if lo < 0.0 or hi > 1.0:
+            hint = "; for 0-255 pixel values divide by 255" if lo >= 0.0 and hi <= 255.0 else ""
+            raise ValueError(f"{name}: expected pixel values in [0, 1] (Bernoulli probabilities), "
+                             f"got range [{lo:.4g}, {hi:.4g}]{hint}")  # fmt: skip
+
+    x = x.detach()
+    return ValueCheck(torch.stack([torch.isfinite(x).all().float(), x.amin().float(), x.amax().float()]), fail)
+
+
+def finite_values(t: torch.Tensor, name: str, what: str = "") -> ValueCheck | None:
+    """Values finite (``None`` where values cannot be read)."""
+    if not _has_values(t):
+        return None
+
+    def fail(v):
+        if not v[0]:
+            raise ValueError(f"{name}: contains NaN or inf values{what}")
+
+    return ValueCheck(torch.isfinite(t.detach()).all().float()[None], fail)
+
+
+def matrix_values(A: torch.Tensor, name: str = "A", invertible: bool = True) -> ValueCheck | None:
+    """Matrices ``(B, 2, 3)`` finite and, with ``invertible``, with a linear part that has an inverse
+    (determinant not ~0 relative to the matrix' scale); the message lists the first singular ones."""
+    if not _has_values(A):
+        return None
+    A = A.detach()
+    flags = [torch.isfinite(A).all().float()]
+    if invertible:
+        flags.append(_singular(A).any().float())
+
+    def fail(v):
+        if not v[0]:
+            raise ValueError(f"{name}: contains NaN or inf values")
+        if invertible and v[1]:
+            idx = _singular(A).nonzero().flatten()[:5].tolist()
+            raise ValueError(f"{name}: singular affine matrix at batch index {idx} (determinant ~0); it has no inverse")
+
+    return ValueCheck(torch.stack(flags), fail)
+
+
+def _singular(A: torch.Tensor) -> torch.Tensor:
+    det = A[:, 0, 0] * A[:, 1, 1] - A[:, 0, 1] * A[:, 1, 0]
+    scale = A[:, :, :2].abs().amax(dim=(1, 2)).clamp_min(torch.finfo(A.dtype).tiny)
+    return det.abs() <= 1e-6 * scale**2
 
 
 def _rank_hint(x: torch.Tensor) -> str:
@@ -66,18 +157,10 @@ def _check_float_images(x, name: str, shape: str, values: str = " with values in
 
 
 def check_images(x, name: str = "x", canvas: int | None = None, channels: int = 1) -> torch.Tensor:
-    """Validate a batch of images: :func:`check_image_shape`, and values finite and in [0, 1]."""
+    """Validate a batch of images: :func:`check_image_shape`, and values finite and in [0, 1]
+    (one read of the device, :func:`verify`)."""
     x = check_image_shape(x, name, canvas, channels)
-    if not _has_values(x):
-        return x
-    if not torch.isfinite(x).all():
-        raise ValueError(f"{name}: contains NaN or inf values ({_describe(x)})")
-    lo, hi = float(x.min()), float(x.max())
-    if lo < 0.0 or hi > 1.0:
-        hint = "; for 0-255 pixel values divide by 255" if lo >= 0.0 and hi <= 255.0 else ""
-        raise ValueError(
-            f"{name}: expected pixel values in [0, 1] (Bernoulli probabilities), got range [{lo:.4g}, {hi:.4g}]{hint}"
-        )
+    verify(image_values(x, name))
     return x
 
 
@@ -104,21 +187,25 @@ def check_image_shape(x, name: str = "x", canvas: int | None = None, channels: i
 
 def check_warp_images(x, name: str = "x") -> torch.Tensor:
     """What :func:`warp` resamples: float ``(B, C, H, W)``, ``B > 0``; any finite values."""
+    x = check_warp_shape(x, name)
+    verify(finite_values(x, name))
+    return x
+
+
+def check_warp_shape(x, name: str = "x") -> torch.Tensor:
+    """Metadata only: :func:`check_warp_images` without reading the values."""
     x = _check_float_images(x, name, "(B, C, H, W)", values="")
     if x.dim() != 4:
         raise ValueError(f"{name}: expected images of shape (B, C, H, W), got {_describe(x)}{_rank_hint(x)}")
     if min(x.shape) == 0:
         raise ValueError(f"{name}: expected a non-empty batch of non-empty images, got {_describe(x)}")
-    if _has_values(x) and not torch.isfinite(x).all():
-        raise ValueError(f"{name}: contains NaN or inf values ({_describe(x)})")
     return x
 
 
 def check_matrices(A, batch: int | None = None, name: str = "A", of: str = "one per image") -> torch.Tensor:
     """Validate affine matrices: :func:`check_matrix_shape`, and values finite."""
     A = check_matrix_shape(A, batch, name, of)
-    if _has_values(A) and not torch.isfinite(A).all():
-        raise ValueError(f"{name}: contains NaN or inf values")
+    verify(matrix_values(A, name, invertible=False))
     return A
 
 
@@ -147,15 +234,8 @@ def check_matrix_shape(A, batch: int | None = None, name: str = "A", of: str = "
 def check_invertible(A, name: str = "A") -> torch.Tensor:
     """Validate finite matrices ``(B, 2, 3)`` whose linear part has an inverse (determinant not ~0
     relative to the matrix' scale); the message lists the first singular ones."""
-    A = check_matrices(A, name=name)
-    if not _has_values(A):
-        return A
-    det = A[:, 0, 0] * A[:, 1, 1] - A[:, 0, 1] * A[:, 1, 0]
-    scale = A[:, :, :2].abs().amax(dim=(1, 2)).clamp_min(torch.finfo(A.dtype).tiny)
-    bad = det.abs() <= 1e-6 * scale**2
-    if bad.any():
-        idx = bad.nonzero().flatten()[:5].tolist()
-        raise ValueError(f"{name}: singular affine matrix at batch index {idx} (determinant ~0); it has no inverse")
+    A = check_matrix_shape(A, name=name)
+    verify(matrix_values(A, name))
     return A
 
 
@@ -175,8 +255,7 @@ def check_angles(angle, name: str = "angle") -> torch.Tensor:
         raise ValueError(f"{name}: expected shape (B,), got {_describe(angle)}; flatten with {name}.reshape(-1)")
     if angle.shape[0] == 0:
         raise ValueError(f"{name}: expected at least one angle, got {_describe(angle)}")
-    if _has_values(angle) and not torch.isfinite(angle).all():
-        raise ValueError(f"{name}: contains NaN or inf values")
+    verify(finite_values(angle, name))
     return angle
 
 

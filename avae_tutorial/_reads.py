@@ -5,7 +5,8 @@ On a GPU, every read of a tensor's value by Python (``.item()``, ``float(t)``, `
 queued work to finish. A loop that reads once per layer runs at the speed of its syncs. The same
 calls happen on a CPU, so they can be counted there: :class:`HostReads` counts the aten
 operators that copy a value to the host or whose output shape depends on values
-(``_local_scalar_dense``, ``nonzero``, ``masked_select``, ``unique``, ...) and the Python methods
+(``_local_scalar_dense``, ``nonzero``, ``masked_select``, ``unique``, an index by a boolean
+mask, ...) and the Python methods
 that copy a whole tensor out (``tolist``, ``numpy``).
 
     with HostReads() as reads:
@@ -28,6 +29,16 @@ SYNC_OPS = frozenset({
 })  # fmt: skip
 
 
+#: aten operators that read values when an index is a boolean mask (its nonzero runs inside them).
+MASK_INDEX_OPS = frozenset({"index", "index_put", "index_put_", "_index_put_impl_"})
+
+
+def _mask_index(name: str, args) -> bool:
+    if name not in MASK_INDEX_OPS or len(args) < 2:
+        return False
+    return any(isinstance(i, torch.Tensor) and i.dtype in (torch.bool, torch.uint8) for i in args[1])
+
+
 class HostReads(TorchDispatchMode):
     """Count the host reads of device values made inside the ``with`` block (see the module).
 
@@ -46,7 +57,7 @@ class HostReads(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         name = func._schema.name.split("::")[-1]
         overload = func._overloadname
-        if name in SYNC_OPS or (name == "repeat_interleave" and overload == "Tensor"):
+        if name in SYNC_OPS or (name == "repeat_interleave" and overload == "Tensor") or _mask_index(name, args):
             self.by_op[name] += 1
         return func(*args, **(kwargs or {}))
 

@@ -44,12 +44,12 @@ from dataclasses import dataclass, fields, replace
 import torch
 from tqdm.auto import tqdm
 
-from ._checks import check_images, check_positive_int, check_same_device
+from ._checks import check_image_shape, check_positive_int, check_same_device, finite_values, image_values, verify
 from .families import Family, get_family
 from .loss import chunked_loss
 from .model import VAE, for_inference
 from .refine import _basins, _best_per_image, _fixed_chunks, _parabola, _refine_adam, _refine_angle, _rows_loss
-from .transforms import angle_of, rotation, warp, wrap_angle
+from .transforms import _angle_of, _rotation, _warp, wrap_angle
 
 __all__ = ["align", "AlignConfig", "AlignResult", "preset", "PRESET_NAMES", "search_cost", "for_device"]
 
@@ -222,16 +222,25 @@ def align(
     if not isinstance(config, AlignConfig):
         raise TypeError(f"config: expected an AlignConfig or a preset name, got {type(config).__name__}")
     check_same_device(vae, x)
-    check_images(x, canvas=vae.canvas, channels=getattr(vae, "channels", 1))
+    check_image_shape(x, canvas=vae.canvas, channels=getattr(vae, "channels", 1))
     check_positive_int(batch_size, "batch_size")
-    init = _check_init(init, x, fam.n_params)
+    init = _check_init_shape(init, x, fam.n_params)
+    verify(image_values(x), None if init is None else finite_values(init, "init"))  # one read of the device
     guessed = init is not None or (config.pose and fam.is_angle and getattr(vae, "pose_net", None) is not None)
     if fam.angle is not None and config.restarts == 0 and not guessed:
         raise ValueError("config: restarts=0 scores no grid; expected guesses to start from (init, or a pose net)")
+    return _align(for_inference(vae), x, fam, config, init, batch_size, progress)
+
+
+def _align(model, x: torch.Tensor, fam: Family, config: AlignConfig, init: torch.Tensor | None = None,
+           batch_size: int = 512, progress: bool | None = False) -> AlignResult:  # fmt: skip
+    """:func:`align`'s core on a frozen model (:func:`~avae_tutorial.model.for_inference`), its
+    inputs taken as checked: the training loop calls it on every batch. Reads the device only
+    where the adaptive search picks the images that go on to the grid (once per batch)."""
+    init = None if init is None else (init[:, None] if init.dim() == 2 else init).to(x)
     n_batches = math.ceil(x.shape[0] / batch_size)
     bar = tqdm(total=x.shape[0], desc=f"align ({fam.name})", unit="img",
                disable=not (progress if progress is not None else n_batches > 1))  # fmt: skip
-    model = for_inference(vae)
     outs = []
     for s in range(0, x.shape[0], batch_size):
         extra = None if init is None else init[s : s + batch_size]
@@ -240,11 +249,11 @@ def align(
     bar.close()
     params, loss, loss0, passes = (torch.cat(t) for t in zip(*outs))
     A = fam.build(params)
-    angle = wrap_angle(params[:, fam.angle] if fam.angle is not None else angle_of(A))
+    angle = wrap_angle(params[:, fam.angle] if fam.angle is not None else _angle_of(A))
     return AlignResult(A, loss, params, loss0, fam.name, angle, passes)
 
 
-def _check_init(init, x: torch.Tensor, P: int) -> torch.Tensor | None:
+def _check_init_shape(init, x: torch.Tensor, P: int) -> torch.Tensor | None:
     if init is None:
         return None
     if not isinstance(init, torch.Tensor) or init.dim() not in (2, 3) or init.shape[0] != x.shape[0] \
@@ -253,9 +262,7 @@ def _check_init(init, x: torch.Tensor, P: int) -> torch.Tensor | None:
         raise ValueError(f"init: expected shape ({x.shape[0]}, {P}) or ({x.shape[0]}, K, {P}), got {got}")
     if not init.is_floating_point():
         raise TypeError(f"init: expected floating-point parameters (radians), got {init.dtype}; use init.float()")
-    if init.device.type != "meta" and not torch.isfinite(init).all():
-        raise ValueError("init: contains NaN or inf values")
-    return (init[:, None] if init.dim() == 2 else init).to(x)
+    return init
 
 
 def _starts(fam: Family, cfg: AlignConfig, extra, B: int, device, dtype) -> torch.Tensor:
@@ -347,8 +354,9 @@ def _search(model, x, fam: Family, cfg: AlignConfig, extra, loss0, spent):
         more = _rows_loss(model, x, hard.repeat_interleave(R), grid.reshape(-1, P), fam, cfg.chunk, spent)
         cand, sc = torch.cat([first[hard], grid], 1), torch.cat([scores[hard], more.view(len(hard), R)], 1)
         p2, l2 = _descend(model, x, hard, fam, cfg, cand, sc, spent)
-        better = l2 < best_l[hard]
-        best_p[hard[better]], best_l[hard[better]] = p2[better].to(best_p.dtype), l2[better].to(best_l.dtype)
+        better = l2 < best_l[hard]  # kept on the device: where, not a mask index
+        best_p[hard] = torch.where(better[:, None], p2.to(best_p.dtype), best_p[hard])
+        best_l[hard] = torch.where(better, l2.to(best_l.dtype), best_l[hard])
     return best_p, best_l
 
 
@@ -366,7 +374,7 @@ def _inconsistent(model, x: torch.Tensor, angle: torch.Tensor, cfg: AlignConfig)
     still turned by more than ``cfg.consistent`` radians (an answer in the wrong valley is rarely
     read as upright). One pass of the pose net, no VAE pass."""
     with torch.no_grad():
-        turned = warp(x, rotation(angle.to(x.dtype)))
+        turned = _warp(x, _rotation(angle.to(x.dtype)))
     out = _pose_outputs(model.pose_net, turned, cfg.chunk)
     return torch.atan2(out[:, 1], out[:, 0]).abs() > cfg.consistent
 
@@ -401,15 +409,22 @@ def _descend(model, x, imgs, fam: Family, cfg: AlignConfig, cand, scores, spent)
         a, b, c, fa, fb, fc, j, valid = _basins(cand[..., fam.angle], scores, cfg.top_k)  # each (B', k)
     else:
         j = scores.topk(min(cfg.top_k, R), dim=1, largest=False)[1]  # (B', k) the best starts
-        valid = torch.ones_like(j, dtype=torch.bool)
-    rows = torch.arange(B, device=x.device)[:, None].expand_as(j)[valid]  # (N,) start -> row of imgs
+        valid = None  # every start is a real one
+    # the starts to refine, (N,) flat indices into (B', k): all of them for one start per image (the
+    # best basin always exists); with more, only the images' real basins, found with one read
+    whole = j.shape[1] == 1 or valid is None
+    keep = torch.arange(j.numel(), device=x.device) if whole else valid.reshape(-1).nonzero().squeeze(1)
+    rows = keep // j.shape[1]  # (N,) start -> row of imgs
+
+    def at(t):
+        return t.reshape(-1)[keep]
+
     if fam.is_angle:
-        rp, rl = _refine_angle(model, x, imgs[rows], a[valid], b[valid], c[valid], fa[valid], fb[valid], fc[valid],
-                               fam, cfg, spent)  # fmt: skip
+        rp, rl = _refine_angle(model, x, imgs[rows], at(a), at(b), at(c), at(fa), at(fb), at(fc), fam, cfg, spent)
     else:
-        p0 = cand.gather(1, j[..., None].expand(*j.shape, P))[valid]  # (N, P)
+        p0 = cand.gather(1, j[..., None].expand(*j.shape, P)).reshape(-1, P)[keep]  # (N, P)
         if fam.angle is not None:
-            p0[:, fam.angle] = _parabola(a[valid], b[valid], c[valid], fa[valid], fb[valid], fc[valid])[0]
+            p0[:, fam.angle] = _parabola(at(a), at(b), at(c), at(fa), at(fb), at(fc))[0]
         with torch.autocast(x.device.type, enabled=False):  # gradients in float32
             rp, rl = _refine_adam(model, x, imgs[rows], p0, fam, cfg, spent)
     return _best_per_image(best_p, best_l, rows, rp, rl)

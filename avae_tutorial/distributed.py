@@ -238,10 +238,11 @@ class GlobalBatchSampler(Sampler[list]):
         return math.ceil(self.n / self.batch_size)
 
     def __iter__(self):
-        order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 1_000 + self.epoch))
+        # drawn on the host and made a list once per epoch: no per-batch conversion
+        order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 1_000 + self.epoch)).tolist()
         for s in range(0, self.n, self.batch_size):
             batch = order[s : s + self.batch_size]
-            yield batch[shard(len(batch), self.rank, self.world_size)].tolist()
+            yield batch[shard(len(batch), self.rank, self.world_size)]
 
 
 def global_mean(per_sample: torch.Tensor, n_global: int) -> torch.Tensor:

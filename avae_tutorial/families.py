@@ -27,7 +27,7 @@ from typing import Callable
 import torch
 
 from ._checks import check_positive_int
-from .transforms import affine, identity, rotation
+from .transforms import _affine, _rotation, identity
 
 __all__ = ["Family", "register_family", "get_family", "FAMILIES"]
 
@@ -196,9 +196,9 @@ def _affine_t_params(n: int, generator: torch.Generator | None = None) -> torch.
     return torch.cat([affine_params(n, generator), shift], 1)
 
 
-register_family(Family("rotation", 1, lambda p: rotation(p[:, 0]), angle=0, names=("angle",), presets=ANGLE_PRESETS))
-register_family(Family("affine", 4, affine, _AFFINE_BOUNDS, angle=0, names=("angle", "shear", "log_sx", "log_sy"),
+register_family(Family("rotation", 1, lambda p: _rotation(p[:, 0]), angle=0, names=("angle",), presets=ANGLE_PRESETS))
+register_family(Family("affine", 4, _affine, _AFFINE_BOUNDS, angle=0, names=("angle", "shear", "log_sx", "log_sy"),
                        presets=ANGLE_PLUS_PRESETS, sampler=affine_params))  # fmt: skip
-register_family(Family("affine_t", 6, affine, _AFFINE_BOUNDS + ((-SHIFT_MAX, SHIFT_MAX),) * 2, angle=0,
+register_family(Family("affine_t", 6, _affine, _AFFINE_BOUNDS + ((-SHIFT_MAX, SHIFT_MAX),) * 2, angle=0,
                        names=("angle", "shear", "log_sx", "log_sy", "tx", "ty"), presets=ANGLE_PLUS_PRESETS,
                        sampler=_affine_t_params))  # fmt: skip

@@ -11,14 +11,15 @@ from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn as nn
-from torch.nn.utils.fusion import fuse_conv_bn_eval
+from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_conv_bn_weights
 
-from ._checks import check_images, check_invertible, check_matrix_shape, check_positive_int, check_same_device
+from ._checks import (check_image_shape, check_matrix_shape, check_positive_int, check_same_device, image_values,
+                      matrix_values, verify)
 from .activations import ELU
-from .transforms import invert, warp
+from .transforms import _invert, _warp
 
 __all__ = ["VAEConfig", "VAE", "AffineVAE", "avae_forward", "check_inputs", "for_inference", "check_canvas",
-           "check_channels", "MIN_CANVAS", "MAX_CANVAS", "CHANNELS"]  # fmt: skip
+           "check_channels", "refresh_inference", "MIN_CANVAS", "MAX_CANVAS", "CHANNELS"]  # fmt: skip
 
 #: The canvases the conv stack is built for: multiples of 4 from 28 (the MNIST digits themselves)
 #: to 128 pixels.
@@ -133,22 +134,23 @@ class VAE(nn.Module):
 def check_inputs(vae, x: torch.Tensor, A: torch.Tensor | None = None) -> None:
     """What every call into the forward pass validates: images on the model's device, of its
     canvas and channels, finite and in [0, 1]; matrices ``A``, one per image, on that device,
-    finite and invertible (a clear error, not a NaN)."""
+    finite and invertible (a clear error, not a NaN). One read of the device
+    (:func:`~avae_tutorial._checks.verify`), however much it checks."""
     check_same_device(vae, x)
-    check_images(x, canvas=vae.canvas, channels=getattr(vae, "channels", 1))
+    check_image_shape(x, canvas=vae.canvas, channels=getattr(vae, "channels", 1))
     if A is not None:
         check_same_device(vae, check_matrix_shape(A, batch=x.shape[0]), name="matrices A")
-        check_invertible(A)
+    verify(image_values(x), None if A is None else matrix_values(A))
 
 
 def avae_forward(vae, x: torch.Tensor, A: torch.Tensor | None = None, sample: bool = False):
     """The AVAE's forward pass, its inputs taken as checked: ``(x_hat, mu, logvar)`` with
     ``x_hat = warp(decode(z), A^-1)``, ``(mu, logvar) = encode(warp(x, A))`` and ``z = mu``, or
     ``z = mu + sigma * eps`` when ``sample``. ``A=None`` is the identity (the plain VAE)."""
-    mu, logvar = vae.encode(x if A is None else warp(x, A))  # (B, L), (B, L)
+    mu, logvar = vae.encode(x if A is None else _warp(x, A))  # (B, L), (B, L)
     z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if sample else mu
     x_hat = vae.decode(z)  # (B, C, H, W)
-    return (x_hat if A is None else warp(x_hat, invert(A))), mu, logvar
+    return (x_hat if A is None else _warp(x_hat, _invert(A))), mu, logvar
 
 
 class AffineVAE(nn.Module):
@@ -184,3 +186,32 @@ def for_inference(model: nn.Module, fold: bool = True) -> nn.Module:
                     seq[i] = nn.Sequential(conv, ELU(inplace=True))
         m.to(memory_format=torch.channels_last)
     return m.requires_grad_(False)
+
+
+def refresh_inference(frozen: nn.Module, model: nn.Module) -> nn.Module:
+    """Bring ``frozen`` (made by :func:`for_inference` from ``model``) up to ``model``'s current
+    weights, in place: each BatchNorm folded again into the convolution before it, the other
+    weights copied. No module is built or copied, so the training loop can search on the
+    fast, folded model after every optimizer step at the cost of a few small tensor copies."""
+    with torch.no_grad():
+        target = frozen.state_dict()
+        for name, value in _folded_state(model).items():
+            target[name].copy_(value)
+    return frozen
+
+
+def _folded_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """``model``'s state as :func:`for_inference`'s copy holds it (BatchNorms folded)."""
+    state = dict(model.state_dict())
+    if not isinstance(model, VAE):
+        return state
+    for part in ("encoder", "decoder"):
+        for i, block in enumerate(getattr(model, part)):
+            if isinstance(block, nn.Sequential) and isinstance(block[1], nn.BatchNorm2d):
+                conv, bn = block[0], block[1]
+                w, b = fuse_conv_bn_weights(conv.weight, conv.bias, bn.running_mean, bn.running_var, bn.eps,
+                                            bn.weight, bn.bias, transpose=isinstance(conv, nn.ConvTranspose2d))
+                prefix = f"{part}.{i}."
+                state = {k: v for k, v in state.items() if not k.startswith(prefix)}
+                state[prefix + "0.weight"], state[prefix + "0.bias"] = w, b
+    return state

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from .families import Family
-from .loss import avae_loss, chunked_loss
+from .loss import _avae_loss, chunked_loss
 
 if TYPE_CHECKING:
     from .align import AlignConfig
@@ -135,29 +135,44 @@ def adam_keep_best(model, x, p0, build, steps: int, lr: float, project=None):
     image kept: ``(params (N, P), loss (N,))``. Rows are independent; ``steps + 1`` forward passes
     and ``steps`` backward ones. The search's refinement and the seed's searches alike."""
     params = p0.clone().requires_grad_(True)
-    opt = torch.optim.Adam([params], lr=lr)
+    m, v = torch.zeros_like(p0), torch.zeros_like(p0)  # Adam's moments, per parameter (rows stay independent)
     best_p, best_l = params.detach().clone(), torch.full((x.shape[0],), math.inf, device=x.device, dtype=x.dtype)
     for step in range(steps + 1):
         with torch.enable_grad():
-            loss = avae_loss(model, x, build(params))  # (N,)
+            loss = _avae_loss(model, x, build(params))  # (N,)
         better = loss.detach() < best_l
         best_l = torch.where(better, loss.detach(), best_l)
-        best_p[better] = params.detach()[better]
+        best_p = torch.where(better[:, None], params.detach(), best_p)
         if step == steps:
             break
-        (params.grad,) = torch.autograd.grad(loss.sum(), params)  # rows are independent
-        opt.step()
-        if project is not None:
-            project(params)
+        (grad,) = torch.autograd.grad(loss.sum(), params)  # rows are independent
+        with torch.no_grad():
+            _adam_update(params, grad, m, v, step + 1, lr)
+            if project is not None:
+                project(params)
     return best_p, best_l
+
+
+def _adam_update(params, grad, m, v, t: int, lr: float, betas=(0.9, 0.999), eps: float = 1e-8) -> None:
+    """One Adam step (Kingma & Ba 2015, as ``torch.optim.Adam`` takes it) in place; the step count
+    ``t`` is the loop's own, so nothing is read from the device (``torch.optim.Adam`` keeps it in a
+    tensor and reads it at every step)."""
+    b1, b2 = betas
+    m.mul_(b1).add_(grad, alpha=1 - b1)
+    v.mul_(b2).addcmul_(grad, grad, value=1 - b2)
+    denom = (v.sqrt() / math.sqrt(1 - b2**t)).add_(eps)
+    params.addcdiv_(m, denom, value=-lr / (1 - b1**t))
 
 
 def _best_per_image(best_p, best_l, img, rp, rl):
     """Fold refined rows ``(img (N,), rp (N, P), rl (N,))`` into the per-image best ``(B, P), (B,)``."""
-    B = best_l.shape[0]
+    B, N = best_l.shape[0], rl.shape[0]
+    if N == 0:
+        return best_p, best_l
     low = torch.full((B,), math.inf, device=rl.device, dtype=rl.dtype).scatter_reduce(0, img, rl, "amin")
     better = low < best_l
-    hit = better[img] & (rl == low[img])  # a row achieving its image's new best
-    best_p = best_p.clone()
-    best_p[img[hit]] = rp[hit].to(best_p.dtype)
-    return best_p, torch.where(better, low, best_l)
+    # the first row achieving its image's new best (index N: none), found without a read of the device
+    key = torch.where(rl == low[img], torch.arange(N, device=rl.device), N)
+    first = torch.full((B,), N, device=rl.device, dtype=key.dtype).scatter_reduce(0, img, key, "amin")
+    row = rp[first.clamp(max=N - 1)].to(best_p.dtype)  # (B, P)
+    return torch.where(better[:, None], row, best_p), torch.where(better, low, best_l)

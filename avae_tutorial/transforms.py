@@ -19,7 +19,9 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ._checks import check_angles, check_invertible, check_matrices, check_warp_images
+from ._checks import _describe
+from ._checks import (check_angles, check_invertible, check_matrices, check_matrix_shape, check_warp_shape,
+                      finite_values, matrix_values, verify)
 
 __all__ = [
     "rotation",
@@ -48,7 +50,11 @@ def rotation(angle: torch.Tensor) -> torch.Tensor:
 
     A positive angle turns the picture counter-clockwise as displayed (see module docstring).
     """
-    angle = check_angles(angle)
+    return _rotation(check_angles(angle))
+
+
+def _rotation(angle: torch.Tensor) -> torch.Tensor:
+    """:func:`rotation` without the checks (its callers checked ``angle``)."""
     c, s = torch.cos(angle), torch.sin(angle)
     zero = torch.zeros_like(angle)
     return torch.stack([torch.stack([c, -s, zero], -1), torch.stack([s, c, zero], -1)], -2)  # (B, 2, 3)
@@ -72,15 +78,19 @@ def affine(params: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"params: expected shape (B, 4) or (B, 6) [{names}], got shape {tuple(params.shape)}{hint}")
     if not params.is_floating_point():
         raise TypeError(f"params: expected a floating-point tensor (radians, log-scales), got {params.dtype}")
-    if params.device.type != "meta" and not torch.isfinite(params).all():
-        raise ValueError("params: contains NaN or inf values")
+    verify(finite_values(params, "params"))
+    return _affine(params)
+
+
+def _affine(params: torch.Tensor) -> torch.Tensor:
+    """:func:`affine` without the checks (its callers checked ``params``)."""
     angle, shear, log_sx, log_sy = params[:, 0], params[:, 1], params[:, 2], params[:, 3]
     B = params.shape[0]
     one, zero = torch.ones_like(angle), torch.zeros_like(angle)
     # Picture-space maps (forward, 3x3): P = T R H S; sampling matrix = P^-1 = S^-1 H^-1 R^-1 T^-1.
     S_inv = torch.diag_embed(torch.stack([torch.exp(-log_sx), torch.exp(-log_sy), one], -1))
     H_inv = _h3(torch.stack([one, -torch.tan(shear), zero], -1), torch.stack([zero, one, zero], -1))
-    R_inv = to_homogeneous(rotation(angle))  # rotation() is already a sampling matrix
+    R_inv = to_homogeneous(_rotation(angle))  # rotation() is already a sampling matrix
     M = S_inv @ H_inv @ R_inv
     if params.shape[1] == 6:
         T_inv = _h3(torch.stack([one, zero, -params[:, 4]], -1), torch.stack([zero, one, -params[:, 5]], -1))
@@ -108,7 +118,11 @@ def invert(A: torch.Tensor) -> torch.Tensor:
     the same arithmetic runs in an exported (ONNX) graph. A singular or non-finite matrix is
     refused with a clear error.
     """
-    A = check_invertible(A)
+    return _invert(check_invertible(A))
+
+
+def _invert(A: torch.Tensor) -> torch.Tensor:
+    """:func:`invert` without the checks (its callers checked that ``A`` is invertible)."""
     a, b, c, d = A[:, 0, 0], A[:, 0, 1], A[:, 1, 0], A[:, 1, 1]
     det = a * d - b * c
     M_inv = torch.stack([torch.stack([d, -b], -1), torch.stack([-c, a], -1)], -2) / det[:, None, None]  # (B, 2, 2)
@@ -129,12 +143,18 @@ def warp(x: torch.Tensor, A: torch.Tensor, padding_mode: str = "zeros") -> torch
     ``x`` may hold any finite real values (images, probabilities, feature maps). This is the
     only place in the package that resamples images.
     """
-    x = check_warp_images(x)
-    A = check_matrices(A, batch=x.shape[0])
+    x = check_warp_shape(x)
+    A = check_matrix_shape(A, batch=x.shape[0])
     if A.device != x.device:
         raise ValueError(f"A is on {A.device} but x is on {x.device}; move one of them, e.g. A = A.to(x.device)")
     if padding_mode not in ("zeros", "border", "reflection"):
         raise ValueError(f"unknown padding_mode {padding_mode!r}; expected one of: 'zeros', 'border', 'reflection'")
+    verify(finite_values(x, "x", f" ({_describe(x)})"), matrix_values(A, invertible=False))
+    return _warp(x, A, padding_mode)
+
+
+def _warp(x: torch.Tensor, A: torch.Tensor, padding_mode: str = "zeros") -> torch.Tensor:
+    """:func:`warp` without the checks (its callers checked ``x`` and ``A``)."""
     grid = F.affine_grid(A.to(x.dtype), list(x.shape), align_corners=ALIGN_CORNERS)  # (B, H, W, 2)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode=padding_mode, align_corners=ALIGN_CORNERS)
 
@@ -142,8 +162,9 @@ def warp(x: torch.Tensor, A: torch.Tensor, padding_mode: str = "zeros") -> torch
 def rotate(x: torch.Tensor, angle) -> torch.Tensor:
     """``x (B, C, H, W)`` turned counter-clockwise by ``angle`` radians: one number for every image,
     or ``(B,)``. Shorthand for ``warp(x, rotation(angle))``."""
-    angle = torch.as_tensor(angle, dtype=x.dtype, device=x.device).reshape(-1).expand(len(x))
-    return warp(x, rotation(angle))
+    x = check_warp_shape(x)
+    angle = check_angles(torch.as_tensor(angle, dtype=x.dtype, device=x.device).reshape(-1).expand(len(x)))
+    return warp(x, _rotation(angle))
 
 
 def angle_of(A: torch.Tensor) -> torch.Tensor:
@@ -151,7 +172,10 @@ def angle_of(A: torch.Tensor) -> torch.Tensor:
 
     Exact for pure rotations; for general affine matrices it is the angle of the first column.
     """
-    A = check_matrices(A)
+    return _angle_of(check_matrices(A))
+
+
+def _angle_of(A: torch.Tensor) -> torch.Tensor:
     return torch.atan2(A[:, 1, 0], A[:, 0, 0])
 
 

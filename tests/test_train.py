@@ -11,6 +11,7 @@ import avae_tutorial as avae
 from avae_tutorial.align import search_cost
 from avae_tutorial import train as train_mod
 from avae_tutorial.checkpoint import load_checkpoint, model_from_checkpoint
+from avae_tutorial.model import for_inference
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -35,7 +36,7 @@ class Interrupt(Exception):
 def count_batches(monkeypatch, on_batch=None):
     """Wrap the per-batch training loss; ``on_batch(k, loss)`` (k counts from 1) may raise or edit it."""
     calls = []
-    real = train_mod.avae_loss
+    real = train_mod._avae_loss
 
     def wrapped(vae, x, A=None, sample=False):
         loss = real(vae, x, A, sample=sample)
@@ -45,7 +46,7 @@ def count_batches(monkeypatch, on_batch=None):
                 loss = on_batch(len(calls), loss)
         return loss
 
-    monkeypatch.setattr(train_mod, "avae_loss", wrapped)
+    monkeypatch.setattr(train_mod, "_avae_loss", wrapped)
     return calls
 
 
@@ -153,15 +154,15 @@ def test_evaluation_angles_are_seeded():
 def test_search_batch_is_cold_without_a_last_orientation_and_warm_with_one(data, monkeypatch):
     """Epoch 1 searches with ``align``; later epochs with ``align_warm``, started at the last orientation."""
     seen = []
-    real = train_mod.align
+    real = train_mod._align
 
     def spy(vae, x, family, config, init=None, **kw):
         seen.append((config, init))
         return real(vae, x, family, config, init=init, **kw)
 
-    monkeypatch.setattr(train_mod, "align", spy)
+    monkeypatch.setattr(train_mod, "_align", spy)
     cfg = tiny_config("aligned", align_warm={"restarts": 3, "top_k": 1, "steps": 1, "init_span": 0.2})
-    vae = avae.VAE(2, 28).eval()
+    vae = for_inference(avae.VAE(2, 28))
     xb = data[0][:BATCH]
     cold, cold_passes = train_mod.search_batch(vae, xb, None, cfg)
     last = torch.linspace(-3, 3, BATCH)
