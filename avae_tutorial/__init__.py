@@ -13,26 +13,45 @@ Public API (see the book's chapters for the story)::
     avae.register_family(avae.Family("shift", n_params=2, build=shift, bounds=[(-0.3, 0.3)] * 2))
     res = avae.align(vae, x, family="shift")     # a family is a builder (B,P) -> (B,2,3) + one entry
     x, names = avae.load_images("my_folder/", canvas=64)  # a user's images: (N,C,64,64) in [0,1], names
+    vae, history = avae.fit(avae.TrainConfig(regime="aligned", epochs=8), (x, y), progress=False)
+
+Each name:
+
+* Data: ``load_mnist`` (MNIST on a padded canvas), ``load_images`` (a reader's folder or array file).
+* Geometry: ``rotation`` (angles to matrices), ``affine`` (rotation, shear, scale and shift to
+  matrices), ``warp`` (the one function that resamples images), ``invert`` (the inverse transform).
+* Model: ``VAE`` (the seed's conv VAE), ``AffineVAE`` (a VAE between a warp and its inverse),
+  ``avae_loss`` (the loss per image, in nats), ``loss_terms`` (its reconstruction and KL terms).
+* Search: ``align`` (the transform per image that minimizes the loss), ``AlignConfig`` (its
+  settings), ``AlignResult`` (what it returns), ``preset`` (a family's named settings),
+  ``Family`` (a transform family), ``register_family`` (add one), ``families`` (the registered
+  ones, read-only), ``align_sharded`` (``align`` over several processes).
+* Training: ``fit`` (train in one of three regimes), ``TrainConfig`` (its settings),
+  ``load_pretrained`` (the shipped models).
+
+The method itself is the modules at the top of this package, in reading order: ``transforms``,
+``families``, ``model``, ``loss``, ``align``, ``refine``, ``pose``. Everything else lives in a room
+named for what it serves: ``data`` (datasets in), ``training`` (fit, several processes,
+checkpoints, the shipped models and their recipes), ``lessons`` (the chapters' figures and
+widgets) and ``tools`` (the command line, benchmarks, export).
 """
 from .align import AlignConfig, AlignResult, align, preset
-from .checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
-from .data import load_mnist, pad_to_canvas, random_affines, random_rotations, synthetic_digits
-from .distributed import align_sharded
-from .families import FAMILIES, Family, register_family
-from .images import load_images
+from .data.images import load_images
+from .data.mnist import load_mnist
+from .families import Family, families, register_family
 from .loss import avae_loss, loss_terms
-from .model import VAE, AffineVAE, VAEConfig
-from .pretrained import load_pretrained
-from .train import REGIMES, TrainConfig, fit
-from .transforms import affine, angle_of, compose, identity, invert, rotation, warp, wrap_angle
+from .model import VAE, AffineVAE
+from .training.distributed import align_sharded
+from .training.pretrained import load_pretrained
+from .training.train import TrainConfig, fit
+from .transforms import affine, invert, rotation, warp
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "load_mnist", "load_images", "pad_to_canvas", "random_rotations", "random_affines", "synthetic_digits",
-    "rotation", "affine", "warp", "invert", "compose", "identity", "angle_of", "wrap_angle",
-    "VAE", "VAEConfig", "AffineVAE", "avae_loss", "loss_terms",
-    "align", "AlignConfig", "AlignResult", "preset", "Family", "register_family", "FAMILIES", "align_sharded",
-    "fit", "TrainConfig", "REGIMES",
-    "save_checkpoint", "load_checkpoint", "model_from_checkpoint", "load_pretrained",
+    "load_mnist", "load_images",
+    "rotation", "affine", "warp", "invert",
+    "VAE", "AffineVAE", "avae_loss", "loss_terms",
+    "align", "AlignConfig", "AlignResult", "preset", "Family", "register_family", "families", "align_sharded",
+    "fit", "TrainConfig", "load_pretrained",
 ]  # fmt: skip

@@ -39,6 +39,7 @@ __all__ = [
     "check_positive_int",
     "check_labels",
     "check_device",
+    "default_device",
 ]
 
 
@@ -292,6 +293,11 @@ def check_same_device(model: torch.nn.Module, x: torch.Tensor, name: str = "imag
             f"the model is on {p.device} but the {name} are on {x.device}; "
             f"move one of them, e.g. x = x.to({str(p.device)!r}) or model.to(x.device)"
         )
+
+
+def default_device() -> str:
+    """The one device choice: ``"cuda"`` when a GPU is available, else ``"cpu"``."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def check_device(device) -> torch.device:

@@ -12,7 +12,7 @@ search (:func:`avae_tutorial.align`) reads nothing else; a new family is one bui
         return A
     avae.register_family(avae.Family("shift", n_params=2, build=shift, bounds=[(-0.3, 0.3)] * 2))
     res = avae.align(vae, x_shifted, family="shift")
-    p = avae.FAMILIES["shift"].sample(16)  # (16, 2) random parameters, within the bounds
+    p = avae.families()["shift"].sample(16)  # (16, 2) random parameters, within the bounds
 
 Parameters all zero must give the identity (checked at registration): the search starts there.
 A family also says how to perturb test images (:meth:`Family.sample`) and, optionally, its
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Callable
 
 import torch
@@ -29,7 +30,7 @@ import torch
 from ._checks import check_positive_int
 from .transforms import _affine, _rotation, identity
 
-__all__ = ["Family", "register_family", "get_family", "FAMILIES"]
+__all__ = ["Family", "register_family", "unregister_family", "get_family", "families"]
 
 Bounds = tuple[float, float] | None
 
@@ -147,18 +148,34 @@ def _check_identity(fam: Family) -> None:
         raise ValueError(f"Family {fam.name!r}: zero parameters must build the identity, got {A[0].tolist()}")
 
 
-#: name -> :class:`Family`; :func:`register_family` adds to it.
-FAMILIES: dict[str, Family] = {}
+_REGISTRY: dict[str, Family] = {}  # name -> Family; written only by register_family / unregister_family
+
+
+def families() -> MappingProxyType:
+    """The registered families, name -> :class:`Family`: a read-only view (it follows later
+    registrations; add to it with :func:`register_family`)."""
+    return MappingProxyType(_REGISTRY)
+
+
+def unregister_family(name: str) -> None:
+    """Remove the family registered as ``name`` (one of the built-in ones cannot be removed)."""
+    if name in BUILT_IN:
+        raise ValueError(f"family {name!r} is built in; it cannot be removed")
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown family {name!r}; registered: {', '.join(_REGISTRY)}")
+    del _REGISTRY[name]
 
 
 def register_family(family: Family, replace: bool = False) -> Family:
     """Add ``family`` to the registry (``replace=True`` to redefine a name); returns it."""
     if not isinstance(family, Family):
         raise TypeError(f"register_family: expected a Family, got {type(family).__name__}")
-    if family.name in FAMILIES and not replace:
+    if family.name in BUILT_IN and family.name in _REGISTRY:
+        raise ValueError(f"family {family.name!r} is built in; register yours under another name")
+    if family.name in _REGISTRY and not replace:
         raise ValueError(f"family {family.name!r} is already registered; pass replace=True to redefine it")
     _check_identity(family)
-    FAMILIES[family.name] = family
+    _REGISTRY[family.name] = family
     return family
 
 
@@ -166,10 +183,13 @@ def get_family(family: str | Family) -> Family:
     """A registered family by name (or the :class:`Family` itself)."""
     if isinstance(family, Family):
         return family
-    if family not in FAMILIES:
-        raise ValueError(f"unknown family {family!r}; registered: {', '.join(FAMILIES)} (see register_family)")
-    return FAMILIES[family]
+    if family not in _REGISTRY:
+        raise ValueError(f"unknown family {family!r}; registered: {', '.join(_REGISTRY)} (see register_family)")
+    return _REGISTRY[family]
 
+
+#: The families every model knows; they cannot be replaced or removed.
+BUILT_IN = ("rotation", "affine", "affine_t")
 
 #: The affine search's bounds: 55 degrees of shear and 50% scale are the perturbations studied;
 #: without bounds the search can shrink the decoded picture into the padding and win on background.

@@ -11,15 +11,22 @@ depend on how many other rows a batch holds.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 
 from .families import Family
 from .loss import _avae_loss, chunked_loss
 
-if TYPE_CHECKING:
-    from .align import AlignConfig
+
+
+class AlignConfig(Protocol):
+    """What refinement reads of :class:`avae_tutorial.align.AlignConfig` (which satisfies this):
+    refine sits below align and does not import it."""
+
+    steps: int
+    lr: float
+    chunk: int
 
 
 def _rows_loss(model, x, img, params, fam: Family, chunk: int, spent: torch.Tensor) -> torch.Tensor:

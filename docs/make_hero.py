@@ -13,9 +13,9 @@ import matplotlib
 matplotlib.use("Agg")
 
 import avae_tutorial as avae  # noqa: E402
-from avae_tutorial.plotting import hero_figure  # noqa: E402
-from avae_tutorial.pretrained import load_pretrained  # noqa: E402
-from avae_tutorial.widgets import rotation_frames  # noqa: E402
+from avae_tutorial.lessons.plotting import hero_figure  # noqa: E402
+from avae_tutorial.training.pretrained import load_pretrained  # noqa: E402
+from avae_tutorial.lessons.widgets import rotation_frames  # noqa: E402
 
 ANGLES_DEG = (0, 45, 90, 135, 180, 225, 270, 315)
 

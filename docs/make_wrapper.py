@@ -1,7 +1,7 @@
 """Draw ``docs/wrapper.png``, the introduction's diagram of the AVAE: ``python docs/make_wrapper.py``.
 
 A turned test digit passes through the warp that ``align`` finds for the shipped upright VAE,
-the encoder and decoder, and the inverse warp (``avae_tutorial.plotting.wrapper_diagram``).
+the encoder and decoder, and the inverse warp (``avae_tutorial.lessons.plotting.wrapper_diagram``).
 """
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ matplotlib.use("Agg")
 import torch  # noqa: E402
 
 import avae_tutorial as avae  # noqa: E402
-from avae_tutorial.plotting import wrapper_diagram  # noqa: E402
-from avae_tutorial.pretrained import load_pretrained  # noqa: E402
+from avae_tutorial.lessons.plotting import wrapper_diagram  # noqa: E402
+from avae_tutorial.training.pretrained import load_pretrained  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> Path:

@@ -40,7 +40,7 @@ def single_thread():
 @pytest.fixture(scope="session")
 def digits() -> tuple[torch.Tensor, torch.Tensor]:
     """32 synthetic digits ``(32, 1, 28, 28)`` in [0, 1] and their labels."""
-    return avae.synthetic_digits(32, canvas=CANVAS, seed=0)
+    return avae.data.mnist.synthetic_digits(32, canvas=CANVAS, seed=0)
 
 
 @pytest.fixture
@@ -74,7 +74,7 @@ class TemplateVAE(nn.Module):
 @pytest.fixture(scope="session")
 def seven() -> torch.Tensor:
     """One synthetic "7" ``(1, 1, 28, 28)``: no rotational symmetry, so its orientation is unique."""
-    x, y = avae.synthetic_digits(40, canvas=CANVAS, seed=1)
+    x, y = avae.data.mnist.synthetic_digits(40, canvas=CANVAS, seed=1)
     return x[(y == 7).nonzero()[0]]
 
 

@@ -19,9 +19,9 @@ import torch
 import torch.distributed as dist
 
 import avae_tutorial as avae
-from avae_tutorial import cli
-from avae_tutorial import train as train_mod
-from avae_tutorial.distributed import align_sharded, init_from_env, world
+from avae_tutorial.tools import cli
+from avae_tutorial.training import train as train_mod
+from avae_tutorial.training.distributed import align_sharded, init_from_env, world
 from avae_tutorial.loss import avae_loss
 
 CANVAS = 28
@@ -36,7 +36,7 @@ def vae() -> avae.VAE:
 
 def images() -> torch.Tensor:
     """64 synthetic digits, randomly rotated: ``(64, 1, 28, 28)``."""
-    return avae.random_rotations(avae.synthetic_digits(64, canvas=CANVAS, seed=1)[0], seed=2)[0]
+    return avae.data.mnist.random_rotations(avae.data.mnist.synthetic_digits(64, canvas=CANVAS, seed=1)[0], seed=2)[0]
 
 
 def config() -> avae.TrainConfig:
@@ -45,7 +45,7 @@ def config() -> avae.TrainConfig:
 
 
 def train_data() -> tuple[torch.Tensor, torch.Tensor]:
-    return avae.synthetic_digits(35, canvas=CANVAS, seed=3)  # batches of 16, 16 and 3 (2 + 1: uneven slices)
+    return avae.data.mnist.synthetic_digits(35, canvas=CANVAS, seed=3)  # batches of 16, 16 and 3 (2 + 1: uneven slices)
 
 
 def recording_loss(seen: list):

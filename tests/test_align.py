@@ -22,7 +22,7 @@ def rotated(template: torch.Tensor, degrees: list[float]) -> tuple[torch.Tensor,
 
 @pytest.mark.parametrize("family", ["rotation", "affine"])
 def test_never_worse_than_identity_and_consistent(tiny_vae, digits, family):
-    x = avae.random_rotations(digits[0][:5], seed=0)[0]
+    x = avae.data.mnist.random_rotations(digits[0][:5], seed=0)[0]
     res = avae.align(tiny_vae, x, family, SMALL)
     P = {"rotation": 1, "affine": 4}[family]
     assert res.A.shape == (5, 2, 3) and res.params.shape == (5, P) and res.loss.shape == res.loss0.shape == (5,)
@@ -41,7 +41,7 @@ def test_recovers_a_known_rotation(template_vae, seven):
     err = wrap_angle(res.angle + theta).abs()  # aligning turns each picture back by -theta
     assert err.max() < math.radians(3.0), f"angle errors (degrees): {torch.rad2deg(err).tolist()}"
     assert (res.loss[theta != 0] < 0.5 * res.loss0[theta != 0]).all()
-    torch.testing.assert_close(avae.angle_of(res.A), wrap_angle(-theta), atol=math.radians(3.0), rtol=0)
+    torch.testing.assert_close(avae.transforms.angle_of(res.A), wrap_angle(-theta), atol=math.radians(3.0), rtol=0)
 
 
 def test_fast_preset_also_recovers_rotations(template_vae, seven):
@@ -72,7 +72,7 @@ def test_model_is_left_exactly_as_it_was(digits, training):
 
 
 def test_batch_order_invariance(tiny_vae, digits):
-    x = avae.random_rotations(digits[0][:10], seed=1)[0]
+    x = avae.data.mnist.random_rotations(digits[0][:10], seed=1)[0]
     perm = torch.randperm(10, generator=torch.Generator().manual_seed(0))
     a = avae.align(tiny_vae, x, "rotation", SMALL)
     b = avae.align(tiny_vae, x[perm], "rotation", SMALL)
@@ -81,7 +81,7 @@ def test_batch_order_invariance(tiny_vae, digits):
 
 
 def test_chunking_and_batching_do_not_change_results(tiny_vae, digits):
-    x = avae.random_rotations(digits[0][:5], seed=2)[0]
+    x = avae.data.mnist.random_rotations(digits[0][:5], seed=2)[0]
     ref = avae.align(tiny_vae, x, "rotation", SMALL)  # 30 (image, candidate) rows in one chunk
     for cfg, batch_size in [(SMALL, 2), (avae.AlignConfig(**{**SMALL.__dict__, "chunk": 7}), 512),
                             (avae.AlignConfig(**{**SMALL.__dict__, "chunk": 2}), 3)]:  # fmt: skip
@@ -153,7 +153,7 @@ def test_bfloat16_scoring_reports_exact_losses_unless_told_not_to(tiny_vae, digi
     bfloat16 scores, saves that pass and the identity's float32 pass, and chooses alike."""
     from dataclasses import replace
 
-    x = avae.random_rotations(digits[0][:8], seed=3)[0]
+    x = avae.data.mnist.random_rotations(digits[0][:8], seed=3)[0]
     bf = replace(SMALL, precision="bfloat16")
     exact = avae.align(tiny_vae, x, "rotation", bf)
     rough = avae.align(tiny_vae, x, "rotation", replace(bf, exact=False))
@@ -174,7 +174,7 @@ def test_passes_are_counted_per_image_and_match_the_config(tiny_vae, digits):
     exactly ``search_cost`` on every image (Adam's backward counting as two)."""
     from dataclasses import replace
 
-    x = avae.random_rotations(digits[0][:6], seed=4)[0]
+    x = avae.data.mnist.random_rotations(digits[0][:6], seed=4)[0]
     for family, cfg in (("rotation", SMALL), ("affine", replace(SMALL, steps=2))):
         res = avae.align(tiny_vae, x, family, cfg)
         assert res.passes.shape == (6,) and res.passes.dtype == torch.long
@@ -189,7 +189,7 @@ def test_aligning_a_batch_equals_aligning_its_halves(tiny_vae, digits):
     in small batches give equal angles, losses and passes."""
     from dataclasses import replace
 
-    x = avae.random_rotations(digits[0][:12], seed=5)[0]
+    x = avae.data.mnist.random_rotations(digits[0][:12], seed=5)[0]
     vae = _with_pose_net(tiny_vae)
     for cfg in (SMALL, preset_of(vae, "default"), preset_of(vae, "fast"), replace(SMALL, precision="bfloat16")):
         whole = avae.align(vae, x, "rotation", cfg)

@@ -14,13 +14,13 @@ import pytest
 import torch
 
 import avae_tutorial as avae
-from avae_tutorial import data
-from avae_tutorial.cli import main
+from avae_tutorial.data import mnist as data
+from avae_tutorial.tools.cli import main
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
-X, Y = avae.synthetic_digits(4, canvas=28, seed=0)  # (4, 1, 28, 28) in [0, 1]
-X40 = avae.pad_to_canvas(X, 40)
+X, Y = avae.data.mnist.synthetic_digits(4, canvas=28, seed=0)  # (4, 1, 28, 28) in [0, 1]
+X40 = avae.data.mnist.pad_to_canvas(X, 40)
 torch.manual_seed(0)
 VAE = avae.VAE(latent_dim=2, canvas=28).eval()
 AVAE = avae.AffineVAE(VAE)
@@ -46,7 +46,7 @@ def fit(train=(X, Y), test=None, **kw):
 
 def checkpoint(tmp: Path, config: dict, model=None) -> Path:
     model_config = {k: config[k] for k in ("latent_dim", "canvas") if k in config}
-    return avae.save_checkpoint({"model_config": model_config, "config": config, "model": model or VAE.state_dict()},
+    return avae.training.checkpoint.save_checkpoint({"model_config": model_config, "config": config, "model": model or VAE.state_dict()},
                                 tmp / "m.pt")  # fmt: skip
 
 
@@ -128,11 +128,11 @@ CASES = [
     ("invert", "inf", lambda t: avae.invert(A4 * INF), ValueError, r"A: " + NONFINITE),
     ("invert", "one (2, 3) matrix", lambda t: avae.invert(A4[0]), ValueError, r"A\[None\]"),
     ("invert", "empty", lambda t: avae.invert(A4[:0]), ValueError, r"A: "),
-    ("compose", "batch mismatch", lambda t: avae.compose(A4, A4[:2]), ValueError,
+    ("compose", "batch mismatch", lambda t: avae.transforms.compose(A4, A4[:2]), ValueError,
      r"B: "),
-    ("compose", "B of wrong shape", lambda t: avae.compose(A4, torch.zeros(4, 2, 2)), ValueError,
+    ("compose", "B of wrong shape", lambda t: avae.transforms.compose(A4, torch.zeros(4, 2, 2)), ValueError,
      r"B: "),
-    ("compose", "B on another device", lambda t: avae.compose(A4, A4.to("meta")), ValueError,
+    ("compose", "B on another device", lambda t: avae.transforms.compose(A4, A4.to("meta")), ValueError,
      r"A is on cpu but B is on meta"),
     # ------------------------------------------------------------ VAE(...)
     ("VAE()", "latent_dim 0", lambda t: avae.VAE(latent_dim=0), ValueError, r"latent_dim: "),
@@ -253,33 +253,33 @@ CASES = [
     ("load_pretrained", "None", lambda t: avae.load_pretrained(None), ValueError, r"unknown pretrained model None"),
     ("load_pretrained", "unusable device", lambda t: avae.load_pretrained("vae-upright", device="gpu0"), ValueError,
      r"device: "),
-    ("load_checkpoint", "missing file", lambda t: avae.load_checkpoint(t / "nope.pt"), FileNotFoundError,
+    ("load_checkpoint", "missing file", lambda t: avae.training.checkpoint.load_checkpoint(t / "nope.pt"), FileNotFoundError,
      r"checkpoint .*nope\.pt does not exist"),
-    ("load_checkpoint", "a directory", lambda t: avae.load_checkpoint(t), FileNotFoundError, r"is not a file"),
-    ("load_checkpoint", "truncated file", lambda t: avae.load_checkpoint(truncated(t)), ValueError,
+    ("load_checkpoint", "a directory", lambda t: avae.training.checkpoint.load_checkpoint(t), FileNotFoundError, r"is not a file"),
+    ("load_checkpoint", "truncated file", lambda t: avae.training.checkpoint.load_checkpoint(truncated(t)), ValueError,
      r"m\.pt is truncated, corrupted or not a safe torch file"),
-    ("load_checkpoint", "garbage file", lambda t: avae.load_checkpoint(garbage(t)), ValueError,
+    ("load_checkpoint", "garbage file", lambda t: avae.training.checkpoint.load_checkpoint(garbage(t)), ValueError,
      r"junk\.pt is truncated, corrupted or not a safe torch file"),
     ("model_from_checkpoint", "config vs weights",
-     lambda t: avae.model_from_checkpoint(avae.load_checkpoint(checkpoint(t, {"latent_dim": 8, "canvas": 28}))),
+     lambda t: avae.training.checkpoint.model_from_checkpoint(avae.training.checkpoint.load_checkpoint(checkpoint(t, {"latent_dim": 8, "canvas": 28}))),
      ValueError, r"checkpoint weights do not match its model_config \{'latent_dim': 8, 'canvas': 28\}: .*size mismatch"),
     ("model_from_checkpoint", "config without sizes",
-     lambda t: avae.model_from_checkpoint(avae.load_checkpoint(checkpoint(t, {"regime": "upright"}))),
+     lambda t: avae.training.checkpoint.model_from_checkpoint(avae.training.checkpoint.load_checkpoint(checkpoint(t, {"regime": "upright"}))),
      ValueError, r"expected a model_config with fields \['canvas', 'latent_dim'\], got \{\}"),
     # ------------------------------------------------------------ random_rotations, random_affines
-    ("random_rotations", "uint8", lambda t: avae.random_rotations((X * 255).to(torch.uint8)), TypeError, UINT8_HINT),
-    ("random_rotations", "rank 3", lambda t: avae.random_rotations(X[:, 0]), ValueError, r"x\.unsqueeze\(1\)"),
-    ("random_rotations", "values above 1", lambda t: avae.random_rotations(X * 255), ValueError, RANGE),
-    ("random_rotations", "NaN", lambda t: avae.random_rotations(with_value(X, NAN)), ValueError, NONFINITE),
-    ("random_rotations", "empty", lambda t: avae.random_rotations(X[:0]), ValueError, r"non-empty batch"),
-    ("random_rotations", "seed 'a'", lambda t: avae.random_rotations(X, seed="a"), ValueError, r"seed: "),
-    ("random_rotations", "seed 1.5", lambda t: avae.random_rotations(X, seed=1.5), ValueError, r"seed: "),
-    ("random_affines", "shear 90 degrees", lambda t: avae.random_affines(X, max_shear_deg=90), ValueError,
+    ("random_rotations", "uint8", lambda t: avae.data.mnist.random_rotations((X * 255).to(torch.uint8)), TypeError, UINT8_HINT),
+    ("random_rotations", "rank 3", lambda t: avae.data.mnist.random_rotations(X[:, 0]), ValueError, r"x\.unsqueeze\(1\)"),
+    ("random_rotations", "values above 1", lambda t: avae.data.mnist.random_rotations(X * 255), ValueError, RANGE),
+    ("random_rotations", "NaN", lambda t: avae.data.mnist.random_rotations(with_value(X, NAN)), ValueError, NONFINITE),
+    ("random_rotations", "empty", lambda t: avae.data.mnist.random_rotations(X[:0]), ValueError, r"non-empty batch"),
+    ("random_rotations", "seed 'a'", lambda t: avae.data.mnist.random_rotations(X, seed="a"), ValueError, r"seed: "),
+    ("random_rotations", "seed 1.5", lambda t: avae.data.mnist.random_rotations(X, seed=1.5), ValueError, r"seed: "),
+    ("random_affines", "shear 90 degrees", lambda t: avae.data.mnist.random_affines(X, max_shear_deg=90), ValueError,
      r"max_shear_deg: "),
-    ("random_affines", "negative scale", lambda t: avae.random_affines(X, max_scale=-0.5), ValueError,
+    ("random_affines", "negative scale", lambda t: avae.data.mnist.random_affines(X, max_scale=-0.5), ValueError,
      r"max_scale: "),
-    ("random_affines", "uint8", lambda t: avae.random_affines((X * 255).to(torch.uint8)), TypeError, UINT8_HINT),
-    ("random_affines", "NaN", lambda t: avae.random_affines(with_value(X, NAN)), ValueError, NONFINITE),
+    ("random_affines", "uint8", lambda t: avae.data.mnist.random_affines((X * 255).to(torch.uint8)), TypeError, UINT8_HINT),
+    ("random_affines", "NaN", lambda t: avae.data.mnist.random_affines(with_value(X, NAN)), ValueError, NONFINITE),
 ]
 
 

@@ -8,11 +8,11 @@ import pytest
 import torch
 
 import avae_tutorial as avae
-from avae_tutorial.baselines import seed_reference
-from avae_tutorial.bench import BenchConfig, bench, cost_quality_curve
-from avae_tutorial.bench_report import MIN_SEEDS_ALIGNED, format_report, targets, write_json
+from avae_tutorial.tools.baselines import seed_reference
+from avae_tutorial.tools.bench import BenchConfig, bench, cost_quality_curve
+from avae_tutorial.tools.bench_report import MIN_SEEDS_ALIGNED, format_report, targets, write_json
 from avae_tutorial.align import search_cost
-from avae_tutorial.cli import main
+from avae_tutorial.tools.cli import main
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -22,7 +22,7 @@ TINY = BenchConfig(n=6, n_ref=2, ref_restarts=2, ref_steps=2, train_n=16, train_
 
 @pytest.fixture(scope="module")
 def tiny_inputs():
-    x, _ = avae.synthetic_digits(26, canvas=28, seed=3)
+    x, _ = avae.data.mnist.synthetic_digits(26, canvas=28, seed=3)
     torch.manual_seed(0)
     return avae.VAE(latent_dim=2, canvas=28).eval(), x[:10], x[10:]
 
@@ -51,8 +51,8 @@ def test_bench_structure_and_finite_figures(tiny_run):
     assert default["loss"] <= default["loss0"] + 1e-4 and fast["loss"] <= fast["loss0"] + 1e-4  # never worse
     assert default["passes_per_image"] == search_cost(avae.preset("rotation"))  # no pose net: every image the same
     assert ref["passes_per_image"] == TINY.ref_restarts * (3 * TINY.ref_steps + 1) and ref["passes_sd"] == 0
-    assert [(r["restarts"], r["steps"]) for r in out["curve"]] == [tuple(g) for g in avae.bench.CURVE_GRID]
-    assert [r["search"] for r in out["training"]["runs"]] == list(avae.bench.TRAIN_RUNS)
+    assert [(r["restarts"], r["steps"]) for r in out["curve"]] == [tuple(g) for g in avae.tools.bench.CURVE_GRID]
+    assert [r["search"] for r in out["training"]["runs"]] == list(avae.tools.bench.TRAIN_RUNS)
     for r in out["training"]["runs"]:
         assert len(r["epoch_seconds"]) == TINY.train_epochs and all(t > 0 for t in r["epoch_seconds"])
         assert all(_finite(r[k]) for k in ("seconds_per_epoch", "epoch_vs_plain", "epoch_vs_plain_later", "train_loss",
@@ -62,7 +62,7 @@ def test_bench_structure_and_finite_figures(tiny_run):
     plain, package, seed_style, amortized = out["training"]["runs"]
     assert plain["passes_per_epoch"] == [0.0] * TINY.train_epochs
     assert seed_style["passes_per_image_later"] == 20 + 3 * 10 + 1  # the seed's search: 20 angles, 10 Adam steps
-    warm = avae.train.search_config(avae.TrainConfig("aligned"), warm=True)
+    warm = avae.training.train.search_config(avae.TrainConfig("aligned"), warm=True)
     assert package["passes_per_image_later"] == search_cost(warm, n_init=1)  # a grid, last pose +- span, steps
     assert amortized["passes_per_image_later"] == 4  # last pose +- span and the online pose net's guess
     assert len(out["targets"]) == 13 and all(_finite(t["value"]) for t in out["targets"])
@@ -81,7 +81,7 @@ def test_reference_row_is_the_seed_search_on_the_first_images(tiny_run, tiny_inp
     """The reference's loss is what seed_reference returns for those digits; its share of its own
     gain is 1 and its speed-up over itself 1."""
     vae, x_test, _ = tiny_inputs
-    x = avae.random_rotations(x_test[: TINY.n], seed=TINY.seed)[0]
+    x = avae.data.mnist.random_rotations(x_test[: TINY.n], seed=TINY.seed)[0]
     loss, _ = seed_reference(vae, x[: TINY.n_ref], restarts=TINY.ref_restarts, steps=TINY.ref_steps, seed=TINY.seed)
     ref = tiny_run["test_time"][0]
     assert ref["loss"] == pytest.approx(float(loss.mean()), abs=1e-3)
@@ -100,7 +100,7 @@ def test_training_runs_go_through_fit(tiny_run, tiny_inputs):
     vae, hist = avae.fit(cfg, (x_train[: TINY.train_n], zeros), test, progress=False)
     plain, package, seed_style, amortized = tiny_run["training"]["runs"]
     assert plain["train_loss"] == pytest.approx(hist["train_loss"][-1], rel=1e-5)
-    x_fit = avae.random_rotations(x_train[: TINY.train_n], seed=TINY.seed + 2)[0]
+    x_fit = avae.data.mnist.random_rotations(x_train[: TINY.train_n], seed=TINY.seed + 2)[0]
     fit_loss = avae.align(vae, x_fit, "rotation", "default", progress=False).loss.mean()
     assert plain["train_loss_aligned"] == pytest.approx(float(fit_loss), rel=1e-4)
     assert plain["train_loss_aligned_per_seed"] == [plain["train_loss_aligned"]]
@@ -147,15 +147,15 @@ def test_training_search_overrides_reach_fit(tiny_run):
     """--train-align / --train-align-warm: the runs train with those fields, the rest as TrainConfig's;
     the comparison reports the settings it trained with."""
     cfg = BenchConfig(**{**TINY.__dict__, "train_align": {"restarts": 5}, "train_align_warm": {"steps": 3}})
-    base = avae.bench.train_config(cfg, 0, latent_dim=2, canvas=28, test_limit=cfg.train_test_n)
+    base = avae.tools.bench.train_config(cfg, 0, latent_dim=2, canvas=28, test_limit=cfg.train_test_n)
     assert base.align["restarts"] == 5 and base.align["steps"] == avae.TrainConfig().align["steps"]
     assert base.align_warm["steps"] == 3 and base.align_warm["chunk"] == cfg.chunk
     assert base.seed == 0 and base.batch_size == cfg.train_batch and base.epochs == 1
-    tiny = avae.bench.train_config(TINY, 0, latent_dim=2, canvas=28, test_limit=TINY.train_test_n)
+    tiny = avae.tools.bench.train_config(TINY, 0, latent_dim=2, canvas=28, test_limit=TINY.train_test_n)
     assert tiny_run["training"]["align"] == tiny.align and tiny_run["training"]["align_warm"] == tiny.align_warm
     with pytest.raises(ValueError, match="restarts"):
         BenchConfig(train_align={"restarts": -1})
-    from avae_tutorial.cli import _fields
+    from avae_tutorial.tools.cli import _fields
 
     assert _fields("restarts=12,steps=2,init_span=0.1,precision=auto") == {
         "restarts": 12, "steps": 2, "init_span": 0.1, "precision": "auto"}
@@ -166,7 +166,7 @@ def test_training_comparison_over_seeds_reports_each_and_their_mean(tiny_inputs,
     figures are those of a one-seed comparison (the runs are seeded)."""
     vae, x_test, x_train = tiny_inputs
     cfg = BenchConfig(**{**TINY.__dict__, "train_seeds": 2})
-    two = avae.bench.train_comparison(x_train[: cfg.train_n], x_test[-cfg.train_test_n :], cfg, latent_dim=2)
+    two = avae.tools.bench.train_comparison(x_train[: cfg.train_n], x_test[-cfg.train_test_n :], cfg, latent_dim=2)
     one = tiny_run["training"]  # the same comparison from seed 0 alone
     assert two["seeds"] == [0, 1] and one["seeds"] == [0]
     for r2, r1 in zip(two["runs"], one["runs"]):
@@ -199,19 +199,19 @@ def test_aligned_loss_targets_are_judged_from_three_seeds(tiny_run):
 def test_precision_override_reaches_every_package_search(tiny_inputs, monkeypatch):
     """--precision float32: the presets and the training search run as on a CPU without bfloat16."""
     seen = []
-    real = avae.bench.align
+    real = avae.tools.bench.align
 
     def spy(vae, x, family, config, **kw):
         seen.append(config)
         return real(vae, x, family, config, **kw)
 
-    monkeypatch.setattr(avae.bench, "align", spy)
+    monkeypatch.setattr(avae.tools.bench, "align", spy)
     vae, x_test, x_train = tiny_inputs
     cfg = BenchConfig(**{**TINY.__dict__, "precision": "float32"})
-    rows = avae.bench.inference_rows(vae, x_test[: cfg.n], cfg)
+    rows = avae.tools.bench.inference_rows(vae, x_test[: cfg.n], cfg)
     assert len(seen) >= 3 and all(c.precision == "float32" for c in seen if isinstance(c, avae.AlignConfig))
     assert [r["method"] for r in rows][:3] == ["seed reference", "align 'default'", "align 'fast'"]
-    base = avae.bench.train_config(cfg, 0, latent_dim=2, canvas=28, test_limit=cfg.train_test_n)
+    base = avae.tools.bench.train_config(cfg, 0, latent_dim=2, canvas=28, test_limit=cfg.train_test_n)
     assert base.align["precision"] == base.align_warm["precision"] == "float32"
     with pytest.raises(ValueError, match="precision"):
         BenchConfig(precision="float16")

@@ -2,8 +2,8 @@
 tests/test_distributed.py for what several processes compute)."""
 from __future__ import annotations
 
-from avae_tutorial.bench_distributed import format_report
-from avae_tutorial.cli import build_parser
+from avae_tutorial.tools.bench_distributed import format_report
+from avae_tutorial.tools.cli import build_parser
 
 
 def test_report_names_device_backend_and_processes():

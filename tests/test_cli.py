@@ -8,9 +8,9 @@ import pytest
 import torch
 
 import avae_tutorial as avae
-from avae_tutorial import data
-from avae_tutorial.checkpoint import checkpoint_dict
-from avae_tutorial.cli import build_parser, main
+from avae_tutorial.data import mnist as data
+from avae_tutorial.training.checkpoint import checkpoint_dict
+from avae_tutorial.tools.cli import build_parser, main
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -20,7 +20,7 @@ def synthetic_mnist(monkeypatch):
     """``load_mnist`` replaced by synthetic digits: no download, no cache."""
 
     def fake(split="test", canvas=40, limit=None, root=None):
-        x, y = avae.synthetic_digits(33 if split == "train" else 16, canvas=canvas, seed=int(split == "test"))
+        x, y = avae.data.mnist.synthetic_digits(33 if split == "train" else 16, canvas=canvas, seed=int(split == "test"))
         return (x[:limit], y[:limit]) if limit else (x, y)
 
     monkeypatch.setattr(data, "load_mnist", fake)
@@ -57,7 +57,7 @@ def test_train_evaluate_align_end_to_end(synthetic_mnist, tmp_path, capsys):
     assert code == 0, err
     summary = json.loads(out.strip().splitlines()[-1])
     assert summary["checkpoint"] == str(ckpt) and summary["test_loss"] > 0 and ckpt.exists()
-    assert avae.load_checkpoint(ckpt)["config"]["regime"] == "rotated"
+    assert avae.training.checkpoint.load_checkpoint(ckpt)["config"]["regime"] == "rotated"
 
     csv = tmp_path / "eval.csv"
     code, out, err = run(["evaluate", str(ckpt), "--n", "4", "--angles", "0,90", "--preset", "fast",
@@ -85,10 +85,10 @@ def test_bad_settings_exit_2_with_a_message(synthetic_mnist, tmp_path, capsys):
 @pytest.fixture
 def image_folder(tmp_path):
     """26 turned synthetic digits as dark-on-white PNG files, as a scanner would give them."""
-    from avae_tutorial.images import save_images
+    from avae_tutorial.data.images import save_images
 
-    x, _ = avae.synthetic_digits(26, canvas=28, seed=5)
-    x = avae.random_rotations(x, seed=5)[0]
+    x, _ = avae.data.mnist.synthetic_digits(26, canvas=28, seed=5)
+    x = avae.data.mnist.random_rotations(x, seed=5)[0]
     folder = tmp_path / "scans"
     save_images(1 - x, [folder / f"scan{i:02d}.png" for i in range(len(x))])
     return folder
@@ -109,14 +109,14 @@ def test_train_and_align_a_folder_end_to_end_interrupted_and_continued(image_fol
     assert code == 0, err
     summary = json.loads(out.strip().splitlines()[-1])
     assert summary["train_images"] == 23 and summary["test_images"] == 3 and summary["test_loss"] > 0
-    assert avae.load_checkpoint(ckpt)["config"]["canvas"] == 28
+    assert avae.training.checkpoint.load_checkpoint(ckpt)["config"]["canvas"] == 28
 
     args = ["align", str(ckpt), "--images", str(image_folder), "--invert", "--out", str(poses), "--preset", "fast",
             "--batch-size", "4", "--aligned", str(aligned), "--device", "cpu"]  # fmt: skip
     code, out, err = run([*args, "--limit", "6"], capsys)  # a run stopped after 6 images ...
     assert code == 0, err
     assert json.loads(out)["left"] == 20
-    from avae_tutorial import poses as poses_module
+    from avae_tutorial.training import poses as poses_module
 
     calls = {"n": 0}
     real = poses_module.pose_rows
@@ -147,7 +147,7 @@ def test_train_and_align_a_folder_end_to_end_interrupted_and_continued(image_fol
 def test_a_folder_with_a_bad_file_stops_with_its_name_or_is_skipped(image_folder, tmp_path, capsys):
     (image_folder / "scan03.png").write_bytes((image_folder / "scan03.png").read_bytes()[:40])  # truncated
     ckpt = tmp_path / "m.pt"
-    avae.save_checkpoint(checkpoint_dict(avae.VAE(2, 28)), ckpt)
+    avae.training.checkpoint.save_checkpoint(checkpoint_dict(avae.VAE(2, 28)), ckpt)
     args = ["align", str(ckpt), "--images", str(image_folder), "--out", str(tmp_path / "p.csv"), "--preset", "fast",
             "--device", "cpu"]  # fmt: skip
     code, out, err = run(args, capsys)
@@ -184,7 +184,7 @@ def test_bad_image_arguments_exit_2_with_a_message(args, message, tmp_path, caps
 def test_a_family_registered_in_process_works_from_the_command_line(synthetic_mnist, tmp_path, capsys):
     """``--family`` and ``--perturb`` read the registry when the parser is built: a family
     registered in this process perturbs the digits (its ``sample``) and is searched."""
-    from avae_tutorial.families import FAMILIES
+    from avae_tutorial.families import unregister_family
 
     def shift(p):  # (B, 2) -> (B, 2, 3)
         return torch.cat([torch.eye(2).expand(p.shape[0], 2, 2), p[:, :, None]], 2)
@@ -195,7 +195,7 @@ def test_a_family_registered_in_process_works_from_the_command_line(synthetic_mn
         code, _, err = run(["align", "vae-upright", "--n", "4", "--preset", "fast", "--family", "shift_cli",
                             "--perturb", "shift_cli", "--out", str(path), "--device", "cpu"], capsys)  # fmt: skip
     finally:
-        del FAMILIES["shift_cli"]
+        unregister_family("shift_cli")
     assert code == 0, err
     summary = json.loads(path.read_text())
     assert summary["perturb"] == summary["family"] == "shift_cli" and summary["loss_aligned"] <= summary["loss_identity"]

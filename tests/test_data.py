@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import avae_tutorial as avae
-from avae_tutorial import data
+from avae_tutorial.data import mnist as data
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -169,29 +169,29 @@ def test_mnist_from_pickle_parses_the_classic_layout(monkeypatch):
 # ---------------------------------------------------------------- perturbations and synthetic digits
 def test_random_rotations_are_seeded_and_return_their_angles(digits):
     x = digits[0][:6]
-    xr, angle = avae.random_rotations(x, seed=3)
-    xr2, angle2 = avae.random_rotations(x, seed=3)
+    xr, angle = avae.data.mnist.random_rotations(x, seed=3)
+    xr2, angle2 = avae.data.mnist.random_rotations(x, seed=3)
     assert torch.equal(angle, angle2) and torch.equal(xr, xr2)
-    assert not torch.equal(angle, avae.random_rotations(x, seed=4)[1])
+    assert not torch.equal(angle, avae.data.mnist.random_rotations(x, seed=4)[1])
     assert angle.shape == (6,) and 0 <= float(angle.min()) and float(angle.max()) < 2 * math.pi
     torch.testing.assert_close(xr, avae.warp(x, avae.rotation(angle)))
 
 
 def test_random_affines_are_seeded_bounded_and_return_their_params(digits):
     x = digits[0][:8]
-    xa, params = avae.random_affines(x, seed=5, max_shear_deg=55.0, max_scale=0.5)
-    assert params.shape == (8, 4) and torch.equal(params, avae.random_affines(x, seed=5)[1])
+    xa, params = avae.data.mnist.random_affines(x, seed=5, max_shear_deg=55.0, max_scale=0.5)
+    assert params.shape == (8, 4) and torch.equal(params, avae.data.mnist.random_affines(x, seed=5)[1])
     assert params[:, 1].abs().max() <= math.radians(55.0) and params[:, 2:].abs().max() <= math.log(1.5) + 1e-6
     torch.testing.assert_close(xa, avae.warp(x, avae.affine(params)))
     assert 0 <= float(xa.min()) and float(xa.max()) <= 1
 
 
 def test_synthetic_digits():
-    x, y = avae.synthetic_digits(50, canvas=40, seed=0)
+    x, y = avae.data.mnist.synthetic_digits(50, canvas=40, seed=0)
     assert x.shape == (50, 1, 40, 40) and x.dtype == torch.float32 and y.shape == (50,) and y.dtype == torch.int64
     assert float(x.min()) == 0.0 and float(x.max()) == 1.0 and set(y.tolist()) <= set(range(10))
     assert len(set(y.tolist())) >= 8
-    x2, y2 = avae.synthetic_digits(50, canvas=40, seed=0)
+    x2, y2 = avae.data.mnist.synthetic_digits(50, canvas=40, seed=0)
     assert torch.equal(x, x2) and torch.equal(y, y2)
     assert x[:, :, :5].max() == 0 and x[:, :, -5:].max() == 0  # room to rotate without clipping
     ones, eights = x[y == 1].sum((1, 2, 3)), x[y == 8].sum((1, 2, 3))
@@ -200,5 +200,5 @@ def test_synthetic_digits():
 
 def test_pad_to_canvas_centres():
     x = torch.ones(2, 1, 28, 28)
-    out = avae.pad_to_canvas(x, 40)
+    out = avae.data.mnist.pad_to_canvas(x, 40)
     assert out.shape == (2, 1, 40, 40) and out[..., 6:34, 6:34].min() == 1 and out.sum() == x.sum()

@@ -17,12 +17,12 @@ import torch
 
 import avae_tutorial as avae
 import distributed_worker as worker
-from avae_tutorial import train as train_mod
-from avae_tutorial.checkpoint import load_checkpoint, model_from_checkpoint
-from avae_tutorial.cli import main
-from avae_tutorial.distributed import (GlobalBatchNorm, GlobalBatchSampler, backend_for, data_parallel, gather_rows,
+from avae_tutorial.training import train as train_mod
+from avae_tutorial.training.checkpoint import load_checkpoint, model_from_checkpoint
+from avae_tutorial.tools.cli import main
+from avae_tutorial.training.distributed import (GlobalBatchNorm, GlobalBatchSampler, backend_for, data_parallel, gather_rows,
                                       global_mean, shard, shard_chunks)
-from avae_tutorial.images import save_images
+from avae_tutorial.data.images import save_images
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import avae_tutorial as avae
-from avae_tutorial.evaluate import affine_comparison, loss_per_angle, mean_loss, write_rows
+from avae_tutorial.training.evaluate import affine_comparison, loss_per_angle, mean_loss, write_rows
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -15,9 +15,10 @@ import pytest
 import torch
 
 import avae_tutorial as avae
-from avae_tutorial import data, pretrained
-from avae_tutorial.cli import main
-from avae_tutorial.export import TOLERANCE, export_model, export_onnx, onnx_loss, onnx_session, write_digits
+from avae_tutorial.data import mnist as data
+from avae_tutorial.training import pretrained
+from avae_tutorial.tools.cli import main
+from avae_tutorial.tools.export import TOLERANCE, export_model, export_onnx, onnx_loss, onnx_session, write_digits
 from avae_tutorial.loss import loss_terms
 
 pytest.importorskip("onnxruntime")
@@ -42,7 +43,7 @@ def exported(upright, tmp_path_factory):
 def turned() -> tuple[torch.Tensor, torch.Tensor]:
     """24 synthetic digits (40x40) turned by angles around the circle, and 24 candidate matrices
     (the identity first, then random rotations): what the browser's search evaluates."""
-    x = avae.synthetic_digits(24, canvas=40, seed=3)[0]
+    x = avae.data.mnist.synthetic_digits(24, canvas=40, seed=3)[0]
     x = avae.warp(x, avae.rotation(torch.linspace(-math.pi, math.pi, 25)[:24]))  # (24, 1, 40, 40)
     g = torch.Generator().manual_seed(0)
     angles = (torch.rand(24, generator=g) * 2 - 1) * math.pi
@@ -115,7 +116,7 @@ def synthetic_mnist(monkeypatch):
     """``load_mnist`` replaced by 8-bit synthetic digits: no download."""
 
     def fake(split="test", canvas=40, limit=None, root=None):
-        x, y = avae.synthetic_digits(60, canvas=canvas, seed=5)
+        x, y = avae.data.mnist.synthetic_digits(60, canvas=canvas, seed=5)
         return ((x * 255).round() / 255)[:limit], y[:limit]
 
     monkeypatch.setattr(data, "load_mnist", fake)

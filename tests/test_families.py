@@ -9,7 +9,7 @@ import torch
 
 import avae_tutorial as avae
 from avae_tutorial.align import preset, search_cost
-from avae_tutorial.families import FAMILIES, get_family
+from avae_tutorial.families import families, get_family, unregister_family
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -25,7 +25,7 @@ def shift(p):  # (B, 2) -> (B, 2, 3)
 def shift_family():
     fam = avae.register_family(avae.Family("shift", n_params=2, build=shift, bounds=[(-0.3, 0.3)] * 2))
     yield fam
-    del FAMILIES["shift"]
+    unregister_family("shift")
 
 
 def shifts(n: int, seed: int = 0, size: float = 0.2) -> torch.Tensor:
@@ -36,11 +36,11 @@ def test_the_readme_snippet_recovers_a_translation(shift_family):
     """A family registered from outside the package, default settings, a trained model: most of the
     loss that the shift added is removed."""
     vae = avae.load_pretrained("vae-upright")
-    x = avae.synthetic_digits(12, canvas=vae.canvas, seed=0)[0]
+    x = avae.data.mnist.synthetic_digits(12, canvas=vae.canvas, seed=0)[0]
     t = shifts(len(x))
     x_shifted = avae.warp(x, shift(t))
     res = avae.align(vae, x_shifted, family="shift")
-    upright = avae.evaluate.mean_loss(vae, x)
+    upright = avae.training.evaluate.mean_loss(vae, x)
     extra, removed = (res.loss0 - upright).mean(), (res.loss0 - res.loss).mean()
     assert extra > 20, "the shift should cost the plain VAE something"
     assert removed > 0.8 * extra, f"removed {removed:.1f} of {extra:.1f} nats"
@@ -62,7 +62,7 @@ def test_a_shift_is_found_exactly_on_a_loss_with_one_minimum(shift_family, seven
 
 
 def test_builtin_families_are_three_registry_entries():
-    assert {"rotation", "affine", "affine_t"} <= set(FAMILIES)
+    assert {"rotation", "affine", "affine_t"} <= set(families())
     rot, aff, aff_t = (get_family(n) for n in ("rotation", "affine", "affine_t"))
     assert rot.is_angle and not aff.is_angle and aff.angle == 0 and aff_t.n_params == 6
     theta = torch.tensor([0.3, -1.2])
@@ -88,7 +88,7 @@ def test_a_new_angle_family_uses_the_gradient_free_search(template_vae, seven):
     turn = avae.Family("turn", 1, lambda p: avae.rotation(p[:, 0]), angle=0)
     x = avae.warp(seven.expand(2, -1, -1, -1), avae.rotation(torch.tensor([1.0, -2.0])))
     res = avae.align(template_vae, x, turn)
-    assert (avae.wrap_angle(res.angle + torch.tensor([1.0, -2.0])).abs() < math.radians(3)).all()
+    assert (avae.transforms.wrap_angle(res.angle + torch.tensor([1.0, -2.0])).abs() < math.radians(3)).all()
 
 
 @pytest.mark.parametrize("bad, match", [
@@ -120,11 +120,11 @@ def test_sample_draws_within_bounds_and_seeded(shift_family):
     p = shift_family.sample(200, torch.Generator().manual_seed(1))
     assert p.shape == (200, 2) and p.abs().max() <= 0.3 and p.abs().max() > 0.25
     assert torch.equal(p, shift_family.sample(200, torch.Generator().manual_seed(1)))
-    angle = FAMILIES["rotation"].sample(100, torch.Generator().manual_seed(0))
+    angle = families()["rotation"].sample(100, torch.Generator().manual_seed(0))
     assert angle.shape == (100, 1) and 0 <= angle.min() and angle.max() < 2 * math.pi and angle.std() > 1
-    aff = FAMILIES["affine"].sample(100)
+    aff = families()["affine"].sample(100)
     assert aff[:, 1].abs().max() <= math.radians(55) and aff[:, 2:].abs().max() <= math.log(1.5) + 1e-6
-    assert FAMILIES["affine_t"].sample(3).shape == (3, 6)
+    assert families()["affine_t"].sample(3).shape == (3, 6)
     with pytest.raises(ValueError, match="n"):
         shift_family.sample(0)
     bad = avae.Family("bad", 2, shift, sampler=lambda n, g: torch.zeros(n, 3))
@@ -133,8 +133,8 @@ def test_sample_draws_within_bounds_and_seeded(shift_family):
 
 
 def test_builtin_families_carry_their_presets():
-    assert FAMILIES["rotation"].presets["default"] == dict(restarts=24, top_k=1, steps=6, precision="auto")
-    assert set(FAMILIES["rotation"].presets) == {"default", "fast", "default+pose", "fast+pose"}
-    assert set(FAMILIES["affine"].presets) == {"default", "fast"}
+    assert families()["rotation"].presets["default"] == dict(restarts=24, top_k=1, steps=6, precision="auto")
+    assert set(families()["rotation"].presets) == {"default", "fast", "default+pose", "fast+pose"}
+    assert set(families()["affine"].presets) == {"default", "fast"}
     with pytest.raises(ValueError, match="preset"):
         preset("rotation", "default+pose")

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from avae_tutorial import histograms as h
+from avae_tutorial.lessons import histograms as h
 
 
 def von_mises(mu: float, kappa: float, n: int = 2000, seed: int = 0) -> torch.Tensor:
@@ -133,8 +133,8 @@ def test_circular_std_matches_the_linear_std_of_a_narrow_peak_and_grows_with_spr
 
 
 def test_perturbation_angles_are_the_training_loops_draw():
-    from avae_tutorial.histograms import perturbation_angles
-    from avae_tutorial.train import epoch_angles
+    from avae_tutorial.lessons.histograms import perturbation_angles
+    from avae_tutorial.training.train import epoch_angles
     from avae_tutorial.transforms import wrap_angle
 
     a = perturbation_angles(500, seed=3)
@@ -145,7 +145,7 @@ def test_perturbation_angles_are_the_training_loops_draw():
 
 
 def test_statistics_by_epoch_rows():
-    from avae_tutorial.histograms import statistics_by_epoch
+    from avae_tutorial.lessons.histograms import statistics_by_epoch
 
     labels = torch.tensor([0, 0, 1, 1])
     orientation = torch.tensor([[0.0, math.pi / 2, 0.0, math.pi], [0.3, 0.3, 1.0, 1.0]])

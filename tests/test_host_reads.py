@@ -1,6 +1,6 @@
 """Reads of device values on the host (a GPU stall each) do not grow with candidates, steps or layers.
 
-Each test counts them with :class:`avae_tutorial._reads.HostReads` on the CPU, where the same calls
+Each test counts them with :class:`avae_tutorial.tools.reads.HostReads` on the CPU, where the same calls
 happen; one ``.item()`` added to a loop of the search or of the training step makes it fail.
 """
 from __future__ import annotations
@@ -12,8 +12,8 @@ import pytest
 import torch
 
 import avae_tutorial as avae
-from avae_tutorial import train as train_mod
-from avae_tutorial._reads import HostReads
+from avae_tutorial.training import train as train_mod
+from avae_tutorial.tools.reads import HostReads
 from avae_tutorial.model import for_inference, refresh_inference
 from avae_tutorial.pose import PoseNet
 
@@ -43,7 +43,7 @@ def posed():
     torch.manual_seed(0)
     vae = avae.VAE(2, 28).eval()
     vae.pose_net = PoseNet(28, width=4, half_turn=True).eval()
-    x, _ = avae.synthetic_digits(1024, canvas=28, seed=1)
+    x, _ = avae.data.mnist.synthetic_digits(1024, canvas=28, seed=1)
     return vae, avae.warp(x, avae.rotation(torch.rand(len(x), generator=torch.Generator().manual_seed(2)) * 6.28))
 
 
@@ -80,10 +80,10 @@ def test_public_functions_read_once(tiny_vae, digits):
 N, BATCH = 24, 8
 
 
-@pytest.mark.parametrize("regime", avae.REGIMES)
+@pytest.mark.parametrize("regime", avae.training.train.REGIMES)
 def test_fit_reads_per_step_and_epoch(regime):
     """At most 2 reads per training step plus 40 per epoch, in every regime."""
-    data = avae.synthetic_digits(N, canvas=28, seed=3)
+    data = avae.data.mnist.synthetic_digits(N, canvas=28, seed=3)
     epochs, steps = 2, 2 * math.ceil(N / BATCH)
     cfg = avae.TrainConfig(regime, latent_dim=2, canvas=28, epochs=epochs, batch_size=BATCH, test_limit=8,
                            align={"restarts": 4, "top_k": 1, "steps": 1})  # fmt: skip
@@ -94,7 +94,7 @@ def test_fit_reads_per_step_and_epoch(regime):
 
 def test_fit_aligned_reads_do_not_grow_with_batches():
     """The search of each batch reads nothing: more batches of the same digits add at most one read each."""
-    data = avae.synthetic_digits(32, canvas=28, seed=3)
+    data = avae.data.mnist.synthetic_digits(32, canvas=28, seed=3)
 
     def run(batch):
         cfg = avae.TrainConfig("aligned", latent_dim=2, canvas=28, epochs=1, batch_size=batch, test_limit=8,
@@ -116,7 +116,7 @@ def test_fit_folds_the_model_once_per_epoch_not_per_batch(monkeypatch):
 
     monkeypatch.setattr(train_mod, "for_inference", spy)
     monkeypatch.setattr(align_mod, "for_inference", spy)
-    data = avae.synthetic_digits(N, canvas=28, seed=3)
+    data = avae.data.mnist.synthetic_digits(N, canvas=28, seed=3)
     cfg = avae.TrainConfig("aligned", latent_dim=2, canvas=28, epochs=2, batch_size=BATCH, test_limit=8,
                            align={"restarts": 4, "top_k": 1, "steps": 1})  # fmt: skip
     avae.fit(cfg, data, progress=False)

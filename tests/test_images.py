@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 import avae_tutorial as avae
-from avae_tutorial.images import ImageError, batches, open_images, to_canvas
+from avae_tutorial.data.images import ImageError, batches, open_images, to_canvas
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -158,7 +158,7 @@ def test_bad_sources_get_a_clear_error(tmp_path, make, kw, exc, match):
 
 def test_a_zero_size_image_file_is_named(tmp_path, monkeypatch):
     """No common writer makes a 0x0 PNG, so a decoder that returns one stands in for it."""
-    from avae_tutorial import images
+    from avae_tutorial.data import images
 
     Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "z.tif")
     monkeypatch.setattr(images, "_decode_pil", lambda blob, name: torch.zeros(1, 0, 4, dtype=torch.uint8))

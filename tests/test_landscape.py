@@ -1,11 +1,11 @@
-"""Tests for avae_tutorial.landscape: valleys of a curve, lowest first; each figure draws what it says."""
+"""Tests for avae_tutorial.lessons.landscape: valleys of a curve, lowest first; each figure draws what it says."""
 import math
 
 import numpy as np
 import pytest
 import torch
 
-from avae_tutorial import landscape
+from avae_tutorial.lessons import landscape
 
 
 def test_local_minima_finds_both_valleys_lowest_first():

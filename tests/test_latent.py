@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from avae_tutorial import VAE, rotation, warp
-from avae_tutorial.latent import class_centroids, codes_at, nearest_class
+from avae_tutorial.lessons.latent import class_centroids, codes_at, nearest_class
 
 
 @pytest.fixture

@@ -1,11 +1,11 @@
-"""avae_tutorial.layer_memory: the memory of a forward pass per row."""
+"""avae_tutorial.lessons.layer_memory: the memory of a forward pass per row."""
 from __future__ import annotations
 
 import pytest
 import torch
 
 import avae_tutorial as avae
-from avae_tutorial.layer_memory import layer_activations, saved_for_backward
+from avae_tutorial.lessons.layer_memory import layer_activations, saved_for_backward
 from avae_tutorial.model import for_inference
 
 pytestmark = pytest.mark.usefixtures("single_thread")

@@ -1,11 +1,11 @@
-"""avae_tutorial.lesson: timing done right."""
+"""avae_tutorial.training.timing: timing done right."""
 from __future__ import annotations
 
 import time
 
 import pytest
 
-from avae_tutorial.lesson import time_it
+from avae_tutorial.training.timing import time_it
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

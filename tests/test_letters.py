@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 import avae_tutorial as avae
-from avae_tutorial.letters import render_letter, write_letters
+from avae_tutorial.data.letters import render_letter, write_letters
 
 
 def _ink(a: np.ndarray) -> torch.Tensor:

@@ -44,7 +44,7 @@ def test_with_a_transform_matches_the_wrapper_by_hand(tiny_vae, digits):
 
 def test_none_equals_the_identity_matrix(tiny_vae, digits):
     x = digits[0][:5]
-    with_identity = avae.avae_loss(tiny_vae, x, avae.identity(5))
+    with_identity = avae.avae_loss(tiny_vae, x, avae.transforms.identity(5))
     torch.testing.assert_close(avae.avae_loss(tiny_vae, x), with_identity, rtol=1e-5, atol=1e-3)
 
 

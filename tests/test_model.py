@@ -16,13 +16,13 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 def test_shapes_per_canvas(canvas):
     torch.manual_seed(0)
     vae = avae.VAE(latent_dim=3, canvas=canvas).eval()
-    x, _ = avae.synthetic_digits(4, canvas=canvas)
+    x, _ = avae.data.mnist.synthetic_digits(4, canvas=canvas)
     mu, logvar = vae.encode(x)
     assert mu.shape == logvar.shape == (4, 3)
     assert vae.decode(mu).shape == (4, 1, canvas, canvas)
     x_hat, mu2, logvar2 = vae(x)
     assert x_hat.shape == x.shape and torch.equal(mu2, mu) and torch.equal(logvar2, logvar)
-    assert vae.config == avae.VAEConfig(3, canvas) and vae.config_dict() == {"latent_dim": 3, "canvas": canvas,
+    assert vae.config == avae.model.VAEConfig(3, canvas) and vae.config_dict() == {"latent_dim": 3, "canvas": canvas,
                                                                                "channels": 1}
 
 
@@ -135,9 +135,9 @@ def test_every_canvas_and_channel_count_round_trips(canvas, channels):
 def test_the_shipped_architecture_is_unchanged():
     """The 40x40 one-channel VAE has exactly the state-dict keys and shapes of the shipped weights,
     so those files (and their sha256 in the manifest) stay valid and load."""
-    from avae_tutorial.pretrained import pretrained_dir
+    from avae_tutorial.training.pretrained import pretrained_dir
 
-    shipped = avae.load_checkpoint(pretrained_dir() / "vae-upright.pt")
+    shipped = avae.training.checkpoint.load_checkpoint(pretrained_dir() / "vae-upright.pt")
     want = {k: tuple(v.shape) for k, v in shipped["model"].items() if not k.startswith("pose_net.")}
     got = {k: tuple(v.shape) for k, v in avae.VAE(8, 40).state_dict().items()}
     assert got == want
@@ -150,7 +150,7 @@ def test_a_colour_model_on_another_canvas_warps_aligns_and_scores():
     turned image is aligned back at least as well as the identity."""
     torch.manual_seed(0)
     vae = avae.VAE(latent_dim=2, canvas=48, channels=3).eval()
-    grey, _ = avae.synthetic_digits(4, canvas=48, seed=2)
+    grey, _ = avae.data.mnist.synthetic_digits(4, canvas=48, seed=2)
     x = grey * torch.tensor([1.0, 0.5, 0.25])[:, None, None]  # (4, 3, 48, 48): a tinted digit
     A = avae.rotation(torch.tensor([0.3, -1.0, 2.0, 0.0]))
     assert avae.warp(x, A).shape == x.shape

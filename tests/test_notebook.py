@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 import avae_tutorial as avae
-from avae_tutorial import notebook
+from avae_tutorial.lessons import notebook
 
 
 @pytest.mark.parametrize("value, want", [(None, "full"), ("", "full"), ("quick", "quick"), (" Full ", "full")])
@@ -25,13 +25,13 @@ def test_a_bad_mode_names_the_valid_ones(monkeypatch):
 
 def test_setup_returns_the_device_and_mode(monkeypatch, capsys):
     monkeypatch.setenv("AVAE_MODE", "quick")
-    monkeypatch.setattr(avae.notebook, "default_device", lambda: "cpu")
+    monkeypatch.setattr(avae.lessons.notebook, "default_device", lambda: "cpu")
     assert notebook.setup() == ("cpu", "quick")
     assert "device: cpu, mode: quick" in capsys.readouterr().out
 
 
 def test_a_shipped_model_is_loaded_not_trained(monkeypatch):
-    monkeypatch.setattr(avae.train, "fit", lambda *a, **k: pytest.fail("trained although the model is shipped"))
+    monkeypatch.setattr(avae.training.train, "fit", lambda *a, **k: pytest.fail("trained although the model is shipped"))
     vae, history = notebook.pretrained_or_train("vae-upright", device="cpu")
     assert not vae.training and vae.latent_dim == 8 and history["test_loss"]
 

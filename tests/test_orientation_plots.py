@@ -1,11 +1,11 @@
-"""Tests for avae_tutorial.orientation_plots: histograms cut where the angles are sparse; panels named by epoch and class."""
+"""Tests for avae_tutorial.lessons.orientation_plots: histograms cut where the angles are sparse; panels named by epoch and class."""
 import math
 
 import numpy as np
 import pytest
 import torch
 
-from avae_tutorial import orientation_plots
+from avae_tutorial.lessons import orientation_plots
 
 
 def test_plot_resultant_by_epoch_one_line_per_class_and_panel():

@@ -1,8 +1,8 @@
 """The paper's Table 1 next to ours: rows, ordering and the agreement count."""
 import pytest
 
-from avae_tutorial import paper
-from avae_tutorial.plotting import markdown_table
+from avae_tutorial.lessons import paper
+from avae_tutorial.lessons.plotting import markdown_table
 
 
 def test_orderings_agree_and_disagree():

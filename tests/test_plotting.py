@@ -1,4 +1,4 @@
-"""Tests for avae_tutorial.plotting: every figure function draws what it says and returns its Figure/Axes;
+"""Tests for avae_tutorial.lessons.plotting: every figure function draws what it says and returns its Figure/Axes;
 and every figure of the book (also landscape's and orientation_plots') fits the page."""
 import math
 
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from avae_tutorial import landscape, orientation_plots, plotting
+from avae_tutorial.lessons import landscape, orientation_plots, plotting
 
 
 def test_to_images_accepts_the_usual_layouts():
@@ -113,7 +113,7 @@ def _every_figure():
                                                                                        first_epoch=0)  # fmt: skip
     yield "plot_class_orientations", orientation_plots.plot_class_orientations(angles[-1], labels)
     yield "plot_resultant_by_epoch", orientation_plots.plot_resultant_by_epoch(hist_rows, noise=0.05)
-    from avae_tutorial.distributed import GlobalBatchSampler
+    from avae_tutorial.training.distributed import GlobalBatchSampler
 
     slices = {N: [list(GlobalBatchSampler(12, 4, rank=r, world_size=N)) for r in range(N)] for N in (1, 2)}
     yield "plot_data_parallel", plotting.plot_data_parallel(slices, torch.rand(2, 3), torch.rand(3))
@@ -136,7 +136,7 @@ def test_every_figure_fits_the_page_with_text_of_at_least_font_points():
 
 
 def test_plot_data_parallel_colours_each_rank_and_draws_the_average():
-    from avae_tutorial.distributed import GlobalBatchSampler
+    from avae_tutorial.training.distributed import GlobalBatchSampler
 
     slices = {N: [list(GlobalBatchSampler(12, 4, rank=r, world_size=N)) for r in range(N)] for N in (1, 2)}
     grads = torch.tensor([[1.0, -2.0, 0.5], [3.0, 0.0, -0.5]])

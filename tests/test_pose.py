@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import avae_tutorial as avae
-from avae_tutorial.checkpoint import checkpoint_dict, model_from_checkpoint
+from avae_tutorial.training.checkpoint import checkpoint_dict, model_from_checkpoint
 from avae_tutorial.pose import PoseNet
 
 pytestmark = pytest.mark.usefixtures("single_thread")

@@ -8,15 +8,15 @@ import pytest
 import torch
 
 import avae_tutorial as avae
-from avae_tutorial.images import open_images, save_images
-from avae_tutorial.poses import align_images, done_names, iter_align, pose_columns, pose_rows
+from avae_tutorial.data.images import open_images, save_images
+from avae_tutorial.training.poses import align_images, done_names, iter_align, pose_columns, pose_rows
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.fixture
 def folder(tmp_path):
-    x, _ = avae.synthetic_digits(7, canvas=28, seed=4)
+    x, _ = avae.data.mnist.synthetic_digits(7, canvas=28, seed=4)
     save_images(x, [tmp_path / f"{i}.png" for i in range(7)])
     return tmp_path
 

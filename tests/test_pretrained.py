@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import avae_tutorial as avae
-from avae_tutorial import pretrained
-from avae_tutorial.checkpoint import checkpoint_dict, sha256_file
+from avae_tutorial.training import pretrained
+from avae_tutorial.training.checkpoint import checkpoint_dict, sha256_file
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -38,7 +38,7 @@ def fake_dir(tmp_path, digits):
         torch.manual_seed(i)
         vae = avae.VAE(2, 28)
         cfg = asdict(avae.TrainConfig(latent_dim=2, canvas=28))
-        path = avae.save_checkpoint(checkpoint_dict(vae, config=cfg, history={"test_loss": [float(i)]}),
+        path = avae.training.checkpoint.save_checkpoint(checkpoint_dict(vae, config=cfg, history={"test_loss": [float(i)]}),
                                     tmp_path / f"{name}.pt")  # fmt: skip
         entries[name] = {"file": path.name, "sha256": sha256_file(path), "config": cfg}
     (tmp_path / "manifest.json").write_text(json.dumps({"models": entries}))

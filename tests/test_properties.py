@@ -42,9 +42,9 @@ def test_warp_then_inverse_warp_restores_the_central_disk(angle, shear, log_sx, 
 @given(angle=angles, shear=shears, log_sx=log_scales, log_sy=log_scales, tx=shifts, ty=shifts)
 def test_compose_with_the_inverse_is_the_identity(angle, shear, log_sx, log_sy, tx, ty):
     A = avae.affine(affine_params(angle, shear, log_sx, log_sy, tx, ty).double())
-    eye = avae.identity(1, dtype=torch.float64)
-    torch.testing.assert_close(avae.compose(A, avae.invert(A)), eye, atol=1e-9, rtol=0)
-    torch.testing.assert_close(avae.compose(avae.invert(A), A), eye, atol=1e-9, rtol=0)
+    eye = avae.transforms.identity(1, dtype=torch.float64)
+    torch.testing.assert_close(avae.transforms.compose(A, avae.invert(A)), eye, atol=1e-9, rtol=0)
+    torch.testing.assert_close(avae.transforms.compose(avae.invert(A), A), eye, atol=1e-9, rtol=0)
 
 
 @settings(max_examples=100, **SETTINGS)
@@ -52,9 +52,9 @@ def test_compose_with_the_inverse_is_the_identity(angle, shear, log_sx, log_sy, 
 def test_rotation_by_whole_turns_is_the_identity(angle, turns):
     a = torch.tensor([angle], dtype=torch.float64)
     full = avae.rotation(torch.tensor([2 * math.pi * turns], dtype=torch.float64))
-    torch.testing.assert_close(full, avae.identity(1, dtype=torch.float64), atol=1e-12, rtol=0)
+    torch.testing.assert_close(full, avae.transforms.identity(1, dtype=torch.float64), atol=1e-12, rtol=0)
     torch.testing.assert_close(avae.rotation(a + 2 * math.pi * turns), avae.rotation(a), atol=1e-12, rtol=0)
-    torch.testing.assert_close(avae.compose(avae.rotation(a), full), avae.rotation(a), atol=1e-12, rtol=0)
+    torch.testing.assert_close(avae.transforms.compose(avae.rotation(a), full), avae.rotation(a), atol=1e-12, rtol=0)
 
 
 _VAE = None
@@ -75,7 +75,7 @@ TINY_SEARCH = avae.AlignConfig(restarts=3, top_k=1, steps=2, lr=0.1)
 @given(seed=seeds, order=st.permutations(range(5)), family=st.sampled_from(["rotation", "affine"]))
 def test_align_never_worse_than_identity_and_invariant_to_batch_order(seed, order, family):
     vae = untrained_vae()
-    x = avae.random_rotations(avae.synthetic_digits(5, canvas=28, seed=seed)[0], seed=seed)[0]
+    x = avae.data.mnist.random_rotations(avae.data.mnist.synthetic_digits(5, canvas=28, seed=seed)[0], seed=seed)[0]
     res = avae.align(vae, x, family, TINY_SEARCH)
     assert (res.loss <= res.loss0).all()
     perm = torch.tensor(order)
@@ -94,7 +94,7 @@ def test_loss_is_finite_and_non_negative_on_valid_inputs(seed, kind, warp, angle
         "uniform": lambda: torch.rand(3, 1, 28, 28, generator=g),
         "zeros": lambda: torch.zeros(3, 1, 28, 28),
         "ones": lambda: torch.ones(3, 1, 28, 28),
-        "digits": lambda: avae.synthetic_digits(3, canvas=28, seed=seed)[0],
+        "digits": lambda: avae.data.mnist.synthetic_digits(3, canvas=28, seed=seed)[0],
     }[kind]()
     A = avae.affine(affine_params(angle, shear, log_sx, log_sy)[:, :4].expand(3, 4)) if warp else None
     rec, kl, x_hat = avae.loss_terms(untrained_vae(), x, A)

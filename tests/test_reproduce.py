@@ -7,8 +7,8 @@ import pytest
 import torch
 
 import avae_tutorial as avae
-from avae_tutorial import reproduce as repro
-from avae_tutorial.checkpoint import checkpoint_dict, save_checkpoint, sha256_file
+from avae_tutorial.training import reproduce as repro
+from avae_tutorial.training.checkpoint import checkpoint_dict, save_checkpoint, sha256_file
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -24,7 +24,7 @@ def test_the_sweep_shares_the_main_models_data_and_epochs():
 
 
 def test_a_tiny_reproduction_writes_models_manifest_and_results(tmp_path, monkeypatch):
-    x, y = avae.synthetic_digits(48, canvas=40, seed=0)
+    x, y = avae.data.mnist.synthetic_digits(48, canvas=40, seed=0)
     monkeypatch.setattr(repro, "load_mnist", lambda split, **kw: (x, y))
     monkeypatch.setattr(repro, "SWEEP_LATENTS", (8,))
     monkeypatch.setattr(repro, "SWEEP_ANGLES", (0, 90))
@@ -39,11 +39,11 @@ def test_a_tiny_reproduction_writes_models_manifest_and_results(tmp_path, monkey
     for name, entry in manifest["models"].items():
         path = tmp_path / entry["file"]
         assert sha256_file(path) == entry["sha256"] and entry["epochs"] == 1
-        vae = avae.model_from_checkpoint(avae.load_checkpoint(path))
+        vae = avae.training.checkpoint.model_from_checkpoint(avae.training.checkpoint.load_checkpoint(path))
         assert vae.latent_dim == 8 and entry["config"]["train_limit"] == 32
     assert json.loads((tmp_path / "manifest.json").read_text()) == manifest
     for name in repro.POSE_MODELS:  # a pose net, recorded with the call that fitted it
-        pose = avae.model_from_checkpoint(avae.load_checkpoint(tmp_path / f"{name}.pt")).pose_net
+        pose = avae.training.checkpoint.model_from_checkpoint(avae.training.checkpoint.load_checkpoint(tmp_path / f"{name}.pt")).pose_net
         assert pose is not None and pose.half_turn and pose.config["width"] == 4
         assert manifest["models"][name]["pose_net"]["command"].startswith("fit_pose_net(vae, load_mnist('train', limit=16)")
     assert "pose_net" not in manifest["models"][repro.CONTROL]
@@ -57,7 +57,7 @@ def test_a_tiny_reproduction_writes_models_manifest_and_results(tmp_path, monkey
 
     # one model retrained and evaluated again: its rows change, every other row is kept
     before = (tmp_path / "rotation.csv").read_text().splitlines()
-    vae = avae.model_from_checkpoint(avae.load_checkpoint(tmp_path / "avae-transopt.pt"))
+    vae = avae.training.checkpoint.model_from_checkpoint(avae.training.checkpoint.load_checkpoint(tmp_path / "avae-transopt.pt"))
     with torch.no_grad():
         for p in vae.decoder.parameters():
             p.mul_(0.5)
@@ -73,10 +73,10 @@ def test_a_tiny_reproduction_writes_models_manifest_and_results(tmp_path, monkey
         repro.reproduce(rc, out=tmp_path, device="cpu", only=["vae-upright-l2"], evaluate_only=True)
 
     # a pose net refitted alone: the model's own weights and the results are kept, its hash follows
-    old = avae.load_checkpoint(tmp_path / "vae-rotated.pt")
+    old = avae.training.checkpoint.load_checkpoint(tmp_path / "vae-rotated.pt")
     monkeypatch.setattr(repro, "POSE_RECIPE", {**repro.POSE_RECIPE, "width": 6})
     refit = repro.reproduce(rc, out=tmp_path, device="cpu", only=["vae-rotated"], pose_only=True)
-    new = avae.load_checkpoint(tmp_path / "vae-rotated.pt")
+    new = avae.training.checkpoint.load_checkpoint(tmp_path / "vae-rotated.pt")
     assert new["pose_config"]["width"] == 6 and refit["models"]["vae-rotated"]["pose_net"]["width"] == 6
     assert all(torch.equal(v, new["model"][k]) for k, v in old["model"].items() if not k.startswith("pose_net."))
     assert new["model_config"] == old["model_config"] and new["history"] == old["history"] and refit["models"]["vae-rotated"]["sha256"] == sha256_file(

@@ -594,7 +594,7 @@ def test_text_checks_catch_a_raw_table_and_a_long_line(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # Figures legible as displayed
 # ---------------------------------------------------------------------------------------------
-#: Pages whose figures follow ``avae_tutorial.plotting``'s size rules (at most ``MAX_WIDTH_IN``
+#: Pages whose figures follow ``avae_tutorial.lessons.plotting``'s size rules (at most ``MAX_WIDTH_IN``
 #: wide, text at least ``FONT`` points); chapters 3 and 4 join when their own figures do.
 LEGIBLE_PAGES = [p for p in PAGES if Path(p).name in
                  ("intro", "01_vae_fails_on_rotation", "02_affine_wrapper", "05_histograms")]  # fmt: skip
@@ -625,7 +625,7 @@ def png_dpi(path: Path) -> float | None:
 def test_figure_text_is_at_least_9_pt_as_displayed(browser, server, site, page):
     """Each figure's smallest text (``plotting.FONT`` points at the PNG's dpi), scaled by how much
     the page shrinks the image to fit its column, is at least 9 pt (12 CSS px) on screen."""
-    from avae_tutorial.plotting import FONT
+    from avae_tutorial.lessons.plotting import FONT
 
     browser.get(f"{server}/{page}.html")
     wait_until(browser, "return document.readyState === 'complete'")

@@ -9,8 +9,8 @@ import torch
 
 import avae_tutorial as avae
 from avae_tutorial.align import search_cost
-from avae_tutorial import train as train_mod
-from avae_tutorial.checkpoint import load_checkpoint, model_from_checkpoint
+from avae_tutorial.training import train as train_mod
+from avae_tutorial.training.checkpoint import load_checkpoint, model_from_checkpoint
 from avae_tutorial.model import for_inference
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -26,7 +26,7 @@ def tiny_config(regime: str, epochs: int = 1, **kw) -> avae.TrainConfig:
 
 @pytest.fixture(scope="module")
 def data():
-    return avae.synthetic_digits(N, canvas=28, seed=3)
+    return avae.data.mnist.synthetic_digits(N, canvas=28, seed=3)
 
 
 class Interrupt(Exception):
@@ -50,7 +50,7 @@ def count_batches(monkeypatch, on_batch=None):
     return calls
 
 
-@pytest.mark.parametrize("regime", avae.REGIMES)
+@pytest.mark.parametrize("regime", avae.training.train.REGIMES)
 def test_each_regime_runs_an_epoch(regime, data, monkeypatch):
     calls = count_batches(monkeypatch)
     vae, hist = avae.fit(tiny_config(regime), data, progress=False)

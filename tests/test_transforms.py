@@ -52,7 +52,7 @@ def test_half_turn_matches_rot90_on_a_non_square_image():
 
 def test_quarter_turn_of_a_non_square_picture_on_a_square_canvas():
     x = torch.rand(1, 1, 2, 4, generator=torch.Generator().manual_seed(1))  # a 2x4 picture
-    canvas = avae.pad_to_canvas(x, 4)  # rows 1-2 of a 4x4 canvas
+    canvas = avae.data.mnist.pad_to_canvas(x, 4)  # rows 1-2 of a 4x4 canvas
     out = avae.warp(canvas, rot(90))
     torch.testing.assert_close(out[..., :, 1:3], torch.rot90(x, 1, dims=(-2, -1)), atol=1e-5, rtol=0)
     assert out[..., :, [0, 3]].abs().max() < 1e-5  # nothing outside the turned picture
@@ -67,12 +67,12 @@ def test_hand_computed_4x4_quarter_turn_is_counter_clockwise():
 
 def test_identity_warp_is_exact():
     x = smooth_images(2, 9)
-    torch.testing.assert_close(avae.warp(x, avae.identity(2)), x, atol=1e-6, rtol=0)
+    torch.testing.assert_close(avae.warp(x, avae.transforms.identity(2)), x, atol=1e-6, rtol=0)
 
 
 def test_rotation_by_two_pi_is_identity():
     x = smooth_images(2, 12)
-    torch.testing.assert_close(rot(360, b=2), avae.identity(2), atol=1e-6, rtol=0)
+    torch.testing.assert_close(rot(360, b=2), avae.transforms.identity(2), atol=1e-6, rtol=0)
     torch.testing.assert_close(avae.warp(x, rot(360, b=2)), x, atol=1e-5, rtol=0)
 
 
@@ -125,8 +125,8 @@ def test_invert_of_a_singular_matrix_errors():
 def test_compose_semantics_warp_then_warp():
     x = torch.rand(2, 1, 8, 8)
     A, B = rot(90, b=2), rot(180, b=2)  # quarter turns: warps are exact, so equality is exact
-    torch.testing.assert_close(avae.warp(avae.warp(x, A), B), avae.warp(x, avae.compose(A, B)), atol=1e-5, rtol=0)
-    torch.testing.assert_close(avae.warp(x, avae.compose(A, B)), torch.rot90(x, 3, dims=(-2, -1)), atol=1e-5, rtol=0)
+    torch.testing.assert_close(avae.warp(avae.warp(x, A), B), avae.warp(x, avae.transforms.compose(A, B)), atol=1e-5, rtol=0)
+    torch.testing.assert_close(avae.warp(x, avae.transforms.compose(A, B)), torch.rot90(x, 3, dims=(-2, -1)), atol=1e-5, rtol=0)
 
 
 def test_compose_order_matters_for_general_affines():
@@ -135,13 +135,13 @@ def test_compose_order_matters_for_general_affines():
     B = avae.affine(torch.tensor([[0.0, 0.4, 0.0, 0.0]]))  # shear
     two_steps = avae.warp(avae.warp(x, A), B)
     inside = disk(40, 0.5)
-    assert (two_steps - avae.warp(x, avae.compose(A, B)))[..., inside].abs().max() < 0.03
-    assert (two_steps - avae.warp(x, avae.compose(B, A)))[..., inside].abs().max() > 0.05
+    assert (two_steps - avae.warp(x, avae.transforms.compose(A, B)))[..., inside].abs().max() < 0.03
+    assert (two_steps - avae.warp(x, avae.transforms.compose(B, A)))[..., inside].abs().max() > 0.05
 
 
 def test_rotations_add_under_compose():
     a, b = torch.tensor([0.3, -2.0]), torch.tensor([1.1, 0.7])
-    torch.testing.assert_close(avae.compose(avae.rotation(a), avae.rotation(b)), avae.rotation(a + b), atol=1e-6, rtol=0)
+    torch.testing.assert_close(avae.transforms.compose(avae.rotation(a), avae.rotation(b)), avae.rotation(a + b), atol=1e-6, rtol=0)
 
 
 def test_affine_parts_mean_what_the_docstring_says():
@@ -168,11 +168,11 @@ def test_affine_parts_mean_what_the_docstring_says():
 # ---------------------------------------------------------------- angles read back
 def test_angle_of_keeps_the_sign():
     angles = torch.tensor([-3.0, -2.0, -0.5, -1e-3, 0.0, 0.5, 2.0, 3.0])
-    torch.testing.assert_close(avae.angle_of(avae.rotation(angles)), angles, atol=1e-6, rtol=0)
+    torch.testing.assert_close(avae.transforms.angle_of(avae.rotation(angles)), angles, atol=1e-6, rtol=0)
 
 
 def test_angle_of_wraps_to_minus_pi_pi():
-    got = avae.angle_of(avae.rotation(torch.tensor([4.0, -4.0])))
+    got = avae.transforms.angle_of(avae.rotation(torch.tensor([4.0, -4.0])))
     torch.testing.assert_close(got, torch.tensor([4.0 - 2 * math.pi, -4.0 + 2 * math.pi]), atol=1e-6, rtol=0)
     wrapped = wrap_angle(torch.tensor([math.pi, -math.pi, 7.0]))
     torch.testing.assert_close(wrapped, torch.tensor([-math.pi, -math.pi, 7.0 - 2 * math.pi]))

@@ -1,4 +1,4 @@
-"""Tests for avae_tutorial.widgets on a tiny untrained VAE and synthetic digits."""
+"""Tests for avae_tutorial.lessons.widgets on a tiny untrained VAE and synthetic digits."""
 import json
 import os
 import re
@@ -14,7 +14,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 import avae_tutorial as avae  # noqa: E402
-from avae_tutorial.widgets import rotation_animation, rotation_explorer, rotation_frames  # noqa: E402
+from avae_tutorial.lessons.widgets import rotation_animation, rotation_explorer, rotation_frames  # noqa: E402
 
 FAST = avae.AlignConfig(restarts=8, top_k=1, steps=2, lr=0.1)
 
@@ -27,7 +27,7 @@ def vae():
 
 @pytest.fixture(scope="module")
 def digits():
-    return avae.synthetic_digits(n=4, canvas=40, seed=1)
+    return avae.data.mnist.synthetic_digits(n=4, canvas=40, seed=1)
 
 
 @pytest.fixture(scope="module")
@@ -131,10 +131,10 @@ COLAB_IPYWIDGETS = ["ipywidgets==7.7.1", "ipython_genutils==0.2.0"]  # what Cola
 MOVE_THE_SLIDER = """
 import json, torch, ipywidgets
 import avae_tutorial as avae
-from avae_tutorial.widgets import rotation_explorer
+from avae_tutorial.lessons.widgets import rotation_explorer
 torch.manual_seed(0)
 vae = avae.VAE(latent_dim=2, canvas=40).eval()
-x, y = avae.synthetic_digits(n=3, canvas=40, seed=1)
+x, y = avae.data.mnist.synthetic_digits(n=3, canvas=40, seed=1)
 ex = rotation_explorer(vae, x, labels=y, config=avae.AlignConfig(restarts=8, top_k=1, steps=2, lr=0.1))
 before = (ex.text.value, ex.image.value, ex.frame.vae_loss[0].item())
 ex.angle.value = 90  # what moving the slider does

@@ -29,10 +29,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ._io import atomic_write
-from ._checks import check_choice, check_images, check_positive_int
-from .families import Family, affine_params, get_family
-from .transforms import affine, rotation, warp
+from .._io import atomic_write
+from .._checks import check_choice, check_images, check_positive_int
+from ..families import Family, affine_params, get_family
+from ..transforms import affine, rotation, warp
 
 __all__ = [
     "load_mnist",

@@ -11,16 +11,12 @@ from dataclasses import replace
 
 import torch
 
-from .model import VAE
+from .._checks import default_device  # noqa: F401 - the chapters' one device choice
+from ..model import VAE
 
 __all__ = ["mode", "pick", "default_device", "needs_custom_widget_manager", "setup", "pretrained_or_train"]
 
 MODES = ("full", "quick")
-
-
-def default_device() -> str:
-    """The one device choice: ``"cuda"`` when a GPU is available, else ``"cpu"``."""
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def mode() -> str:
@@ -87,10 +83,10 @@ def pretrained_or_train(
     Training uses the same recipe as ``python -m avae_tutorial reproduce``; in quick mode it is
     shrunk to ``quick_epochs`` epochs on ``quick_train_limit`` digits.
     """
-    from .data import load_mnist
-    from .pretrained import load_history, load_pretrained, pretrained_names
-    from .reproduce import ReproConfig, recipes
-    from .train import fit
+    from ..data.mnist import load_mnist
+    from ..training.pretrained import load_history, load_pretrained, pretrained_names
+    from ..training.reproduce import ReproConfig, recipes
+    from ..training.train import fit
 
     device = device or default_device()
     if not retrain and name in pretrained_names():

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._checks import check_positive_int
+from .._checks import check_positive_int
 
 __all__ = ["FONTS", "render_letter", "write_letters"]
 

@@ -24,11 +24,11 @@ import torch
 from matplotlib.animation import FuncAnimation
 from matplotlib.figure import Figure
 
-from .align import AlignConfig, align
-from .loss import loss_terms
-from .model import VAE, for_inference
+from ..align import AlignConfig, align
+from ..loss import loss_terms
+from ..model import VAE, for_inference
 from .plotting import imshow, to_images
-from .transforms import rotation, warp
+from ..transforms import rotation, warp
 
 __all__ = ["RotationFrames", "rotation_frames", "rotation_animation", "RotationExplorer", "rotation_explorer"]
 

@@ -48,7 +48,7 @@ def bench_distributed(model: str = "vae-upright", n: int = 256, nprocs: tuple[in
                       train_n: int = 1024, regime: str = "aligned", batch_size: int = 128,
                       device: str = "cpu", timeout: float = 1800) -> dict:  # fmt: skip
     """Time alignment of ``n`` digits and one training epoch on each process count; returns a dict."""
-    from .measure import conditions
+    from ..training.measure import conditions
 
     rows, load0 = [], os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     with tempfile.TemporaryDirectory() as tmp:

@@ -13,10 +13,10 @@ import time
 
 import torch
 
-from .align import AlignConfig, scoring_dtype
-from .lesson import synchronize, time_it
-from .loss import chunked_loss
-from .model import VAE, for_inference
+from ..align import AlignConfig, scoring_dtype
+from .timing import synchronize, time_it
+from ..loss import chunked_loss
+from ..model import VAE, for_inference
 
 __all__ = ["PeakMemory", "timed", "plain_seconds", "conditions", "hardware", "passes_summary"]
 

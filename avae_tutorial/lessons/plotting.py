@@ -4,10 +4,10 @@ A flat list of functions. Each draws with ``matplotlib.pyplot`` and returns its 
 Axes it drew on, when it can draw into a caller's ``ax``); none calls ``plt.show()``.
 
 Convention: angles are radians in code and degrees on the axes. Functions that take *rows*
-read the dicts that :func:`avae_tutorial.evaluate.loss_per_angle` and the shipped results
+read the dicts that :func:`avae_tutorial.training.evaluate.loss_per_angle` and the shipped results
 files (``load_results``) contain, whose angles are already in degrees (``angle_deg``).
-Chapter 2's loss landscapes are drawn by :mod:`avae_tutorial.landscape`, chapter 5's
-orientation histograms by :mod:`avae_tutorial.orientation_plots`; both use this module's
+Chapter 2's loss landscapes are drawn by :mod:`avae_tutorial.lessons.landscape`, chapter 5's
+orientation histograms by :mod:`avae_tutorial.lessons.orientation_plots`; both use this module's
 sizes (``FONT``, ``MAX_WIDTH_IN``) and :func:`imshow`.
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from ._checks import check_positive_int
+from .._checks import check_positive_int
 
 __all__ = [
     "to_images",
@@ -120,7 +120,7 @@ def plot_loss_vs_angle(series, ax: plt.Axes | None = None, band: bool = True, yl
     """Mean loss against the rotation angle (degrees).
 
     ``series`` is a list of rows ``{"angle_deg", "loss"[, "loss_std", "n"]}`` (as
-    :func:`~avae_tutorial.evaluate.loss_per_angle` returns) or a mapping ``label -> rows``.
+    :func:`~avae_tutorial.training.evaluate.loss_per_angle` returns) or a mapping ``label -> rows``.
     With ``band`` and ``loss_std``/``n`` in the rows, a shaded band shows +-1 standard error of
     the mean. Returns the Axes.
     """
@@ -304,7 +304,7 @@ def plot_training_curves(histories: Mapping[str, dict], keys: Sequence[str] = ("
 def plot_cost_quality(rows: Sequence[dict], ax: plt.Axes | None = None) -> plt.Axes:
     """Mean loss against cost (x a plain VAE evaluation, log scale) of search settings.
 
-    ``rows`` as :func:`avae_tutorial.bench.cost_quality_curve` returns them (``restarts``,
+    ``rows`` as :func:`avae_tutorial.tools.bench.cost_quality_curve` returns them (``restarts``,
     ``steps``, ``loss``, ``cost_vs_plain``): one line per number of refinement steps, each point
     labelled with its number of restarts. Returns the Axes.
     """
@@ -341,7 +341,7 @@ def plot_data_parallel(slices: Mapping[int, Sequence[Sequence[Sequence[int]]]], 
     """Data-parallel training in a picture (the "Beyond one machine" appendix).
 
     Left, one panel per process count N: ``slices[N][rank][b]`` are the indices that ``rank``
-    trains on in global batch ``b`` (:class:`~avae_tutorial.distributed.GlobalBatchSampler`);
+    trains on in global batch ``b`` (:class:`~avae_tutorial.training.distributed.GlobalBatchSampler`);
     each row is a global batch, each cell an image, coloured by the process that takes it.
     Right: ``rank_grads (N, K)``, a few gradient coordinates of each process's share of the loss,
     their average (what DistributedDataParallel applies) and ``single (K,)``, one process's

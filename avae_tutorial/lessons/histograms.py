@@ -23,8 +23,8 @@ from typing import Sequence
 
 import torch
 
-from ._checks import check_positive_int
-from .transforms import wrap_angle
+from .._checks import check_positive_int
+from ..transforms import wrap_angle
 
 __all__ = [
     "as_angles",
@@ -175,10 +175,10 @@ def class_statistics(angle: Angles, labels: Angles, **kw) -> list[dict]:
 
 def perturbation_angles(n: int, seed: int = 0, epoch: int = 0) -> torch.Tensor:
     """``(n,)`` radians in [-pi, pi): the random turn of each of the first ``n`` training digits in
-    epoch ``epoch`` (0-based) of an aligned or rotated :func:`~avae_tutorial.train.fit` run with
+    epoch ``epoch`` (0-based) of an aligned or rotated :func:`~avae_tutorial.training.train.fit` run with
     ``seed``. For ``epoch=0`` this is the encoded orientation *before any learning*: the angle at
     which each digit arrives, before the first search corrects it (chapter 5's "epoch 0")."""
-    from .train import epoch_angles  # the training loop's own draw, not a copy of it
+    from ..training.train import epoch_angles  # the training loop's own draw, not a copy of it
 
     return wrap_angle(epoch_angles(n, seed, epoch))
 

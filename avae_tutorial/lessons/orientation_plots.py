@@ -4,7 +4,7 @@ and the resultant lengths by epoch.
 Angles are radians in code and degrees on the axes. A histogram on a line must cut the circle
 somewhere: :func:`circular_cut` cuts it where the angles are sparsest, so that no peak is drawn
 at both edges; tick labels are angles in [-180, 180). The statistics come from
-:mod:`avae_tutorial.histograms`.
+:mod:`avae_tutorial.lessons.histograms`.
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def _degrees(angle) -> np.ndarray:
 
 def circular_cut(deg) -> float:
     """Where to cut the circle to draw angles ``deg`` (degrees) on a line: the multiple of 5 degrees
-    where their smoothed density (:func:`~avae_tutorial.histograms.circular_density`) is lowest,
+    where their smoothed density (:func:`~avae_tutorial.lessons.histograms.circular_density`) is lowest,
     so that no peak is split between the two edges of a histogram."""
     from .histograms import circular_density
 
@@ -113,7 +113,7 @@ def plot_class_orientations(
 
     Each panel cuts the circle where its class is sparsest (:func:`circular_cut`), so a peak is
     drawn whole; tick labels are angles in [-180, 180). ``modes_deg`` (class -> angles in
-    degrees, e.g. from :func:`avae_tutorial.histograms.find_modes`) are drawn as dashed lines.
+    degrees, e.g. from :func:`avae_tutorial.lessons.histograms.find_modes`) are drawn as dashed lines.
     Returns the Figure.
     """
     o, y = _degrees(orientation).ravel(), np.asarray(labels).ravel()
@@ -150,7 +150,7 @@ def plot_resultant_by_epoch(
 ) -> plt.Figure:
     """One panel per statistic (``keys``), one line per class, against the epoch.
 
-    ``rows`` as :func:`avae_tutorial.histograms.statistics_by_epoch` returns them; ``noise``
+    ``rows`` as :func:`avae_tutorial.lessons.histograms.statistics_by_epoch` returns them; ``noise``
     (optional) draws the level that uniformly spread angles reach as a dotted line. Each class has
     its own colour and marker (:data:`CLASS_COLORS`, :data:`CLASS_MARKERS`), is named at the end
     of its line, and the legend lists the classes in a row below the panels.

@@ -1,4 +1,4 @@
-"""The benchmark's verdicts and printed report: :func:`targets` judges a :func:`~avae_tutorial.bench.bench`
+"""The benchmark's verdicts and printed report: :func:`targets` judges a :func:`~avae_tutorial.tools.bench.bench`
 result (cost in VAE passes per image, quality against the reference and the near-exhaustive search,
 and the same targets in time on the machine that ran it), :func:`format_report` prints it and
 :func:`write_json` saves it.
@@ -9,7 +9,7 @@ import json
 import os
 from pathlib import Path
 
-from .poses import folder_report_line
+from ..training.poses import folder_report_line
 
 __all__ = ["targets", "format_report", "write_json", "PASS_BUDGET", "MIN_SEEDS_ALIGNED"]
 

@@ -46,8 +46,8 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ._checks import check_positive_int
-from .model import check_canvas, check_channels
+from .._checks import check_positive_int
+from ..model import check_canvas, check_channels
 
 __all__ = [
     "load_images",

@@ -13,7 +13,7 @@ On one trained model and the same randomly rotated (or affine-perturbed) test di
   other seeds: 40 steps from random weights are a noisy comparison); each run's last-epoch
   training loss, at its own search's angles, and the final model's loss on its training digits and
   on held-out digits, rotated alike and aligned by the same ``"default"`` search. The targets
-  compare all three (the last two from :data:`~avae_tutorial.bench_report.MIN_SEEDS_ALIGNED` seeds or more): the first also
+  compare all three (the last two from :data:`~avae_tutorial.tools.bench_report.MIN_SEEDS_ALIGNED` seeds or more): the first also
   measures how finely each run's search resolves angles, the other two only the model it trained;
 * :func:`cost_quality_curve`: restarts x steps against loss and time (the chapter's figure).
 
@@ -31,20 +31,20 @@ from pathlib import Path
 
 import torch
 
-from ._checks import check_positive_int
-from .align import PRECISIONS, PRESET_NAMES, AlignConfig, align, for_device, preset, search_cost
+from .._checks import check_positive_int
+from ..align import PRECISIONS, PRESET_NAMES, AlignConfig, align, for_device, preset, search_cost
 from .baselines import seed_reference, seed_train_search
 from .bench_report import targets
-from .data import random_rotations, random_transforms
-from .families import get_family
-from .loss import chunked_loss
-from .measure import PeakMemory, conditions, passes_summary, plain_seconds, timed
-from .model import VAE, for_inference
-from .poses import folder_throughput
-from .train import AMORTIZED_WARM_SEARCH, TrainConfig, fit
+from ..data.mnist import random_rotations, random_transforms
+from ..families import get_family
+from ..loss import chunked_loss
+from ..training.measure import PeakMemory, conditions, passes_summary, plain_seconds, timed
+from ..model import VAE, for_inference
+from ..training.poses import folder_throughput
+from ..training.train import AMORTIZED_WARM_SEARCH, TrainConfig, fit
 
 # The seed's searches live in .baselines, the measuring tools in .measure, the verdicts and the report
-# in .bench_report; imported here too (``from avae_tutorial.bench import PeakMemory, conditions`` as
+# in .bench_report; imported here too (``from avae_tutorial.tools.bench import PeakMemory, conditions`` as
 # the chapters do).
 __all__ = ["BenchConfig", "bench", "cost_quality_curve", "train_comparison", "seed_reference", "seed_train_search",
            "PeakMemory", "conditions"]  # fmt: skip

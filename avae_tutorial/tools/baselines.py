@@ -11,12 +11,12 @@ import math
 
 import torch
 
-from .align import AlignConfig, for_device
-from .families import get_family
-from .loss import chunked_loss
-from .model import VAE, for_inference
-from .refine import adam_keep_best
-from .transforms import rotation
+from ..align import AlignConfig, for_device
+from ..families import get_family
+from ..loss import chunked_loss
+from ..model import VAE, for_inference
+from ..refine import adam_keep_best
+from ..transforms import rotation
 
 __all__ = ["seed_reference", "seed_train_search"]
 

@@ -10,13 +10,13 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ._checks import check_images, check_matrices, check_same_device
-from .align import AlignConfig, align
-from .data import random_affines
-from .families import Family, get_family
-from .loss import chunked_loss
-from .model import VAE, for_inference
-from .transforms import rotate
+from .._checks import check_images, check_matrices, check_same_device
+from ..align import AlignConfig, align
+from ..data.mnist import random_affines
+from ..families import Family, get_family
+from ..loss import chunked_loss
+from ..model import VAE, for_inference
+from ..transforms import rotate
 
 __all__ = ["loss_per_angle", "affine_comparison", "mean_loss", "write_rows"]
 

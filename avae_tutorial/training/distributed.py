@@ -27,7 +27,7 @@ import torch.distributed as dist
 import torch.nn as nn
 from torch.utils.data import Dataset, Sampler
 
-from ._checks import check_positive_int
+from .._checks import check_positive_int
 
 __all__ = ["init_from_env", "backend_for", "world", "rank_label", "barrier", "shard", "shard_chunks", "gather_rows",
            "gather_objects", "broadcast_object", "all_sum", "check_same", "align_sharded", "GlobalBatchSampler",
@@ -175,13 +175,13 @@ def align_sharded(vae, data, family="rotation", config="default", init: torch.Te
     and every process gets the whole :class:`~avae_tutorial.AlignResult`, rows in input order.
 
     ``data``: images ``(N, C, H, W)`` on the model's device, or a ``torch.utils.data.Dataset``
-    of images ``(C, H, W)`` (:func:`~avae_tutorial.images.open_images`), read through a
+    of images ``(C, H, W)`` (:func:`~avae_tutorial.data.images.open_images`), read through a
     ``DataLoader`` with ``num_workers`` in batches of ``batch_size``
-    (:func:`~avae_tutorial.poses.iter_align`); a file that cannot be read stops it, named. ``init`` (tensors only) is
+    (:func:`~avae_tutorial.training.poses.iter_align`); a file that cannot be read stops it, named. ``init`` (tensors only) is
     sharded with the images. The search is deterministic per image, so the result equals one
     process's row for row; without a process group this *is* one process's :func:`align`.
     """
-    from .align import AlignResult, align
+    from ..align import AlignResult, align
 
     rank, size = world()
     progress = False if rank > 0 else progress  # one bar: rank 0's share

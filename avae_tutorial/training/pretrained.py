@@ -11,9 +11,9 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
-from ._checks import check_device
+from .._checks import check_device
 from .checkpoint import load_checkpoint, model_from_checkpoint, sha256_file
-from .model import VAE
+from ..model import VAE
 
 __all__ = ["load_pretrained", "pretrained_names", "manifest", "pretrained_dir", "load_history", "load_results"]
 

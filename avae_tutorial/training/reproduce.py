@@ -17,14 +17,14 @@ from pathlib import Path
 import torch
 
 from .checkpoint import checkpoint_dict, load_checkpoint, model_from_checkpoint, save_checkpoint, sha256_file
-from .data import load_mnist
+from ..data.mnist import load_mnist
 from .evaluate import affine_comparison, loss_per_angle, mean_loss, write_rows
 from .measure import hardware
-from .notebook import default_device
-from .pose import fit_pose_net
+from .._checks import default_device
+from ..pose import fit_pose_net
 from .pretrained import pretrained_dir, read_rows
 from .train import AMORTIZED_WARM_SEARCH, TrainConfig, evaluation_angles, fit
-from .transforms import rotation, warp
+from ..transforms import rotation, warp
 
 __all__ = ["ReproConfig", "recipes", "reproduce", "MAIN_MODELS", "sweep_losses", "sweep_name", "evaluate_sweep"]
 
@@ -175,7 +175,7 @@ def sweep_losses(load, x: torch.Tensor, seed: int = 1) -> list[dict]:
     """One row per sweep model that ``load(name)`` returns (``None``: skipped), on digits ``x``.
 
     ``loss_upright_test``: on the upright digits; ``loss_rotated_test``: on the same digits turned
-    by seeded random angles (:func:`~avae_tutorial.train.evaluation_angles`); ``loss_rotated_undone``:
+    by seeded random angles (:func:`~avae_tutorial.training.train.evaluation_angles`); ``loss_rotated_undone``:
     on those turned digits with the exact turn undone before encoding and redone after decoding,
     ``avae_loss(vae, x_rot, rotation(-angle))``. The last two are scored against the same turned
     digits, so they compare an upright model with a rotated one like with like.

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import torch
 
-from ._io import atomic_write, sha256_file
-from .model import VAE, VAEConfig
-from .pose import PoseNet
+from .._io import atomic_write, sha256_file
+from ..model import VAE, VAEConfig
+from ..pose import PoseNet
 
 __all__ = ["save_checkpoint", "load_checkpoint", "model_from_checkpoint", "checkpoint_dict", "sha256_file"]
 

@@ -25,17 +25,17 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
-from ._checks import check_choice, check_device, check_images, check_labels, check_positive_int
-from .align import AlignConfig, _align, for_device
+from .._checks import check_choice, check_device, check_images, check_labels, check_positive_int
+from ..align import AlignConfig, _align, for_device
 from .checkpoint import checkpoint_dict, load_checkpoint, model_from_checkpoint, save_checkpoint
 from .distributed import GlobalBatchSampler, align_sharded, all_sum, check_same, data_parallel, global_mean, world
 from .evaluate import mean_loss
-from .lesson import synchronize
-from .families import get_family
-from .loss import _avae_loss
-from .model import VAE, _sizes, check_canvas, check_channels, for_inference, refresh_inference
-from .pose import PoseNet
-from .transforms import _rotation, _warp, wrap_angle
+from .timing import synchronize
+from ..families import get_family
+from ..loss import _avae_loss
+from ..model import VAE, _sizes, check_canvas, check_channels, for_inference, refresh_inference
+from ..pose import PoseNet
+from ..transforms import _rotation, _warp, wrap_angle
 
 __all__ = ["TrainConfig", "fit", "REGIMES", "evaluation_angles", "epoch_angles", "search_config", "search_batch"]
 
@@ -201,7 +201,7 @@ def fit(
     training digit was encoded, with ``labels (N,)``, and ``passes (epochs, N)``: the VAE passes
     the search spent on each digit (the training step's own forward and backward not counted).
 
-    In a process group (``torchrun``; :mod:`avae_tutorial.distributed`) every process runs
+    In a process group (``torchrun``; :mod:`avae_tutorial.training.distributed`) every process runs
     ``fit`` alike: each trains on its slice of the same global batches of ``batch_size``
     (DistributedDataParallel, BatchNorm over the global batch), and only rank 0 writes
     ``checkpoint``.

@@ -1,5 +1,5 @@
 """What each ``python -m avae_tutorial`` subcommand does: ``cmd_<name>(args)`` runs it from the
-parsed arguments (:func:`avae_tutorial.cli.build_parser`) and returns the exit status.
+parsed arguments (:func:`avae_tutorial.tools.cli.build_parser`) and returns the exit status.
 
 Each imports what it needs when it runs, so that ``--help`` stays fast. Under ``torchrun`` a
 command joins the process group first (:func:`_launch`); :func:`leave` leaves it at the end.
@@ -17,13 +17,13 @@ __all__ = ["cmd_train", "cmd_evaluate", "cmd_align", "cmd_align_images", "cmd_re
 def _device(name: str | None) -> str:
     import torch
 
-    from .notebook import default_device
+    from .._checks import default_device
 
     if name in (None, "auto"):
         return default_device()
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"--device {name} asked for, but CUDA is not available here; use --device cpu")
-    from ._checks import check_device
+    from .._checks import check_device
 
     check_device(name)  # "tpu", "cuda:x": a clear error, not a traceback
     return name
@@ -34,7 +34,7 @@ _JOINED = []  # the process group this command joined (left at its end)
 
 def _launch(name: str | None) -> str:
     """The device, after joining torchrun's process group when started by it (one GPU per process)."""
-    from .distributed import init_from_env, world
+    from ..training.distributed import init_from_env, world
 
     joined = world()[1] == 1
     device = init_from_env(_device(name))
@@ -44,19 +44,19 @@ def _launch(name: str | None) -> str:
 
 
 def _rank() -> int:
-    from .distributed import world
+    from ..training.distributed import world
 
     return world()[0]
 
 
 def _world_size() -> int:
-    from .distributed import world
+    from ..training.distributed import world
 
     return world()[1]
 
 
 def _load_model(spec: str):
-    from .pretrained import load_model
+    from ..training.pretrained import load_model
 
     return load_model(spec)
 
@@ -65,7 +65,7 @@ def _read_images(a, canvas: int, channels: int):
     """``--images`` read whole: ``(x, names, bad)`` (``bad``: ``"name: reason"`` of skipped files)."""
     import torch
 
-    from .images import batches, open_images
+    from ..data.images import batches, open_images
 
     ds = open_images(a.images, canvas, channels, a.invert, a.recursive)
     parts, idx, bad = [], [], []
@@ -92,13 +92,13 @@ def _held_out(x, fraction: float, seed: int):
 
 
 def cmd_train(a) -> int:
-    from .data import load_mnist
-    from .train import TrainConfig, fit
+    from ..data.mnist import load_mnist
+    from ..training.train import TrainConfig, fit
 
     bad = []
     cfg = dict(regime=a.regime, latent_dim=a.latent, canvas=a.canvas, channels=a.channels, epochs=a.epochs,
                batch_size=a.batch_size, lr=a.lr, train_limit=a.train_limit, test_limit=a.test_limit, seed=a.seed)
-    from .model import check_canvas, check_channels
+    from ..model import check_canvas, check_channels
 
     check_canvas(a.canvas, "--canvas")  # before any image is read
     check_channels(a.channels, "--channels")
@@ -123,8 +123,8 @@ def cmd_train(a) -> int:
 
 
 def cmd_evaluate(a) -> int:
-    from .data import load_mnist
-    from .evaluate import loss_per_angle, write_rows
+    from ..data.mnist import load_mnist
+    from ..training.evaluate import loss_per_angle, write_rows
 
     dev = _device(a.device)
     vae = _load_model(a.model).to(dev)
@@ -158,10 +158,10 @@ def cmd_align_images(a) -> int:
     import time
     from contextlib import nullcontext
 
-    from .distributed import broadcast_object, gather_objects, shard_chunks
-    from .images import open_images, save_images
-    from .poses import done_names, iter_align, pose_columns, pose_rows
-    from .transforms import warp
+    from ..training.distributed import broadcast_object, gather_objects, shard_chunks
+    from ..data.images import open_images, save_images
+    from ..training.poses import done_names, iter_align, pose_columns, pose_rows
+    from ..transforms import warp
 
     if a.out is None or a.out.suffix.lower() != ".csv":
         raise ValueError(f"--out: with --images, expected the pose table's .csv path, got {a.out}")
@@ -229,11 +229,11 @@ def cmd_align(a) -> int:
     if a.images is not None:
         return cmd_align_images(a)
 
-    from .data import load_mnist, random_transforms
+    from ..data.mnist import load_mnist, random_transforms
     import torch
 
-    from .distributed import align_sharded, all_sum, barrier, world
-    from .lesson import synchronize
+    from ..training.distributed import align_sharded, all_sum, barrier, world
+    from ..training.timing import synchronize
 
     dev = _launch(a.device)
     vae = _load_model(a.model).to(dev)
@@ -257,7 +257,7 @@ def cmd_align(a) -> int:
 
 
 def cmd_reproduce(a) -> int:
-    from .reproduce import ReproConfig, recipes, reproduce
+    from ..training.reproduce import ReproConfig, recipes, reproduce
 
     rc = ReproConfig(epochs=a.epochs, sweep_epochs=a.sweep_epochs, train_limit=a.train_limit or None,
                      eval_n=a.eval_n, affine_n=a.affine_n)  # fmt: skip
@@ -278,7 +278,7 @@ def cmd_bench(a) -> int:
 
     from .bench import BenchConfig, bench
     from .bench_report import format_report, write_json
-    from .data import load_mnist
+    from ..data.mnist import load_mnist
 
     dev = _device(a.device)
     if a.threads:

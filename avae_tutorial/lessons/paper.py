@@ -25,7 +25,7 @@ TABLE1: dict[tuple[str, bool], tuple[str, str, float | None]] = {
     ("avae-transopt", False): ("VAE trained with alignment, no search", "random rotations", None),
 }
 
-#: :func:`avae_tutorial.plotting.markdown_table`'s column formats for :attr:`Table1Comparison.rows`.
+#: :func:`avae_tutorial.lessons.plotting.markdown_table`'s column formats for :attr:`Table1Comparison.rows`.
 COLUMNS = {"model": "", "training data": "", "ours": "", "loss (nats)": ".1f", "paper's loss": ".1f"}
 
 

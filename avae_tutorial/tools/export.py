@@ -30,11 +30,11 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from ._checks import check_images, check_matrices, check_positive_int
-from ._io import sha256_file
-from .loss import loss_terms
-from .model import for_inference
-from .transforms import identity
+from .._checks import check_images, check_matrices, check_positive_int
+from .._io import sha256_file
+from ..loss import loss_terms
+from ..model import for_inference
+from ..transforms import identity
 
 __all__ = ["export_onnx", "export_model", "onnx_session", "onnx_loss", "write_digits",
            "INPUTS", "OUTPUTS", "MIN_OPSET"]  # fmt: skip
@@ -150,8 +150,8 @@ def check_export(vae: nn.Module, path: str | os.PathLike, n: int = 16, seed: int
     """Run the graph at ``path`` with onnxruntime on ``n`` turned synthetic digits under random
     rotations (the identity first) and compare with :func:`avae_tutorial.avae_loss`; raises when
     the loss differs by more than ``TOLERANCE`` nats. Returns the largest differences."""
-    from .data import synthetic_digits
-    from .transforms import rotation, warp
+    from ..data.mnist import synthetic_digits
+    from ..transforms import rotation, warp
 
     g = torch.Generator().manual_seed(seed)
     x = synthetic_digits(n, canvas=vae.canvas, seed=seed)[0]
@@ -200,7 +200,7 @@ def export_model(spec: str, path: str | os.PathLike, opset: int = 18, check: boo
     """Export a shipped model by name (loaded with :func:`avae_tutorial.load_pretrained`, whose
     file must match the manifest's sha256) or a checkpoint file; the graph's metadata records the
     name and the sha256 of the weights it was made from."""
-    from .pretrained import is_checkpoint_path, load_model, manifest
+    from ..training.pretrained import is_checkpoint_path, load_model, manifest
 
     vae = load_model(spec)  # a shipped model's file is checked against the manifest's sha256
     source = sha256_file(spec) if is_checkpoint_path(spec) else manifest()["models"][spec]["sha256"]
@@ -215,7 +215,7 @@ def write_digits(path: str | os.PathLike, n_per_class: int = 2, canvas: int = 40
     JSON: ``{"canvas", "labels", "indices", "pixels"}``, ``pixels`` the base64 of ``uint8``
     values (``round(255 x)``, row-major ``(N, canvas, canvas)``; MNIST stores 8-bit pixels, so
     ``pixels / 255`` gives back ``load_mnist``'s values). Returns a summary."""
-    from .data import load_mnist
+    from ..data.mnist import load_mnist
 
     check_positive_int(n_per_class, "n_per_class")
     x, y = load_mnist("test", canvas=canvas, limit=200 * n_per_class)

@@ -1,7 +1,7 @@
 """Aligning a reader's images (chapter 6; ``python -m avae_tutorial align MODEL --images PATH``).
 
 :func:`iter_align` runs :func:`~avae_tutorial.align` over a dataset (read by a ``DataLoader``,
-:func:`~avae_tutorial.images.batches`) or an in-memory tensor, one chunk at a time and in input
+:func:`~avae_tutorial.data.images.batches`) or an in-memory tensor, one chunk at a time and in input
 order, optionally on a subset of the indices; each chunk comes back with its indices, so a
 caller can write results as they arrive and start again where it stopped. :func:`pose_rows`
 turns a chunk into CSV rows (:data:`POSE_COLUMNS`, then the family's other parameters), and
@@ -21,9 +21,9 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .align import AlignConfig, AlignResult, align
-from .families import Family, get_family
-from .images import batches
+from ..align import AlignConfig, AlignResult, align
+from ..families import Family, get_family
+from ..data.images import batches
 
 __all__ = ["PoseChunk", "iter_align", "align_images", "pose_rows", "pose_columns", "done_names", "POSE_COLUMNS"]
 
@@ -55,7 +55,7 @@ def iter_align(
 ):
     """Yield a :class:`PoseChunk` per ``batch_size`` images of ``data``, in input order.
 
-    ``data``: a ``Dataset`` of ``(C, canvas, canvas)`` images (:func:`~avae_tutorial.images.open_images`)
+    ``data``: a ``Dataset`` of ``(C, canvas, canvas)`` images (:func:`~avae_tutorial.data.images.open_images`)
     or a tensor ``(N, C, canvas, canvas)``; ``indices``: the subset to align, in the order given
     (default: all). ``workers``: ``DataLoader`` processes decoding files while the model searches.
     Each chunk is searched by :func:`~avae_tutorial.align` with ``family`` and ``config``.
@@ -151,8 +151,8 @@ def folder_throughput(vae, x: torch.Tensor, workers: int | None = None, batch_si
     import tempfile
     import time
 
-    from .images import open_images, save_images
-    from .lesson import synchronize
+    from ..data.images import open_images, save_images
+    from .timing import synchronize
 
     device = next(vae.parameters()).device
     if workers is None:

@@ -2,7 +2,7 @@
 
 This module is the command line itself: its parser, the argument types, and :func:`main`, which
 turns a bad input into one clear line and exit status 2. What each subcommand does is in
-:mod:`avae_tutorial.commands`.
+:mod:`avae_tutorial.tools.commands`.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ __all__ = ["main", "build_parser"]
 
 
 def _positive_int(text: str) -> int:
-    from ._checks import check_positive_int
+    from .._checks import check_positive_int
 
     try:
         return check_positive_int(int(text), "value")
@@ -103,11 +103,11 @@ def _subcommand(sub, name: str, func) -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .align import PRECISIONS, PRESET_NAMES
+    from ..align import PRECISIONS, PRESET_NAMES
     from .bench import BenchConfig
-    from .families import FAMILIES
-    from .reproduce import ReproConfig
-    from .train import REGIMES
+    from ..families import families
+    from ..training.reproduce import ReproConfig
+    from ..training.train import REGIMES
 
     p = argparse.ArgumentParser(prog="python -m avae_tutorial", description="Affine VAEs: train, evaluate, align.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -148,9 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--limit", type=_positive_int, help="with --images: align at most this many more images")
     g.add_argument("--restart", action="store_true", help="with --images: overwrite --out instead of continuing")
     _image_options(g)
-    g.add_argument("--family", choices=list(FAMILIES), default="rotation")
+    g.add_argument("--family", choices=list(families()), default="rotation")
     g.add_argument("--preset", choices=PRESET_NAMES, default="default")
-    g.add_argument("--perturb", choices=("none", *FAMILIES), default="rotation")
+    g.add_argument("--perturb", choices=("none", *families()), default="rotation")
     g.add_argument("--n", "--digits", type=_positive_int, default=500,
                    help="test digits (under torchrun spell it --digits: torchrun reads --n as its own)")
     g.add_argument("--seed", type=int, default=0)
@@ -174,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = _subcommand(sub, "bench", cmd_bench)
     b.add_argument("--model", default="vae-upright", help="a pretrained name or a checkpoint .pt")
-    b.add_argument("--family", choices=list(FAMILIES), default="rotation")
+    b.add_argument("--family", choices=list(families()), default="rotation")
     bc = BenchConfig()
     b.add_argument("--n", type=_positive_int, default=bc.n, help="perturbed test digits for align()")
     b.add_argument("--n-ref", type=_positive_int, default=bc.n_ref, help="of which the (slow) seed reference searches")
@@ -232,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
 def _where() -> str:
     if "torch.distributed" not in sys.modules:
         return ""
-    from .distributed import rank_label
+    from ..training.distributed import rank_label
 
     return rank_label()
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import torch
 
-from ._checks import check_images, check_same_device
-from .model import VAE, for_inference
-from .transforms import rotation, warp
+from .._checks import check_images, check_same_device
+from ..model import VAE, for_inference
+from ..transforms import rotation, warp
 
 __all__ = ["codes_at", "class_centroids", "nearest_class"]
 

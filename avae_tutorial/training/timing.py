@@ -9,7 +9,7 @@ from typing import Callable
 
 import torch
 
-from ._checks import check_positive_int
+from .._checks import check_positive_int
 
 __all__ = ["time_it", "synchronize"]
 
