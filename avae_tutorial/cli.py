@@ -1,4 +1,4 @@
-"""``python -m avae_tutorial {train,evaluate,align,reproduce,bench,export-onnx}``: the package's jobs from the shell.
+"""``python -m avae_tutorial {train,evaluate,align,reproduce,bench,bench-gpu,bench-distributed,export-onnx}``: the package's jobs from the shell.
 
 This module is the command line itself: its parser, the argument types, and :func:`main`, which
 turns a bad input into one clear line and exit status 2. What each subcommand does is in
@@ -11,8 +11,8 @@ import math
 import sys
 from pathlib import Path
 
-from .commands import (cmd_align, cmd_bench, cmd_bench_distributed, cmd_evaluate, cmd_export_onnx, cmd_reproduce,
-                       cmd_train, leave)  # fmt: skip
+from .commands import (cmd_align, cmd_bench, cmd_bench_distributed, cmd_bench_gpu, cmd_evaluate, cmd_export_onnx,
+                       cmd_reproduce, cmd_train, leave)  # fmt: skip
 
 __all__ = ["main", "build_parser"]
 
@@ -84,6 +84,10 @@ ABOUT = {
     "bench": ("time the alignment search against the seed's",
               "Seed-style search vs align() presets, training-time alignment cost, and the cost/quality curve; "
               "prints tables and writes JSON."),
+    "bench-gpu": ("the GPU check: align and a training epoch on one device, host reads counted",
+                  "align at the default and fast presets on 10,000 rotated test digits, and a plain and an aligned "
+                  "training epoch: ms and VAE passes per image, peak memory and host reads, on a GPU (the default "
+                  "where there is one) or, with --device cpu and a small --n, a CPU; prints them and writes JSON."),
     "bench-distributed": ("time alignment and training on 1 and 2 processes (torchrun)",
                           "Start torchrun with N one-thread processes on the same alignment and training epoch; "
                           "print seconds, speed-up, device, backend and N."),
@@ -106,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .align import PRECISIONS, PRESET_NAMES
     from .bench import BenchConfig
     from .families import FAMILIES
+    from .gpu_check import GpuCheckConfig
     from .reproduce import ReproConfig
     from .train import REGIMES
 
@@ -197,6 +202,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="torch CPU threads (0: leave as is; 1 on a machine shared with other jobs)")
     b.add_argument("--out", type=Path, default=Path("runs/bench.json"), help="JSON results")
     b.add_argument("--device", default="auto")
+
+    gc = GpuCheckConfig()
+    bg = _subcommand(sub, "bench-gpu", cmd_bench_gpu)
+    bg.add_argument("--model", default="vae-upright", help="a pretrained name or a checkpoint .pt")
+    bg.add_argument("--n", type=_positive_int, default=gc.n, help="rotated test digits aligned at each preset")
+    bg.add_argument("--train-n", type=int, default=gc.train_n, help="rotated training digits per epoch (0: skip)")
+    bg.add_argument("--epochs", type=_positive_int, default=gc.epochs, help="epochs per training run")
+    bg.add_argument("--batch-size", type=_positive_int, default=gc.batch_size, help="the training batch")
+    bg.add_argument("--seed", type=int, default=gc.seed)
+    bg.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave as is)")
+    bg.add_argument("--out", type=Path, default=Path("runs/bench_gpu.json"), help="JSON results")
+    bg.add_argument("--device", default="auto", help="auto (a GPU where there is one), cuda, cpu, ...")
 
     bd = _subcommand(sub, "bench-distributed", cmd_bench_distributed)
     bd.add_argument("--model", default="vae-upright", help="a pretrained name or a checkpoint .pt")
