@@ -236,14 +236,47 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run a subcommand; returns its exit status: 2 for a bad input (one clear line, naming the
+    process under torchrun), 1 when a process of a torchrun job fails otherwise (its traceback, then
+    what happened and what to do: :func:`avae_tutorial.distributed.failure_line`)."""
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        code = args.func(args)
     except (ValueError, TypeError, FileNotFoundError, FloatingPointError) as e:
-        print(f"error{_where()}: {e}", file=sys.stderr)  # under torchrun: which process failed
-        return 2
-    finally:
+        code = _failed(e, f"error{_where()}: {e}", 2)  # under torchrun: which process failed
+    except Exception as e:
+        if not _where():
+            leave()
+            raise  # one process: Python's own traceback
+        import traceback
+
+        from .distributed import failure_line
+
+        traceback.print_exc()
+        code = _failed(e, failure_line(e), 1)
+    except BaseException:  # Ctrl-C, SystemExit: leave the group, nothing more
         leave()
+        raise
+    where = _where()
+    try:
+        leave(clean=code == 0)  # a clean finish waits for the other processes to finish theirs
+    except Exception as e:  # another process stopped before the end
+        from .distributed import failure_line
+
+        code = _failed(e, failure_line(e, where), 1, where)
+    return code
+
+
+def _failed(e: BaseException, line: str, code: int, where: str | None = None) -> int:
+    """Print ``line`` for the error ``e`` being handled and, in a process group (``where``: its rank
+    label, by default this process's now), hand ``e`` to torchrun's error file too: its summary
+    then shows this process's error. Returns ``code``."""
+    print(line, file=sys.stderr)
+    if (_where() if where is None else where) != "":
+        from .distributed import record_failure
+
+        record_failure(e)
+    return code
 
 
 def _where() -> str:

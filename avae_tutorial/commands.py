@@ -349,11 +349,21 @@ def cmd_export_onnx(a) -> int:
     return 0
 
 
-def leave() -> None:
-    """Leave torchrun's process group, if this command joined it."""
+def leave(clean: bool = False) -> None:
+    """Leave torchrun's process group, if this command joined it.
+
+    ``clean``: this process finished its command; it first waits for the others to finish theirs
+    (a barrier), so that no process closes its connections while another still works in the group
+    (rank 0 writing the last rows of a CSV, say): the processes leave together. After a failure
+    (``clean=False``) it leaves at once, and the others, waiting for it, stop with an error that
+    says so (:func:`~avae_tutorial.distributed.failure_line`)."""
     if _JOINED:
         import torch.distributed as dist
 
         _JOINED.clear()
         if dist.is_initialized():
-            dist.destroy_process_group()
+            try:
+                if clean:
+                    dist.barrier()
+            finally:
+                dist.destroy_process_group()
