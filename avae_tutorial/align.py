@@ -119,9 +119,34 @@ def scoring_dtype(config: AlignConfig, device) -> torch.dtype:
     return torch.bfloat16 if fast_bfloat16(device) else torch.float32
 
 
+#: The environment variable that decides what ``precision="auto"`` picks (:func:`fast_bfloat16`).
+BFLOAT16_SWITCH = "AVAE_BFLOAT16"
+BFLOAT16_CHOICES = ("auto", "on", "off")
+
+
+def bfloat16_switch() -> str:
+    """``$AVAE_BFLOAT16``: ``"auto"`` (unset or empty), ``"on"`` or ``"off"``; any other value is an error."""
+    import os  # here, not at the top: this helper is all of the switch
+
+    value = os.environ.get(BFLOAT16_SWITCH, "").strip().lower() or "auto"
+    if value not in BFLOAT16_CHOICES:
+        raise ValueError(f"{BFLOAT16_SWITCH}: expected one of {BFLOAT16_CHOICES}, got {value!r}")
+    return value
+
+
 def fast_bfloat16(device) -> bool:
-    """Whether ``device`` computes this model's passes faster in bfloat16 than in float32: a CUDA GPU
-    that supports it, or a CPU with AMX (matrix tiles); AVX512-BF16 alone is not enough."""
+    """Whether ``precision="auto"`` scores in bfloat16 on ``device``.
+
+    ``$AVAE_BFLOAT16`` decides (:func:`bfloat16_switch`): ``off``, float32 everywhere, so that
+    results do not depend on the hardware (the unit tests and the book's cells on a CPU run so);
+    ``on``, bfloat16 everywhere (the way to test the bfloat16 path on a CPU without AMX);
+    ``auto`` (the default), bfloat16 where this model's passes are measured faster in it than in
+    float32: a CUDA GPU that supports it, or a CPU with AMX (matrix tiles); AVX512-BF16 alone is
+    not enough. With ``auto`` the chosen transform, and so the losses and passes reported, can
+    differ slightly between a CPU with AMX and one without."""
+    switch = bfloat16_switch()
+    if switch != "auto":
+        return switch == "on"
     dev = torch.device(device)
     if dev.type == "cuda":
         return torch.cuda.is_bf16_supported()

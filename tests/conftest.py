@@ -1,9 +1,16 @@
 """Shared fixtures: tiny synthetic data, tiny models and a stub "VAE" whose loss has a known minimum.
 
 Everything here runs on the CPU in milliseconds; nothing touches the network or the shipped models.
+
+``precision="auto"`` scores in float32 in every test (``AVAE_BFLOAT16=off``, see
+:func:`avae_tutorial.align.fast_bfloat16`): the passes and losses the tests count and compare do
+not depend on whether the CPU has AMX. The bfloat16 path is tested on every CPU all the same:
+explicitly (``precision="bfloat16"``), or with the ``bfloat16_on`` fixture, under which ``"auto"``
+picks it.
 """
 from __future__ import annotations
 
+import os
 import sys
 
 import matplotlib
@@ -16,6 +23,22 @@ import avae_tutorial as avae
 matplotlib.use("Agg")  # figures are drawn off-screen, in this process only
 
 CANVAS = 28  # the smallest canvas the VAE accepts: the fastest models
+
+# Set at import, not in a fixture: it holds at collection too, and in the processes tests start
+# (the command line, torchrun); whatever the shell that started pytest had set.
+os.environ["AVAE_BFLOAT16"] = "off"
+
+
+@pytest.fixture
+def bfloat16_on(monkeypatch):
+    """``precision="auto"`` picks bfloat16 in this test, on every CPU (as on one with AMX, or a GPU)."""
+    monkeypatch.setenv("AVAE_BFLOAT16", "on")
+
+
+@pytest.fixture
+def bfloat16_auto(monkeypatch):
+    """``precision="auto"`` decides by the hardware in this test, as it does outside the tests."""
+    monkeypatch.setenv("AVAE_BFLOAT16", "auto")
 
 
 @pytest.fixture(autouse=True)

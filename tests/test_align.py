@@ -231,7 +231,7 @@ def test_restarts_zero_starts_from_the_guesses_only(template_vae, seven):
         avae.align(template_vae, x, "rotation", cfg)
 
 
-def test_auto_precision_picks_bfloat16_only_where_it_is_measured_faster(monkeypatch):
+def test_auto_precision_picks_bfloat16_only_where_it_is_measured_faster(monkeypatch, bfloat16_auto):
     """``"auto"``: bfloat16 on CPUs with AMX and on CUDA GPUs that support it; float32 on a CPU
     whose only bfloat16 path is AVX512-BF16 (an AMD EPYC, Zen 4), and on other devices."""
     from avae_tutorial.align import scoring_dtype

@@ -186,3 +186,70 @@ def test_a_failing_process_stops_the_others_and_is_named(tmp_path):
     assert run.returncode != 0
     assert "error on rank 1 of 2: checkpoint" in run.stderr and "does not exist" in run.stderr, run.stderr
     assert time.perf_counter() - t0 < 60  # rank 0 did not wait for its lost partner
+    root = run.stderr.partition("Root Cause")[2]  # torchrun's summary: rank 1's error file, not "To enable traceback"
+    assert "rank      : 1" in root and "FileNotFoundError: checkpoint" in root, run.stderr
+
+
+LOST = RuntimeError("[gloo/transport/tcp/pair.cc:561] Connection closed by peer [127.0.0.1]:41660. This is typically "
+                    "caused by a remote worker crashing.")  # fmt: skip
+
+
+def test_a_lost_partner_is_named_with_what_to_do():
+    from avae_tutorial.training.distributed import failure_line
+
+    line = failure_line(LOST, " on rank 0 of 2")
+    assert line.startswith("error on rank 0 of 2: RuntimeError: [gloo/transport/tcp/pair.cc:561] Connection closed")
+    assert "another process stopped first" in line and "Run the same command again" in line
+    other = failure_line(KeyError("x"), " on rank 1 of 2")
+    assert other == "error on rank 1 of 2: KeyError: 'x'"  # not a lost partner: no advice about one
+
+
+def test_cli_under_torchrun_names_the_process_and_writes_torchruns_error_file(monkeypatch, capsys, tmp_path):
+    """Any error that stops a process of a torchrun job ends in one line naming the process (exit 1),
+    and goes to torchrun's error file; in one process the traceback is Python's own, as ever."""
+    import json
+
+    from avae_tutorial import cli, distributed
+
+    def lost(args):
+        raise LOST
+
+    monkeypatch.setattr(cli, "cmd_evaluate", lost)
+    with pytest.raises(RuntimeError, match="closed by peer"):
+        main(["evaluate", "vae-upright"])
+    monkeypatch.setattr(distributed, "world", lambda: (1, 2))
+    error_file = tmp_path / "error.json"
+    monkeypatch.setenv("TORCHELASTIC_ERROR_FILE", str(error_file))
+    assert main(["evaluate", "vae-upright"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "error on rank 1 of 2: RuntimeError: [gloo" in err and "stopped first" in err
+    assert "Connection closed by peer" in json.loads(error_file.read_text())["message"]["message"]
+
+
+def test_a_clean_finish_leaves_the_group_together(monkeypatch):
+    """leave(clean=True) waits for every process (a barrier) before leaving the group; after a
+    failure it leaves at once; the group is left even when the barrier fails."""
+    import torch.distributed as dist
+
+    from avae_tutorial import commands
+
+    calls = []
+
+    def barrier():
+        calls.append("barrier")
+        if fail:
+            raise LOST
+
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(dist, "destroy_process_group", lambda: calls.append("destroy"))
+    monkeypatch.setattr(dist, "barrier", barrier)
+    for clean, fail, want in ((True, False, ["barrier", "destroy"]), (False, False, ["destroy"]),
+                              (True, True, ["barrier", "destroy"])):  # fmt: skip
+        calls.clear()
+        commands._JOINED.append(True)
+        if fail:
+            with pytest.raises(RuntimeError, match="closed by peer"):
+                commands.leave(clean=clean)
+        else:
+            commands.leave(clean=clean)
+        assert calls == want and not commands._JOINED

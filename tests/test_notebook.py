@@ -30,6 +30,22 @@ def test_setup_returns_the_device_and_mode(monkeypatch, capsys):
     assert "device: cpu, mode: quick" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("device, before, want", [("cpu", None, "off"), ("cpu", "on", "on"), ("cuda", None, None)])
+def test_setup_fixes_the_precision_on_a_cpu(monkeypatch, capsys, device, before, want):
+    """On a CPU the chapters' searches score in float32 (the same figures with AMX or without),
+    unless the reader set ``AVAE_BFLOAT16``; on a GPU ``"auto"`` is left to decide."""
+    if before is None:
+        monkeypatch.delenv("AVAE_BFLOAT16", raising=False)
+    else:
+        monkeypatch.setenv("AVAE_BFLOAT16", before)
+    monkeypatch.setattr(avae.lessons.notebook, "default_device", lambda: device)
+    notebook.setup()
+    import os
+
+    assert os.environ.get("AVAE_BFLOAT16") == want
+    assert f"AVAE_BFLOAT16={want or 'auto'}" in capsys.readouterr().out
+
+
 def test_a_shipped_model_is_loaded_not_trained(monkeypatch):
     monkeypatch.setattr(avae.training.train, "fit", lambda *a, **k: pytest.fail("trained although the model is shipped"))
     vae, history = notebook.pretrained_or_train("vae-upright", device="cpu")

@@ -147,7 +147,8 @@ def format_report(out: dict) -> str:
     lines += ["", "targets (cost in VAE passes per image, the same on every machine; and quality):"]
     lines += [f"  [{verdict[t['met']]}] {t['target']}: {t['value']:.4g}" for t in out["targets"] if t["kind"] != "time"]
     lines += ["", f"the same targets in time on this machine: {c['device_name']}, {c['threads']} threads, "
-                  f"scoring in {c.get('scoring', 'n/a')} (precision='auto' picks {c.get('auto_precision', 'n/a')} here)"]
+                  f"scoring in {c.get('scoring', 'n/a')} (precision='auto' picks {c.get('auto_precision', 'n/a')} here, "
+                  f"AVAE_BFLOAT16={c.get('bfloat16_switch', 'auto')})"]
     lines += [f"  {line}" for line in _time_lines(out)]
     lines += [f"  [{verdict[t['met']]}] {t['target']}: {t['value']:.4g}" for t in out["targets"] if t["kind"] == "time"]
     lines.append(f"total {out['seconds_total']:.0f} s")

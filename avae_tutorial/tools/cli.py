@@ -1,4 +1,4 @@
-"""``python -m avae_tutorial {train,evaluate,align,reproduce,bench,export-onnx}``: the package's jobs from the shell.
+"""``python -m avae_tutorial {train,evaluate,align,reproduce,bench,bench-gpu,bench-distributed,export-onnx}``: the package's jobs from the shell.
 
 This module is the command line itself: its parser, the argument types, and :func:`main`, which
 turns a bad input into one clear line and exit status 2. What each subcommand does is in
@@ -11,8 +11,8 @@ import math
 import sys
 from pathlib import Path
 
-from .commands import (cmd_align, cmd_bench, cmd_bench_distributed, cmd_evaluate, cmd_export_onnx, cmd_reproduce,
-                       cmd_train, leave)  # fmt: skip
+from .commands import (cmd_align, cmd_bench, cmd_bench_distributed, cmd_bench_gpu, cmd_evaluate, cmd_export_onnx,
+                       cmd_reproduce, cmd_train, leave)  # fmt: skip
 
 __all__ = ["main", "build_parser"]
 
@@ -84,6 +84,10 @@ ABOUT = {
     "bench": ("time the alignment search against the seed's",
               "Seed-style search vs align() presets, training-time alignment cost, and the cost/quality curve; "
               "prints tables and writes JSON."),
+    "bench-gpu": ("the GPU check: align and a training epoch on one device, host reads counted",
+                  "align at the default and fast presets on 10,000 rotated test digits, and a plain and an aligned "
+                  "training epoch: ms and VAE passes per image, peak memory and host reads, on a GPU (the default "
+                  "where there is one) or, with --device cpu and a small --n, a CPU; prints them and writes JSON."),
     "bench-distributed": ("time alignment and training on 1 and 2 processes (torchrun)",
                           "Start torchrun with N one-thread processes on the same alignment and training epoch; "
                           "print seconds, speed-up, device, backend and N."),
@@ -108,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     from ..families import families
     from ..training.reproduce import ReproConfig
     from ..training.train import REGIMES
+    from .gpu_check import GpuCheckConfig
 
     p = argparse.ArgumentParser(prog="python -m avae_tutorial", description="Affine VAEs: train, evaluate, align.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -198,6 +203,18 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", type=Path, default=Path("runs/bench.json"), help="JSON results")
     b.add_argument("--device", default="auto")
 
+    gc = GpuCheckConfig()
+    bg = _subcommand(sub, "bench-gpu", cmd_bench_gpu)
+    bg.add_argument("--model", default="vae-upright", help="a pretrained name or a checkpoint .pt")
+    bg.add_argument("--n", type=_positive_int, default=gc.n, help="rotated test digits aligned at each preset")
+    bg.add_argument("--train-n", type=int, default=gc.train_n, help="rotated training digits per epoch (0: skip)")
+    bg.add_argument("--epochs", type=_positive_int, default=gc.epochs, help="epochs per training run")
+    bg.add_argument("--batch-size", type=_positive_int, default=gc.batch_size, help="the training batch")
+    bg.add_argument("--seed", type=int, default=gc.seed)
+    bg.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave as is)")
+    bg.add_argument("--out", type=Path, default=Path("runs/bench_gpu.json"), help="JSON results")
+    bg.add_argument("--device", default="auto", help="auto (a GPU where there is one), cuda, cpu, ...")
+
     bd = _subcommand(sub, "bench-distributed", cmd_bench_distributed)
     bd.add_argument("--model", default="vae-upright", help="a pretrained name or a checkpoint .pt")
     bd.add_argument("--n", type=_positive_int, default=256, help="rotated test digits to align")
@@ -219,14 +236,47 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run a subcommand; returns its exit status: 2 for a bad input (one clear line, naming the
+    process under torchrun), 1 when a process of a torchrun job fails otherwise (its traceback, then
+    what happened and what to do: :func:`avae_tutorial.distributed.failure_line`)."""
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        code = args.func(args)
     except (ValueError, TypeError, FileNotFoundError, FloatingPointError) as e:
-        print(f"error{_where()}: {e}", file=sys.stderr)  # under torchrun: which process failed
-        return 2
-    finally:
+        code = _failed(e, f"error{_where()}: {e}", 2)  # under torchrun: which process failed
+    except Exception as e:
+        if not _where():
+            leave()
+            raise  # one process: Python's own traceback
+        import traceback
+
+        from .distributed import failure_line
+
+        traceback.print_exc()
+        code = _failed(e, failure_line(e), 1)
+    except BaseException:  # Ctrl-C, SystemExit: leave the group, nothing more
         leave()
+        raise
+    where = _where()
+    try:
+        leave(clean=code == 0)  # a clean finish waits for the other processes to finish theirs
+    except Exception as e:  # another process stopped before the end
+        from .distributed import failure_line
+
+        code = _failed(e, failure_line(e, where), 1, where)
+    return code
+
+
+def _failed(e: BaseException, line: str, code: int, where: str | None = None) -> int:
+    """Print ``line`` for the error ``e`` being handled and, in a process group (``where``: its rank
+    label, by default this process's now), hand ``e`` to torchrun's error file too: its summary
+    then shows this process's error. Returns ``code``."""
+    print(line, file=sys.stderr)
+    if (_where() if where is None else where) != "":
+        from .distributed import record_failure
+
+        record_failure(e)
+    return code
 
 
 def _where() -> str:

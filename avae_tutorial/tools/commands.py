@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 __all__ = ["cmd_train", "cmd_evaluate", "cmd_align", "cmd_align_images", "cmd_reproduce", "cmd_bench",
-           "cmd_bench_distributed", "cmd_export_onnx", "aligned_path", "leave"]  # fmt: skip
+           "cmd_bench_distributed", "cmd_bench_gpu", "cmd_export_onnx", "aligned_path", "leave"]  # fmt: skip
 
 
 def _device(name: str | None) -> str:
@@ -297,6 +297,30 @@ def cmd_bench(a) -> int:
     return 0
 
 
+def cmd_bench_gpu(a) -> int:
+    import torch
+
+    from .bench_report import write_json
+    from ..data.mnist import load_mnist
+    from .gpu_check import GpuCheckConfig, format_gpu_check, gpu_check
+
+    dev = _device(a.device)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    cfg = GpuCheckConfig(n=a.n, train_n=a.train_n, epochs=a.epochs, batch_size=a.batch_size, seed=a.seed)
+    vae = _load_model(a.model).to(dev)
+    x_test = load_mnist("test", canvas=vae.canvas, limit=max(cfg.n, cfg.test_n))[0].to(dev)
+    if len(x_test) < cfg.n:
+        raise ValueError(f"--n {cfg.n}: the MNIST test set has only {len(x_test)} digits")
+    x_train = load_mnist("train", canvas=vae.canvas, limit=cfg.train_n)[0].to(dev) if cfg.train_n else None
+    out = gpu_check(vae, x_test, x_train, cfg)
+    out["config"]["model"] = a.model
+    print(format_gpu_check(out))
+    if a.out:
+        print(f"wrote {write_json(out, a.out)}")
+    return 0
+
+
 def cmd_bench_distributed(a) -> int:
     from .bench_distributed import bench_distributed, format_report
 
@@ -325,11 +349,21 @@ def cmd_export_onnx(a) -> int:
     return 0
 
 
-def leave() -> None:
-    """Leave torchrun's process group, if this command joined it."""
+def leave(clean: bool = False) -> None:
+    """Leave torchrun's process group, if this command joined it.
+
+    ``clean``: this process finished its command; it first waits for the others to finish theirs
+    (a barrier), so that no process closes its connections while another still works in the group
+    (rank 0 writing the last rows of a CSV, say): the processes leave together. After a failure
+    (``clean=False``) it leaves at once, and the others, waiting for it, stop with an error that
+    says so (:func:`~avae_tutorial.distributed.failure_line`)."""
     if _JOINED:
         import torch.distributed as dist
 
         _JOINED.clear()
         if dist.is_initialized():
-            dist.destroy_process_group()
+            try:
+                if clean:
+                    dist.barrier()
+            finally:
+                dist.destroy_process_group()

@@ -29,9 +29,9 @@ from torch.utils.data import Dataset, Sampler
 
 from .._checks import check_positive_int
 
-__all__ = ["init_from_env", "backend_for", "world", "rank_label", "barrier", "shard", "shard_chunks", "gather_rows",
-           "gather_objects", "broadcast_object", "all_sum", "check_same", "align_sharded", "GlobalBatchSampler",
-           "GlobalBatchNorm", "data_parallel", "global_mean"]  # fmt: skip
+__all__ = ["init_from_env", "backend_for", "world", "rank_label", "failure_line", "record_failure", "barrier", "shard",
+           "shard_chunks", "gather_rows", "gather_objects", "broadcast_object", "all_sum", "check_same", "align_sharded",
+           "GlobalBatchSampler", "GlobalBatchNorm", "data_parallel", "global_mean"]  # fmt: skip
 
 
 # ---------------------------------------------------------------- the process group
@@ -46,6 +46,43 @@ def rank_label() -> str:
     """``" on rank 1 of 2"`` in a process group of several processes, else ``""`` (for messages)."""
     rank, size = world()
     return f" on rank {rank} of {size}" if size > 1 else ""
+
+
+#: What an error raised by a collective says when the process it waited for is gone (Gloo: the
+#: peer closed or reset the connection; NCCL and the store: timeouts and refusals).
+_LOST = ("closed by peer", "reset by peer", "broken pipe", "connection refused", "timed out", "timeout",
+         "remote worker crashing")  # fmt: skip
+
+
+def failure_line(e: BaseException, label: str | None = None) -> str:
+    """What to print when ``e`` stops this process in a process group (``label``: its
+    :func:`rank_label`, by default now's): which process, what happened, and, when ``e`` says that
+    another process is gone (it failed or was killed first, and this one lost its connection to it
+    or waited for it in vain), where to look and what to do."""
+    text = str(e).strip()
+    line = f"error{rank_label() if label is None else label}: {type(e).__name__}: {text.splitlines()[0] if text else ''}"
+    lost = isinstance(e, getattr(dist, "DistNetworkError", ())) or any(s in str(e).lower() for s in _LOST)
+    if lost:
+        line += ("\n  another process stopped first, and this one lost its connection to it: that process's own "
+                 "error is above (none if it was killed, by the out-of-memory killer say; torchrun's summary gives "
+                 "its exit code). Run the same command again: align --images continues its CSV, train its "
+                 "checkpoint.")  # fmt: skip
+    return line
+
+
+def record_failure(e: BaseException) -> None:
+    """Under torchrun, write ``e`` and the traceback being handled to this process's error file
+    (``$TORCHELASTIC_ERROR_FILE``), so that torchrun's summary of a failed job shows them for this
+    process instead of "To enable traceback see ...". Elsewhere nothing. Call it in the
+    ``except`` block that caught ``e``."""
+    if not os.environ.get("TORCHELASTIC_ERROR_FILE"):
+        return
+    try:
+        from torch.distributed.elastic.multiprocessing.errors import ErrorHandler
+
+        ErrorHandler().record_exception(e)
+    except Exception:  # the summary is a convenience: never let it hide the error itself
+        pass
 
 
 def init_from_env(device: str | torch.device = "cpu") -> str:

@@ -13,10 +13,10 @@ import time
 
 import torch
 
-from ..align import AlignConfig, scoring_dtype
-from .timing import synchronize, time_it
+from ..align import AlignConfig, bfloat16_switch, scoring_dtype
 from ..loss import chunked_loss
 from ..model import VAE, for_inference
+from .timing import synchronize, time_it
 
 __all__ = ["PeakMemory", "timed", "plain_seconds", "conditions", "hardware", "passes_summary"]
 
@@ -113,7 +113,10 @@ def hardware(device: torch.device) -> str:
 
 
 def conditions(device: torch.device) -> dict:
-    """Where and under what load the figures were measured."""
+    """Where and under what load the figures were measured: the device, the CPU's model and vector
+    extensions (``avx2``, ``avx512_bf16``, ``amx_bf16``, ...), threads, load, torch, and what
+    ``precision="auto"`` picks here (``auto_precision``) under ``$AVAE_BFLOAT16``
+    (``bfloat16_switch``; see :func:`avae_tutorial.align.fast_bfloat16`)."""
     dev = torch.device(device)
     cpu, flags = _cpu_model()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
@@ -121,4 +124,5 @@ def conditions(device: torch.device) -> dict:
             "cpu": cpu, "cpu_flags": flags, "threads": torch.get_num_threads(), "cpus": os.cpu_count(),
             "load_avg_1min": load, "torch": torch.__version__,
             "auto_precision": str(scoring_dtype(AlignConfig(precision="auto"), dev)).removeprefix("torch."),
+            "bfloat16_switch": bfloat16_switch(),
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}  # fmt: skip
