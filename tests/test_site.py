@@ -594,11 +594,7 @@ def test_text_checks_catch_a_raw_table_and_a_long_line(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # Figures legible as displayed
 # ---------------------------------------------------------------------------------------------
-#: Pages whose figures follow ``avae_tutorial.lessons.plotting``'s size rules (at most ``MAX_WIDTH_IN``
-#: wide, text at least ``FONT`` points); chapters 3 and 4 join when their own figures do.
-LEGIBLE_PAGES = [p for p in PAGES if Path(p).name in
-                 ("intro", "01_vae_fails_on_rotation", "02_affine_wrapper", "05_histograms")]  # fmt: skip
-MIN_TEXT_PX = 12  # 9 pt at the browser's 96 px per inch
+MIN_TEXT_PX = 9  # the smallest text of a figure, in CSS px as displayed
 FIGURES_JS = """
 return Array.from(document.querySelectorAll('article img')).filter(img => {
   const path = new URL(img.currentSrc || img.src, location.href).pathname;
@@ -620,26 +616,53 @@ def png_dpi(path: Path) -> float | None:
     return None
 
 
-@pytest.mark.browser
-@pytest.mark.parametrize("page", LEGIBLE_PAGES)
-def test_figure_text_is_at_least_9_pt_as_displayed(browser, server, site, page):
-    """Each figure's smallest text (``plotting.FONT`` points at the PNG's dpi), scaled by how much
-    the page shrinks the image to fit its column, is at least 9 pt (12 CSS px) on screen."""
-    from avae_tutorial.lessons.plotting import FONT
+def figure_text_px(png: Path, natural: float, shown: float) -> float:
+    """The smallest text of a figure in CSS px as displayed: its size in points (recorded in the PNG
+    by ``plotting.figure_png``) at the PNG's dpi, scaled by how much the page shrinks the image."""
+    from avae_tutorial.lessons.plotting import TEXT_KEY, png_text
 
+    data = png.read_bytes()
+    pt, dpi = png_text(data, TEXT_KEY), png_dpi(png)
+    assert pt is not None, f"{png.name} records no text size (was it shown through lessons.notebook.setup()?)"
+    assert dpi, f"{png.name} records no resolution"
+    return float(pt) / 72 * dpi * shown / natural
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("page", NOTEBOOKS)
+def test_figure_text_is_legible_as_displayed(browser, server, site, page):
+    """Each figure's smallest text (titles, labels, ticks, legends), scaled by how much the page
+    shrinks the image to fit its column, is at least 9 CSS px on screen."""
     browser.get(f"{server}/{page}.html")
     wait_until(browser, "return document.readyState === 'complete'")
     browser.execute_script("for (const img of document.images) img.loading = 'eager';")
     wait_until(browser, "return Array.from(document.images).every(img => img.complete)")
-    figures = browser.execute_script(FIGURES_JS)
-    assert figures, f"{page}: no figures found"
     small = []
-    for f in figures:
-        dpi = png_dpi(site / unquote(f["path"]).lstrip("/"))
-        assert dpi, f"{page}: {f['path']} records no resolution"
-        px = FONT / 72 * dpi * f["shown"] / f["natural"]
-        print(f"{page}: {Path(f['path']).name} {f['natural']} px shown at {f['shown']:.0f} px: "
-              f"{FONT} pt text is {px:.1f} px")  # shown by pytest -rP
+    for f in browser.execute_script(FIGURES_JS):
+        png = site / unquote(f["path"]).lstrip("/")
+        px = figure_text_px(png, f["natural"], f["shown"])
+        print(f"{page}: {png.name} {f['natural']} px shown at {f['shown']:.0f} px: smallest text {px:.1f} px")
         if px < MIN_TEXT_PX:
-            small.append(f"{Path(f['path']).name}: {px:.1f} px ({f['natural']} px shown at {f['shown']:.0f})")
+            small.append(f"{png.name}: {px:.1f} px ({f['natural']} px shown at {f['shown']:.0f})")
     assert not small, f"{page}: figure text below {MIN_TEXT_PX} px as displayed:\n" + "\n".join(small)
+
+
+def test_figure_text_size_is_read_from_the_png(tmp_path):
+    """The check itself: a figure with 6 pt text at 100 dpi shown at half its width is 4.2 px."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from avae_tutorial.lessons.plotting import TEXT_KEY, png_text, png_text_chunk, smallest_text_pt
+
+    fig, ax = plt.subplots(figsize=(4, 3), dpi=100)
+    ax.set_title("small", fontsize=6)
+    ax.tick_params(labelsize=11)
+    path = tmp_path / "f.png"
+    fig.savefig(path, dpi=100)
+    assert smallest_text_pt(fig) == 6
+    path.write_bytes(png_text_chunk(path.read_bytes(), TEXT_KEY, "6"))
+    plt.close(fig)
+    assert png_text(path.read_bytes(), TEXT_KEY) == "6"
+    assert abs(figure_text_px(path, 400, 200) - 6 / 72 * 100 / 2) < 0.05

@@ -68,6 +68,9 @@ def setup(verbose: bool = True) -> tuple[str, str]:
         from ..align import BFLOAT16_SWITCH
 
         os.environ.setdefault(BFLOAT16_SWITCH, "off")  # also for the processes a chapter starts
+    from .plotting import record_figure_text
+
+    record_figure_text()  # each figure's PNG records its smallest text (the site checks it is legible)
     colab = sys.modules.get("google.colab")
     if colab is not None and needs_custom_widget_manager():
         try:

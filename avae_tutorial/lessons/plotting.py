@@ -385,3 +385,72 @@ def plot_data_parallel(slices: Mapping[int, Sequence[Sequence[Sequence[int]]]], 
     ax.set_title("one global batch's gradient", fontsize=FONT)
     ax.legend(fontsize=FONT, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=2)
     return fig
+
+
+# ---------------------------------------------------------------- the smallest text of a figure
+#: The PNG text key under which :func:`figure_png` records a figure's smallest text, in points.
+TEXT_KEY = "avae:smallest-text-pt"
+
+
+def smallest_text_pt(fig) -> float | None:
+    """The size in points of the smallest visible, non-empty text of a drawn figure (titles,
+    labels, tick labels, legends, annotations); ``None`` for a figure without text."""
+    from matplotlib.text import Text
+
+    sizes = [t.get_fontsize() for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
+    return min(sizes) if sizes else None
+
+
+def png_text_chunk(png: bytes, key: str, value: str) -> bytes:
+    """``png`` with a ``tEXt`` chunk ``key: value`` after its header (a reader's viewer ignores it)."""
+    import struct
+    import zlib
+
+    body = key.encode("latin-1") + b"\0" + value.encode("latin-1")
+    chunk = struct.pack(">I", len(body)) + b"tEXt" + body + struct.pack(">I", zlib.crc32(b"tEXt" + body))
+    end_of_header = 8 + 4 + 4 + 13 + 4  # signature, then IHDR (length, type, 13 bytes, crc)
+    return png[:end_of_header] + chunk + png[end_of_header:]
+
+
+def png_text(png: bytes, key: str) -> str | None:
+    """The value of ``png``'s ``tEXt`` chunk ``key`` (``None`` if it has none)."""
+    pos = 8
+    while pos + 8 <= len(png):
+        length, kind = int.from_bytes(png[pos : pos + 4], "big"), png[pos + 4 : pos + 8]
+        if kind == b"tEXt":
+            k, _, v = png[pos + 8 : pos + 8 + length].partition(b"\0")
+            if k.decode("latin-1") == key:
+                return v.decode("latin-1")
+        pos += 12 + length
+    return None
+
+
+def figure_png(fig) -> bytes | None:
+    """A figure as the notebook shows it (PNG, tight bounding box), recording its smallest text
+    (:data:`TEXT_KEY`): the book's site test scales it by the figure's dpi and displayed width."""
+    from IPython.core.pylabtools import print_figure
+
+    png = print_figure(fig, "png", bbox_inches="tight")  # draws the figure: its tick labels exist
+    if not png:
+        return png
+    size = smallest_text_pt(fig)
+    return png if size is None else png_text_chunk(png, TEXT_KEY, f"{size:g}")
+
+
+def record_figure_text(shell=None) -> bool:
+    """Show matplotlib figures in this IPython session through :func:`figure_png`; ``False``
+    outside IPython."""
+    if shell is None:
+        try:
+            from IPython import get_ipython
+        except ImportError:
+            return False
+        shell = get_ipython()
+    if shell is None or not hasattr(shell, "display_formatter"):
+        return False
+    from matplotlib.figure import Figure
+
+    plt.close(plt.figure())  # loads the backend now: the inline one registers its formatter first, ours wins
+
+    shell.display_formatter.formatters["image/png"].for_type(Figure, figure_png)
+    return True
