@@ -147,3 +147,45 @@ def test_plot_data_parallel_colours_each_rank_and_draws_the_average():
     assert {len(set(p.get_facecolor() for p in ax.patches)) for ax in fig.axes[:2]} == {1, 2}
     heights = [p.get_height() for p in right.patches]
     np.testing.assert_allclose(heights[6:9], [2.0, -1.0, 0.0])  # the average of the ranks
+
+
+# ---------------------------------------------------------------- figures a reader can read
+def test_layout_check_sees_a_legend_on_the_data_and_text_on_text():
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4, 3))
+    ax.plot([0, 1, 2], [0, 1, 2], label="line")
+    ax.plot([0.05, 0.1], [1.95, 1.9], "o", label="points under the legend")
+    ax.legend(loc="upper left")
+    ax.text(0.5, 0.5, "first", transform=ax.transAxes)
+    ax.text(0.5, 0.5, "second", transform=ax.transAxes)
+    problems = plotting.layout_problems(fig)
+    assert any("legend" in p for p in problems) and any("'first' overlaps 'second'" in p for p in problems)
+    fig2, ax2 = plt.subplots(figsize=(4, 3))
+    ax2.plot([0, 1], [0, 1], label="line")
+    plotting.legend_outside(ax2)
+    assert plotting.layout_problems(fig2) == []
+
+
+def test_the_books_plots_keep_legends_and_labels_apart():
+    rows = {f"model {i}": [{"angle_deg": a, "loss": 100 + 5 * i + 30 * math.sin(math.radians(a)), "loss_std": 3.0,
+                            "n": 10} for a in range(0, 361, 45)] for i in range(10)}  # fmt: skip
+    assert plotting.layout_problems(plotting.plot_loss_vs_angle(rows).figure) == []
+    curve = [{"restarts": r, "steps": s, "loss": 120 - 0.1 * r - 0.3 * s, "cost_vs_plain": r + 1.2 * s}
+             for r in (6, 12, 24, 48) for s in (0, 1, 3)]  # fmt: skip
+    assert plotting.layout_problems(plotting.plot_cost_quality(curve).figure) == []
+    stats = [{"epoch": e, "class": c, "R1": 0.5 + 0.01 * c, "R2": 0.5} for e in range(1, 6) for c in range(10)]
+    assert plotting.layout_problems(orientation_plots.plot_resultant_by_epoch(stats, noise=0.1)) == []
+    hist = {"a": {"train_loss": [3, 2, 1], "test_loss": [3, 2, 1.5]}, "b": {"train_loss": [4, 2, 1], "test_loss": [4, 2, 1.5]}}
+    assert plotting.layout_problems(plotting.plot_training_curves(hist)) == []
+
+
+def test_a_figure_records_its_smallest_text():
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4, 3))
+    ax.plot([0, 1], [0, 1])
+    ax.set_title("title", fontsize=7)
+    png = plotting.figure_png(fig)
+    assert plotting.png_text(png, plotting.TEXT_KEY) == "7"
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"

@@ -112,7 +112,8 @@ def plot_class_orientations(
     """A grid of orientation histograms (degrees), one panel per class, for one epoch ``orientation (N,)``.
 
     Each panel cuts the circle where its class is sparsest (:func:`circular_cut`), so a peak is
-    drawn whole; tick labels are angles in [-180, 180). ``modes_deg`` (class -> angles in
+    drawn whole, and says so under the panels; tick labels are angles in [-180, 180); the panels
+    share one density scale. ``modes_deg`` (class -> angles in
     degrees, e.g. from :func:`avae_tutorial.lessons.histograms.find_modes`) are drawn as dashed lines.
     Returns the Figure.
     """
@@ -121,7 +122,7 @@ def plot_class_orientations(
         raise ValueError(f"orientation and labels: expected the same length, got {o.shape} and {y.shape}")
     classes = sorted(int(c) for c in np.unique(y))
     nrows = math.ceil(len(classes) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(1.8 * ncols, 1.75 * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(1.8 * ncols, 1.75 * nrows + 0.5), sharey=True, squeeze=False)
     for ax, c in zip(axes.flat, classes):
         cut = circular_cut(o[y == c])
         ax.hist(_on_window(o[y == c], cut), bins=np.linspace(cut, cut + 360, bins + 1), density=True,
@@ -131,9 +132,12 @@ def plot_class_orientations(
         ax.set_title(f'"{c}"', fontsize=FONT + 1)
         _circle_ticks(ax, cut)
         ax.tick_params(labelsize=FONT)
-        ax.set_yticks([])
     for ax in axes.flat[len(classes) :]:
         ax.axis("off")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("density (per degree)", fontsize=FONT)
+    fig.supxlabel("encoded orientation (degrees); each panel cuts the circle where its class is sparsest",
+                  fontsize=FONT)
     fig.tight_layout()
     return fig
 
@@ -152,8 +156,8 @@ def plot_resultant_by_epoch(
 
     ``rows`` as :func:`avae_tutorial.lessons.histograms.statistics_by_epoch` returns them; ``noise``
     (optional) draws the level that uniformly spread angles reach as a dotted line. Each class has
-    its own colour and marker (:data:`CLASS_COLORS`, :data:`CLASS_MARKERS`), is named at the end
-    of its line, and the legend lists the classes in a row below the panels.
+    its own colour and marker (:data:`CLASS_COLORS`, :data:`CLASS_MARKERS`), and the legend below
+    the panels names them (labels at the lines' ends would overlap where the classes agree).
     """
     if not rows:
         raise ValueError("rows: expected rows with epoch, class and the statistics, got none")
@@ -166,14 +170,12 @@ def plot_resultant_by_epoch(
             color, marker = CLASS_COLORS[c % 10], CLASS_MARKERS[c % 10]
             ax.plot([r["epoch"] for r in sel], [r[key] for r in sel], "-", marker=marker, ms=4,
                     color=color, label=f'"{c}"')  # fmt: skip
-            ax.annotate(str(c), (sel[-1]["epoch"], sel[-1][key]), textcoords="offset points", xytext=(4, 0),
-                        va="center", fontsize=FONT, color=color)  # fmt: skip
         if noise is not None:
             ax.axhline(noise, color="k", linestyle=":", linewidth=1, label="uniform")
         ax.set_title(key, fontsize=FONT + 1)
         ax.set_xlabel("epoch")
         ax.set_xticks(epochs)
-        ax.set_xlim(epochs[0] - 0.3, epochs[-1] + 0.8)
+        ax.set_xlim(epochs[0] - 0.3, epochs[-1] + 0.3)
         ax.set_ylim(0, 1)
         ax.grid(alpha=0.3)
     axes[0, 0].set_ylabel("resultant length")

@@ -125,7 +125,7 @@ def plot_loss_vs_angle(series, ax: plt.Axes | None = None, band: bool = True, yl
     the mean. Returns the Axes.
     """
     if ax is None:
-        _, ax = plt.subplots(figsize=(6.4, 3.6))
+        _, ax = plt.subplots(figsize=(5.4, 3.4))
     top = 0.0
     for label, rows in _rows_by_label(series).items():
         if not rows:
@@ -143,8 +143,13 @@ def plot_loss_vs_angle(series, ax: plt.Axes | None = None, band: bool = True, yl
     ax.set_xticks(np.arange(0, 45 * math.ceil(top / 45) + 1, 45))
     ax.grid(alpha=0.3)
     if any(label for label in _rows_by_label(series)):
-        ax.legend(fontsize=FONT)
+        legend_outside(ax)
     return ax
+
+
+def legend_outside(ax, **kw):
+    """The axes' legend to the right of the plot, off the data."""
+    return ax.legend(fontsize=FONT, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, **kw)
 
 
 def plot_sweep(rows: Sequence[dict], ax: plt.Axes | None = None) -> plt.Axes:
@@ -296,8 +301,9 @@ def plot_training_curves(histories: Mapping[str, dict], keys: Sequence[str] = ("
         ax.set_xlabel("epoch")
         ax.set_ylabel(f"{key.replace('_', ' ')} (nats)")
         ax.grid(alpha=0.3)
-    axes[0, 0].legend(fontsize=FONT)
-    fig.tight_layout()
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=FONT, loc="lower center", ncol=min(len(labels), 4), frameon=False)
+    fig.tight_layout(rect=(0, 0.08 * math.ceil(len(labels) / 4) + 0.02, 1, 1))
     return fig
 
 
@@ -308,33 +314,53 @@ def plot_cost_quality(rows: Sequence[dict], ax: plt.Axes | None = None) -> plt.A
     ``steps``, ``loss``, ``cost_vs_plain``): one line per number of refinement steps, each point
     labelled with its number of restarts. Returns the Axes.
     """
-    from matplotlib.ticker import FuncFormatter, NullFormatter
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     if not rows:
         raise ValueError("rows: expected cost/quality rows, got none")
     if ax is None:
-        _, ax = plt.subplots(figsize=(6.0, 3.6))
+        _, ax = plt.subplots(figsize=(5.0, 3.4))
+    notes = []
     for i, steps in enumerate(sorted({r["steps"] for r in rows})):
         sel = sorted((r for r in rows if r["steps"] == steps), key=lambda r: r["cost_vs_plain"])
         cost, loss = [r["cost_vs_plain"] for r in sel], [r["loss"] for r in sel]
         ax.plot(cost, loss, "o-", color=f"C{i}", label=f"{steps} refinement steps")
         for r in sel:
-            ax.annotate(str(r["restarts"]), (r["cost_vs_plain"], r["loss"]), textcoords="offset points",
-                        xytext=(3, 4), fontsize=FONT, color=f"C{i}")  # fmt: skip
+            notes.append(ax.annotate(str(r["restarts"]), (r["cost_vs_plain"], r["loss"]), textcoords="offset points",
+                                     xytext=(3, 4), fontsize=FONT, color=f"C{i}"))  # fmt: skip
     ax.set_xscale("log")
-    costs = [r["cost_vs_plain"] for r in rows]
-    fmt = FuncFormatter(lambda v, _: f"{v:g}")
-    ax.xaxis.set_major_formatter(fmt)
-    ax.xaxis.set_minor_formatter(fmt if max(costs) / min(costs) < 10 else NullFormatter())  # label 2..9 only when few
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))  # 1, 2, 5, 10, 20, ...: never crowded
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("cost per image (x one plain VAE evaluation)")
     ax.set_ylabel("mean loss (nats)")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=FONT, title="numbers: restarts", title_fontsize=FONT)
+    legend_outside(ax, title="numbers: restarts", title_fontsize=FONT)
+    _spread_labels(ax.figure, notes)
     return ax
 
 
+#: Where a point's label may go, in points from the point, in the order tried.
+_LABEL_OFFSETS = ((3, 4), (3, -12), (-10, 4), (-10, -12), (6, 10), (6, -18))
+
+
+def _spread_labels(fig, notes) -> None:
+    """Move each annotation to the first offset (:data:`_LABEL_OFFSETS`) at which it overlaps no
+    label placed before it."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    placed = []
+    for note in notes:
+        for off in _LABEL_OFFSETS:
+            note.set_position(off)
+            box = note.get_window_extent(renderer)
+            if not any(box.overlaps(b) for b in placed):
+                break
+        placed.append(note.get_window_extent(renderer))
+
+
 __all__ += ["markdown_table", "plot_training_curves", "plot_cost_quality", "wrapper_diagram", "FONT", "MAX_WIDTH_IN",
-            "plot_data_parallel"]
+            "plot_data_parallel", "legend_outside", "layout_problems", "smallest_text_pt", "figure_png"]
 
 
 def plot_data_parallel(slices: Mapping[int, Sequence[Sequence[Sequence[int]]]], rank_grads, single) -> plt.Figure:
@@ -382,6 +408,7 @@ def plot_data_parallel(slices: Mapping[int, Sequence[Sequence[Sequence[int]]]], 
     ax.set_xticks(x + 0.4 - w / 2, [str(i) for i in range(k)], fontsize=FONT)
     ax.tick_params(labelsize=FONT)
     ax.set_xlabel("gradient coordinate", fontsize=FONT)
+    ax.set_ylabel("gradient value", fontsize=FONT)
     ax.set_title("one global batch's gradient", fontsize=FONT)
     ax.legend(fontsize=FONT, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=2)
     return fig
@@ -454,3 +481,48 @@ def record_figure_text(shell=None) -> bool:
 
     shell.display_formatter.formatters["image/png"].for_type(Figure, figure_png)
     return True
+
+
+
+def layout_problems(fig) -> list[str]:
+    """What keeps a reader from reading a drawn figure: a legend inside its axes that covers
+    plotted points, and text (titles, labels, annotations, legends, tick labels) overlapping
+    other text. An empty list is a clean figure."""
+    from matplotlib.legend import Legend
+    from matplotlib.lines import Line2D
+    from matplotlib.text import Annotation, Text
+
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    problems = []
+    for ax in fig.axes:
+        leg = ax.get_legend()
+        if leg is None or not leg.get_visible():
+            continue
+        box = leg.get_window_extent(renderer)
+        for line in ax.get_lines():
+            pts = line.get_transform().transform(line.get_xydata()) if len(line.get_xydata()) else []
+            if any(box.contains(px, py) for px, py in pts):
+                problems.append(f"legend of {ax.get_title()!r} covers points of {line.get_label()!r}")
+                break
+    texts = []
+    for t in fig.findobj(Text):
+        if not (t.get_visible() and t.get_text().strip()) or t.get_figure() is None:
+            continue
+        if any(isinstance(a, Legend) for a in _ancestors(t, fig)):
+            continue  # a legend's own texts are laid out by the legend
+        texts.append((t, t.get_window_extent(renderer)))
+    for i, (a, ba) in enumerate(texts):
+        for b, bb in texts[i + 1 :]:
+            inter = ba.intersection(ba, bb)
+            if inter is not None and inter.width > 1 and inter.height > 1:
+                problems.append(f"text {a.get_text()!r} overlaps {b.get_text()!r}")
+    return problems
+
+
+def _ancestors(artist, fig):
+    """The legends of ``fig`` that hold ``artist`` (a legend's texts are its children)."""
+    from matplotlib.legend import Legend
+
+    legends = [l for ax in fig.axes for l in [ax.get_legend()] if l is not None] + list(fig.legends)
+    return [l for l in legends if artist in l.get_texts() or artist is l.get_title()]
