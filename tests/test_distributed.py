@@ -209,7 +209,8 @@ def test_cli_under_torchrun_names_the_process_and_writes_torchruns_error_file(mo
     and goes to torchrun's error file; in one process the traceback is Python's own, as ever."""
     import json
 
-    from avae_tutorial import cli, distributed
+    from avae_tutorial.tools import cli
+    from avae_tutorial.training import distributed
 
     def lost(args):
         raise LOST
@@ -231,7 +232,7 @@ def test_a_clean_finish_leaves_the_group_together(monkeypatch):
     failure it leaves at once; the group is left even when the barrier fails."""
     import torch.distributed as dist
 
-    from avae_tutorial import commands
+    from avae_tutorial.tools import commands
 
     calls = []
 

@@ -94,14 +94,14 @@ def test_fit_reads_per_step_and_epoch(regime):
 
 def test_fit_aligned_reads_do_not_grow_with_batches():
     """The search of each batch reads nothing: more batches of the same digits add at most one read each."""
-    data = avae.data.mnist.synthetic_digits(32, canvas=28, seed=3)
+    data = avae.data.mnist.synthetic_digits(16, canvas=28, seed=3)
 
     def run(batch):
-        cfg = avae.TrainConfig("aligned", latent_dim=2, canvas=28, epochs=1, batch_size=batch, test_limit=8,
-                               align={"restarts": 4, "top_k": 1, "steps": 2})  # fmt: skip
+        cfg = avae.TrainConfig("aligned", latent_dim=2, canvas=28, epochs=1, batch_size=batch, test_limit=4,
+                               align={"restarts": 3, "top_k": 1, "steps": 2})  # fmt: skip
         return reads(lambda: avae.fit(cfg, data, progress=False))
 
-    assert run(4) - run(16) <= 8 - 2  # 8 steps against 2: one read (the loss) per step
+    assert run(2) - run(8) <= 8 - 2  # 8 steps against 2: one read (the loss) per step
 
 
 def test_fit_folds_the_model_once_per_epoch_not_per_batch(monkeypatch):
@@ -116,9 +116,9 @@ def test_fit_folds_the_model_once_per_epoch_not_per_batch(monkeypatch):
 
     monkeypatch.setattr(train_mod, "for_inference", spy)
     monkeypatch.setattr(align_mod, "for_inference", spy)
-    data = avae.data.mnist.synthetic_digits(N, canvas=28, seed=3)
-    cfg = avae.TrainConfig("aligned", latent_dim=2, canvas=28, epochs=2, batch_size=BATCH, test_limit=8,
-                           align={"restarts": 4, "top_k": 1, "steps": 1})  # fmt: skip
+    data = avae.data.mnist.synthetic_digits(12, canvas=28, seed=3)
+    cfg = avae.TrainConfig("aligned", latent_dim=2, canvas=28, epochs=2, batch_size=4, test_limit=4,
+                           align={"restarts": 3, "top_k": 1, "steps": 1})  # fmt: skip
     avae.fit(cfg, data, progress=False)
     assert len(copies) == 1 + 2  # the search's copy, and one per epoch's test loss (6 batches)
 
