@@ -4,6 +4,7 @@ import os
 import re
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import matplotlib
@@ -144,18 +145,27 @@ print(json.dumps({"version": ipywidgets.__version__, "file": ipywidgets.__file__
 """
 
 
+#: Where ``make venv`` puts the wheels of :data:`COLAB_IPYWIDGETS` (``pip download``, once).
+WHEELS = Path(__file__).resolve().parents[1] / ".cache" / "wheels"
+
+
 @pytest.fixture(scope="module")
-def colab_ipywidgets(request, tmp_path_factory) -> Path:
-    """ipywidgets 7.7.1 installed with pip into a side folder (pytest's cache, kept between runs;
-    a temporary folder under ``-p no:cacheprovider``)."""
-    cache = getattr(request.config, "cache", None)
-    target = cache.mkdir("ipywidgets-7.7.1") if cache else tmp_path_factory.mktemp("ipywidgets-7.7.1")
-    if not (target / "ipywidgets" / "__init__.py").exists():
-        cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target), *COLAB_IPYWIDGETS]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-        if proc.returncode != 0:
-            message = f"could not install {COLAB_IPYWIDGETS} with pip:\n{proc.stderr[-2000:]}"
+def colab_ipywidgets(tmp_path_factory) -> Path:
+    """ipywidgets 7.7.1 unpacked into a side folder from the wheels that ``make venv`` fetched (pure
+    Python wheels: unpacked, they import as installed): the test never reaches the network. Without
+    the wheels it is skipped, and fails under CI, whose ``make venv`` fetches them."""
+    wheels = []
+    for name, version in (spec.split("==") for spec in COLAB_IPYWIDGETS):
+        found = sorted(WHEELS.glob(f"{name}-{version}-*.whl"))
+        if not found:
+            message = (f"no wheel of {name}=={version} in {WHEELS}: `make venv` fetches it "
+                       f"(pip download --no-deps --only-binary=:all: -d .cache/wheels {' '.join(COLAB_IPYWIDGETS)})")
             pytest.fail(message) if os.environ.get("CI") else pytest.skip(message)
+        wheels.append(found[0])
+    target = tmp_path_factory.mktemp("ipywidgets-7.7.1")
+    for wheel in wheels:
+        with zipfile.ZipFile(wheel) as z:
+            z.extractall(target)
     return target
 
 
