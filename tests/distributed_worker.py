@@ -3,7 +3,7 @@
 ``python -m torch.distributed.run --standalone --nproc_per_node 2 distributed_worker.py JOB OUT``
 
 * ``run``: gather uneven shares of rows (:func:`gather_rows`, 7 rows: 4 and 3, floats and
-  booleans), align :data:`ALIGN_N` images with :func:`align_sharded` (uneven too: 32 and 31),
+  booleans), align :data:`ALIGN_N` images with :func:`align_sharded` (uneven too: 8 and 7),
   then train one epoch with :func:`fit`
   (aligned regime, z = mu: the reparameterization noise fixed at zero) recording the images of
   every batch; rank 0 writes what the test compares with one process to ``OUT/result.pt`` and
@@ -28,7 +28,7 @@ from avae_tutorial.loss import avae_loss
 
 CANVAS = 28
 SEARCH = avae.AlignConfig(restarts=8, steps=2)
-ALIGN_N = 63  # odd: the two processes' shares differ (32 and 31), so gather_rows must trim the padding
+ALIGN_N = 15  # odd: the two processes' shares differ (8 and 7), so gather_rows must trim the padding
 GATHER_N = 7  # rows gathered directly: 4 and 3
 ALIGN_ARGS = ["--batch-size", "24", "--skip-bad", "--preset", "fast", "--device", "cpu"]  # chunks of 24: 12 a process
 
