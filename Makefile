@@ -88,17 +88,18 @@ $(NPM_STAMP): package.json package-lock.json
 	$(NPM) ci --ignore-scripts --no-audit --no-fund
 	touch $(NPM_STAMP)
 
-# Sequential on purpose (also under make -j): cheapest failures first. The last step reads the
+# Sequential on purpose (also under make -j): cheapest failures first. The unit tests leave out
+# the nbval plugin (-p no:nbval): importing nbformat alone costs them a second or more. The last step reads the
 # book that the step before it built: headless Chromium over every page, and the link check
 # (screenshots in _build/screenshots/).
 test: venv npm
-	AVAE_MODE=quick $(BIN)/python -m pytest -m "not site" tests
+	AVAE_MODE=quick $(BIN)/python -m pytest -p no:nbval -m "not site" tests
 	AVAE_MODE=quick $(BIN)/python -m pytest --nbval-lax book/
 	AVAE_MODE=quick $(BIN)/jupyter-book build . $(JB_FLAGS)
 	AVAE_MODE=quick $(BIN)/python -m pytest -m site tests
 
 test-unit: venv
-	AVAE_MODE=quick $(BIN)/python -m pytest -m "not site" tests
+	AVAE_MODE=quick $(BIN)/python -m pytest -p no:nbval -m "not site" tests
 
 # The rendered site alone (builds the book first when _build/html is missing or stale).
 test-site: venv npm

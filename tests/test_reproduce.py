@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 import shutil
 import sys
 from pathlib import Path
@@ -31,10 +32,12 @@ def test_the_sweep_shares_the_main_models_data_and_epochs():
 
 
 def _tiny(mp) -> repro.ReproConfig:
-    """Shrink the reproduction to synthetic digits, one latent size and a few angles (with
-    ``mp``, a MonkeyPatch); returns the tiny sizes."""
-    x, y = avae.synthetic_digits(48, canvas=40, seed=0)
+    """Shrink the reproduction to synthetic digits on the smallest canvas, one latent size and two
+    angles (with ``mp``, a MonkeyPatch); returns the tiny sizes."""
+    x, y = avae.synthetic_digits(48, canvas=28, seed=0)
     mp.setattr(repro, "load_mnist", lambda split, **kw: (x, y))
+    recipes = repro.recipes  # the shipped recipes, on the 28x28 canvas
+    mp.setattr(repro, "recipes", lambda rc: {name: replace(cfg, canvas=28) for name, cfg in recipes(rc).items()})
     mp.setattr(repro, "SWEEP_LATENTS", (8,))
     mp.setattr(repro, "SWEEP_ANGLES", (90,))  # with TABLE1_ANGLES: two angles, upright and turned
     mp.setattr(repro, "TABLE1_ANGLES", (0,))
@@ -71,7 +74,7 @@ def test_a_tiny_reproduction_writes_models_manifest_and_results(tiny_run):
         assert sha256_file(path) == entry["sha256"] and entry["epochs"] == 1
         assert entry["command"] == "reproduce (test)"  # as given: reproduce reads no sys.argv
         vae = avae.model_from_checkpoint(avae.load_checkpoint(path))
-        assert vae.latent_dim == 8 and entry["config"]["train_limit"] == 32
+        assert vae.latent_dim == 8 and vae.canvas == 28 and entry["config"]["train_limit"] == 32
     assert json.loads((out / "manifest.json").read_text()) == manifest
     for name in repro.POSE_MODELS:  # a pose net, recorded with the call that fitted it
         pose = avae.model_from_checkpoint(avae.load_checkpoint(out / f"{name}.pt")).pose_net
