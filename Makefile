@@ -88,10 +88,10 @@ $(NPM_STAMP): package.json package-lock.json
 	$(NPM) ci --ignore-scripts --no-audit --no-fund
 	touch $(NPM_STAMP)
 
-# Sequential on purpose (also under make -j): cheapest failures first. The unit tests leave out
-# the nbval plugin (-p no:nbval): importing nbformat alone costs them a second or more. The last step reads the
+# Sequential on purpose (also under make -j): cheapest failures first. The last step reads the
 # book that the step before it built: headless Chromium over every page, and the link check
-# (screenshots in _build/screenshots/).
+# (screenshots in _build/screenshots/). The unit tests leave out the nbval plugin (-p no:nbval):
+# importing nbformat alone costs them a second or more.
 test: venv npm
 	AVAE_MODE=quick $(BIN)/python -m pytest -p no:nbval -m "not site" tests
 	AVAE_MODE=quick $(BIN)/python -m pytest --nbval-lax book/
