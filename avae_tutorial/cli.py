@@ -183,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--device", default="auto")
 
     im = _subcommand(sub, "install-models", cmd_install_models)
-    im.add_argument("--from", dest="source", type=Path, default=None,
+    im.add_argument("--from", dest="source", metavar="DIR", type=Path, default=None,
                     help="the folder reproduce wrote (default: ~/.cache/avae-tutorial/models)")
 
     b = _subcommand(sub, "bench", cmd_bench)

@@ -276,11 +276,11 @@ def cmd_reproduce(a) -> int:
 
 def cmd_install_models(a) -> int:
     from .pretrained import pretrained_dir
-    from .reproduce import install_models
+    from .reproduce import install_models, models_dir
 
-    dest = pretrained_dir()
-    files = install_models(a.source, dest)
-    print(json.dumps({"from": str(a.source), "to": str(dest), "files": files}, indent=2))
+    src, dest = a.source or models_dir(), pretrained_dir()
+    files = install_models(src, dest)
+    print(json.dumps({"from": str(src), "to": str(dest), "files": files}, indent=2))
     return 0
 
 

@@ -179,7 +179,9 @@ def test_install_copies_the_checked_models_into_the_package(run_copy, tmp_path, 
     (package / "keep.txt").write_text("not the run's")
     monkeypatch.setattr(pretrained, "pretrained_dir", lambda: package)
     assert main(["install-models", "--from", str(run_copy)]) == 0
-    files = json.loads(capsys.readouterr().out)["files"]
+    printed = json.loads(capsys.readouterr().out)
+    files = printed["files"]
+    assert printed["from"] == str(run_copy) and printed["to"] == str(package)
     assert files[-1] == "manifest.json" and {"rotation.csv", "table1.csv", "sweep.csv", "affine.json"} <= set(files)
     for name in files:
         assert (package / name).read_bytes() == (run_copy / name).read_bytes(), name
