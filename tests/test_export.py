@@ -7,6 +7,8 @@ float rounding. Digits are synthetic (no download); the CLI test replaces ``load
 from __future__ import annotations
 
 import base64
+import contextlib
+import io
 import json
 import math
 import sys
@@ -31,12 +33,33 @@ def upright() -> avae.VAE:
     return avae.load_pretrained("vae-upright").eval()
 
 
+def fake_mnist(split="test", canvas=40, limit=None, root=None):
+    """``load_mnist`` on 8-bit synthetic digits: no download."""
+    x, y = avae.data.mnist.synthetic_digits(60, canvas=canvas, seed=5)
+    return ((x * 255).round() / 255)[:limit], y[:limit]
+
+
 @pytest.fixture(scope="module")
-def exported(upright, tmp_path_factory):
-    """``vae-upright`` exported once for the module: ``(summary, onnxruntime session)``."""
-    path = tmp_path_factory.mktemp("onnx") / "vae-upright.onnx"
-    info = export_model("vae-upright", path, check=False)
-    return info, onnx_session(path)
+def cli_run(tmp_path_factory):
+    """``python -m avae_tutorial export-onnx --digits digits.json`` run once, in an empty folder, with
+    ``load_mnist`` replaced by :func:`fake_mnist`: ``(folder, the summary it printed)``. Its graph
+    (the shipped ``vae-upright``, checked against ``avae_loss`` on the way) is the one the module's
+    tests run: one export, not one per test."""
+    folder = tmp_path_factory.mktemp("export")
+    printed = io.StringIO()
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(printed):
+        mp.chdir(folder)
+        mp.setattr(data, "load_mnist", fake_mnist)
+        code = main(["export-onnx", "--digits", "digits.json"])
+    assert code == 0, printed.getvalue()
+    return folder, json.loads(printed.getvalue())
+
+
+@pytest.fixture(scope="module")
+def exported(cli_run):
+    """The module's export: ``(summary, onnxruntime session)``."""
+    folder, info = cli_run
+    return info, onnx_session(folder / "runs" / "vae-upright.onnx")
 
 
 @pytest.fixture(scope="module")
@@ -111,36 +134,28 @@ def test_export_copies_the_model_and_uses_eval_mode(tiny_vae, tmp_path, digits):
     assert (onnx_loss(tmp_path / "tiny.onnx", x)[0] - ref).abs().max().item() <= TOLERANCE
 
 
-@pytest.fixture
-def synthetic_mnist(monkeypatch):
-    """``load_mnist`` replaced by 8-bit synthetic digits: no download."""
-
-    def fake(split="test", canvas=40, limit=None, root=None):
-        x, y = avae.data.mnist.synthetic_digits(60, canvas=canvas, seed=5)
-        return ((x * 255).round() / 255)[:limit], y[:limit]
-
-    monkeypatch.setattr(data, "load_mnist", fake)
-
-
-def test_cli_exports_and_writes_the_digits(tmp_path, capsys, synthetic_mnist):
-    out, digits_json = tmp_path / "m.onnx", tmp_path / "digits.json"
-    code = main(["export-onnx", "vae-upright", "--out", str(out), "--digits", str(digits_json)])
-    captured = capsys.readouterr()
-    assert code == 0, captured.err
-    info = json.loads(captured.out)
-    assert info["model"] == "vae-upright" and info["max_abs_loss_diff"] <= TOLERANCE and out.is_file()
-    d = json.loads(digits_json.read_text())
+def test_cli_exports_checks_and_writes_the_digits(cli_run):
+    """By default the command exports vae-upright to runs/vae-upright.onnx and checks it."""
+    folder, info = cli_run
+    assert info["model"] == "vae-upright" and info["max_abs_loss_diff"] <= TOLERANCE
+    assert (folder / "runs" / "vae-upright.onnx").is_file() and sorted(p.name for p in folder.iterdir()) == [
+        "digits.json", "runs"]  # fmt: skip
+    d = json.loads((folder / "digits.json").read_text())
     assert d["canvas"] == 40 and d["labels"] == list(range(10)) * 2 and info["digits"]["count"] == 20
     pixels = torch.frombuffer(bytearray(base64.b64decode(d["pixels"])), dtype=torch.uint8).float() / 255
-    expected = data.load_mnist("test", canvas=40, limit=200)[0][d["indices"]]
+    expected = fake_mnist("test", canvas=40, limit=200)[0][d["indices"]]
     assert pixels.shape == (20 * 1600,) and torch.allclose(pixels.view(20, 1, 40, 40), expected, atol=1e-6)
 
 
-def test_cli_default_output_is_under_runs(tmp_path, capsys, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    assert main(["export-onnx", "--no-check"]) == 0
-    assert json.loads(capsys.readouterr().out)["model"] == "vae-upright"
-    assert (tmp_path / "runs" / "vae-upright.onnx").is_file()
+def test_cli_writes_where_out_says(tmp_path, capsys, monkeypatch):
+    """--out names the file (here with --no-check, and the export itself stubbed: the export is the
+    module's own, above)."""
+    seen = []
+    monkeypatch.setattr(avae.export, "export_model", lambda model, out, opset, check: seen.append(
+        (model, out, opset, check)) or {"model": model})  # fmt: skip
+    assert main(["export-onnx", "vae-rotated", "--out", str(tmp_path / "m.onnx"), "--no-check", "--opset", "17"]) == 0
+    assert seen == [("vae-rotated", tmp_path / "m.onnx", 17, False)]
+    assert json.loads(capsys.readouterr().out) == {"model": "vae-rotated"}
 
 
 # ---------------------------------------------------------------------------------------------

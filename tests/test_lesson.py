@@ -5,15 +5,26 @@ import time
 
 import pytest
 
+from avae_tutorial.training import timing as lesson
 from avae_tutorial.training.timing import time_it
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 
-def test_time_it_warms_up_then_repeats():
-    calls = []
-    t = time_it(lambda: calls.append(1), "cpu", repeats=3, warmup=2)
-    assert len(calls) == 5 and t >= 0
+def test_time_it_warms_up_untimed_then_repeats(monkeypatch):
+    """On a fake clock where call k takes k seconds: 2 warm-ups (1 s, 2 s) untimed, then 3, 4
+    and 5 s timed: the median is 4; each timed call is synchronized before and after."""
+    clock, calls, events = [0.0], [], []
+
+    def fn():
+        calls.append(1)
+        clock[0] += len(calls)
+
+    monkeypatch.setattr(time, "perf_counter", lambda: clock[0])
+    monkeypatch.setattr(lesson, "synchronize", lambda device: events.append(("sync", device, len(calls))))
+    assert time_it(fn, "cpu", repeats=3, warmup=2) == 4.0
+    assert len(calls) == 5
+    assert events == [("sync", "cpu", k) for k in (2, 3, 3, 4, 4, 5)]  # around each timed call, not the warm-ups
 
 
 def test_time_it_is_the_median(monkeypatch):

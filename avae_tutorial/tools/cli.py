@@ -1,17 +1,21 @@
-"""``python -m avae_tutorial {train,evaluate,align,reproduce,bench,bench-gpu,bench-distributed,export-onnx}``: the package's jobs from the shell.
+"""``python -m avae_tutorial {train,evaluate,align,reproduce,install-models,bench,bench-gpu,bench-distributed,
+export-onnx}``: the package's jobs from the shell.
 
 This module is the command line itself: its parser, the argument types, and :func:`main`, which
 turns a bad input into one clear line and exit status 2. What each subcommand does is in
-:mod:`avae_tutorial.tools.commands`.
+:mod:`avae_tutorial.tools.commands`. It is the only module that reads ``sys.argv``: :func:`main`
+passes the command as it was typed (``args.command_line``) to the commands that record it.
 """
 from __future__ import annotations
 
 import argparse
 import math
+import shlex
 import sys
 from pathlib import Path
 
 from .commands import (cmd_align, cmd_bench, cmd_bench_distributed, cmd_bench_gpu, cmd_evaluate, cmd_export_onnx,
+                       cmd_install_models,
                        cmd_reproduce, cmd_train, leave)  # fmt: skip
 
 __all__ = ["main", "build_parser"]
@@ -79,8 +83,14 @@ ABOUT = {
     "align": ("search the transform of test digits or of your own images",
               "Align test digits (a JSON summary), or with --images a folder or array file of your own (a CSV, "
               "one row per image in input order; resumable)."),
-    "reproduce": ("train and evaluate every shipped model",
-                  "Train every shipped model with fit() and write the results files."),
+    "reproduce": ("train and evaluate every shipped model (into a cache folder)",
+                  "Train every shipped model with fit() and write the models, the manifest and the results files "
+                  "into --out (default: ~/.cache/avae-tutorial/models, under $XDG_CACHE_HOME when set), each "
+                  "atomically. install-models then copies them into the package."),
+    "install-models": ("copy reproduced models into the package (hash-checked)",
+                       "Copy the models of a reproduce run (--from), their results files and manifest into the "
+                       "package's pretrained/ folder, where load_pretrained() and the book read them; every model "
+                       "is checked against the manifest's sha256 first."),
     "bench": ("time the alignment search against the seed's",
               "Seed-style search vs align() presets, training-time alignment cost, and the cost/quality curve; "
               "prints tables and writes JSON."),
@@ -173,9 +183,14 @@ def build_parser() -> argparse.ArgumentParser:
                    "evaluate only these models again (rotation.csv and table1.csv rows)")
     r.add_argument("--evaluate-only", action="store_true")
     r.add_argument("--pose-only", action="store_true", help="refit only the pose nets of the shipped (--only) models")
-    r.add_argument("--out", type=Path, help="default: the package's pretrained/ folder")
+    r.add_argument("--out", type=Path, help="the folder to write (default: ~/.cache/avae-tutorial/models, "
+                   "$XDG_CACHE_HOME/avae-tutorial/models when set); never the package's (see install-models)")
     r.add_argument("--runs", type=Path, default=Path("runs"), help="resumable training checkpoints")
     r.add_argument("--device", default="auto")
+
+    im = _subcommand(sub, "install-models", cmd_install_models)
+    im.add_argument("--from", dest="source", metavar="DIR", type=Path, default=None,
+                    help="the folder reproduce wrote (default: ~/.cache/avae-tutorial/models)")
 
     b = _subcommand(sub, "bench", cmd_bench)
     b.add_argument("--model", default="vae-upright", help="a pretrained name or a checkpoint .pt")
@@ -239,29 +254,31 @@ def main(argv: list[str] | None = None) -> int:
     """Run a subcommand; returns its exit status: 2 for a bad input (one clear line, naming the
     process under torchrun), 1 when a process of a torchrun job fails otherwise (its traceback, then
     what happened and what to do: :func:`avae_tutorial.distributed.failure_line`)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.command_line = "python -m avae_tutorial " + shlex.join(argv)  # what the manifest records
     try:
         code = args.func(args)
     except (ValueError, TypeError, FileNotFoundError, FloatingPointError) as e:
         code = _failed(e, f"error{_where()}: {e}", 2)  # under torchrun: which process failed
     except Exception as e:
         if not _where():
-            leave()
+            leave(args)
             raise  # one process: Python's own traceback
         import traceback
 
-        from .distributed import failure_line
+        from ..training.distributed import failure_line
 
         traceback.print_exc()
         code = _failed(e, failure_line(e), 1)
     except BaseException:  # Ctrl-C, SystemExit: leave the group, nothing more
-        leave()
+        leave(args)
         raise
     where = _where()
     try:
-        leave(clean=code == 0)  # a clean finish waits for the other processes to finish theirs
+        leave(args, clean=code == 0)  # a clean finish waits for the other processes to finish theirs
     except Exception as e:  # another process stopped before the end
-        from .distributed import failure_line
+        from ..training.distributed import failure_line
 
         code = _failed(e, failure_line(e, where), 1, where)
     return code
@@ -273,7 +290,7 @@ def _failed(e: BaseException, line: str, code: int, where: str | None = None) ->
     then shows this process's error. Returns ``code``."""
     print(line, file=sys.stderr)
     if (_where() if where is None else where) != "":
-        from .distributed import record_failure
+        from ..training.distributed import record_failure
 
         record_failure(e)
     return code

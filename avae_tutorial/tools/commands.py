@@ -1,8 +1,9 @@
 """What each ``python -m avae_tutorial`` subcommand does: ``cmd_<name>(args)`` runs it from the
-parsed arguments (:func:`avae_tutorial.tools.cli.build_parser`) and returns the exit status.
+parsed arguments (:func:`avae_tutorial.cli.build_parser`) and returns the exit status.
 
 Each imports what it needs when it runs, so that ``--help`` stays fast. Under ``torchrun`` a
-command joins the process group first (:func:`_launch`); :func:`leave` leaves it at the end.
+command joins the process group first (:func:`_launch`, which notes it on the command's own
+arguments, not in a module global); :func:`leave` leaves it at the end.
 """
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ import json
 import sys
 from pathlib import Path
 
-__all__ = ["cmd_train", "cmd_evaluate", "cmd_align", "cmd_align_images", "cmd_reproduce", "cmd_bench",
-           "cmd_bench_distributed", "cmd_bench_gpu", "cmd_export_onnx", "aligned_path", "leave"]  # fmt: skip
+__all__ = ["cmd_train", "cmd_evaluate", "cmd_align", "cmd_align_images", "cmd_reproduce", "cmd_install_models",
+           "cmd_bench", "cmd_bench_distributed", "cmd_bench_gpu", "cmd_export_onnx", "aligned_path", "leave"]  # fmt: skip
 
 
 def _device(name: str | None) -> str:
@@ -29,17 +30,14 @@ def _device(name: str | None) -> str:
     return name
 
 
-_JOINED = []  # the process group this command joined (left at its end)
-
-
-def _launch(name: str | None) -> str:
-    """The device, after joining torchrun's process group when started by it (one GPU per process)."""
+def _launch(a) -> str:
+    """The device (``a.device``), after joining torchrun's process group when started by it (one GPU
+    per process); ``a.joined_group`` tells :func:`leave` whether this command joined it."""
     from ..training.distributed import init_from_env, world
 
-    joined = world()[1] == 1
-    device = init_from_env(_device(name))
-    if joined and world()[1] > 1:
-        _JOINED.append(True)
+    alone = world()[1] == 1
+    device = init_from_env(_device(a.device))
+    a.joined_group = alone and world()[1] > 1
     return device
 
 
@@ -102,7 +100,7 @@ def cmd_train(a) -> int:
 
     check_canvas(a.canvas, "--canvas")  # before any image is read
     check_channels(a.channels, "--channels")
-    device = _launch(a.device)  # before loading any data
+    device = _launch(a)  # before loading any data
     if a.images is None:
         if a.channels != 1:
             raise ValueError(f"--channels {a.channels}: MNIST digits are grey; colour needs --images")
@@ -165,7 +163,7 @@ def cmd_align_images(a) -> int:
 
     if a.out is None or a.out.suffix.lower() != ".csv":
         raise ValueError(f"--out: with --images, expected the pose table's .csv path, got {a.out}")
-    dev = _launch(a.device)
+    dev = _launch(a)
     lead = _rank() == 0
     vae = _load_model(a.model).to(dev)
     if a.channels is not None and a.channels != vae.channels:
@@ -235,7 +233,7 @@ def cmd_align(a) -> int:
     from ..training.distributed import align_sharded, all_sum, barrier, world
     from ..training.timing import synchronize
 
-    dev = _launch(a.device)
+    dev = _launch(a)
     vae = _load_model(a.model).to(dev)
     x = load_mnist("test", canvas=vae.canvas, limit=a.n)[0].to(dev)
     if a.perturb != "none":
@@ -257,7 +255,7 @@ def cmd_align(a) -> int:
 
 
 def cmd_reproduce(a) -> int:
-    from ..training.reproduce import ReproConfig, recipes, reproduce
+    from ..training.reproduce import ReproConfig, models_dir, recipes, reproduce
 
     rc = ReproConfig(epochs=a.epochs, sweep_epochs=a.sweep_epochs, train_limit=a.train_limit or None,
                      eval_n=a.eval_n, affine_n=a.affine_n)  # fmt: skip
@@ -266,10 +264,23 @@ def cmd_reproduce(a) -> int:
     unknown = sorted(set(a.only or ()) - set(recipes(rc)))
     if unknown:
         raise ValueError(f"--only: unknown model(s) {', '.join(unknown)}; valid names: {', '.join(recipes(rc))}")
-    m = reproduce(rc, out=a.out, only=a.only, device=_device(a.device), runs=a.runs, evaluate_only=a.evaluate_only,
-                  pose_only=a.pose_only)
+    out = a.out or models_dir()
+    m = reproduce(rc, out=out, only=a.only, device=_device(a.device), runs=a.runs, evaluate_only=a.evaluate_only,
+                  pose_only=a.pose_only, command=getattr(a, "command_line", None))  # fmt: skip
     print(json.dumps({k: {"test_loss": v["metrics"]["test_loss"], "train_seconds": v["train_seconds"]}
                       for k, v in m["models"].items()}, indent=2))  # fmt: skip
+    print(f"wrote {out}; `python -m avae_tutorial install-models --from {out}` copies the models into the package",
+          file=sys.stderr)  # fmt: skip
+    return 0
+
+
+def cmd_install_models(a) -> int:
+    from ..training.pretrained import pretrained_dir
+    from ..training.reproduce import install_models, models_dir
+
+    src, dest = a.source or models_dir(), pretrained_dir()
+    files = install_models(src, dest)
+    print(json.dumps({"from": str(src), "to": str(dest), "files": files}, indent=2))
     return 0
 
 
@@ -349,18 +360,18 @@ def cmd_export_onnx(a) -> int:
     return 0
 
 
-def leave(clean: bool = False) -> None:
-    """Leave torchrun's process group, if this command joined it.
+def leave(a, clean: bool = False) -> None:
+    """Leave torchrun's process group, if the command run with arguments ``a`` joined it.
 
     ``clean``: this process finished its command; it first waits for the others to finish theirs
     (a barrier), so that no process closes its connections while another still works in the group
     (rank 0 writing the last rows of a CSV, say): the processes leave together. After a failure
     (``clean=False``) it leaves at once, and the others, waiting for it, stop with an error that
-    says so (:func:`~avae_tutorial.distributed.failure_line`)."""
-    if _JOINED:
+    says so (:func:`~avae_tutorial.training.distributed.failure_line`)."""
+    if getattr(a, "joined_group", False):
         import torch.distributed as dist
 
-        _JOINED.clear()
+        a.joined_group = False
         if dist.is_initialized():
             try:
                 if clean:

@@ -20,7 +20,7 @@ from ..pose import PoseNet
 __all__ = ["save_checkpoint", "load_checkpoint", "model_from_checkpoint", "checkpoint_dict", "sha256_file"]
 
 #: ``model_config`` fields that older checkpoints lack (their defaults apply: one channel).
-OPTIONAL_FIELDS = {"channels"}
+OPTIONAL_FIELDS = frozenset({"channels"})
 
 
 def checkpoint_dict(vae: VAE, **extra) -> dict:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -11,6 +12,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .._checks import check_images, check_matrices, check_same_device
+from .._io import atomic_write
 from ..align import AlignConfig, align
 from ..data.mnist import random_affines
 from ..families import Family, get_family
@@ -71,14 +73,15 @@ def affine_comparison(
 
 
 def write_rows(rows: list[dict], path: str | os.PathLike) -> Path:
-    """Write rows as CSV (``.csv``) or JSON (anything else)."""
+    """Write rows as CSV (``.csv``) or JSON (anything else), atomically: a reader (or a run
+    interrupted half way) sees the old file or the new one, never part of it."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".csv":
-        with open(path, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(rows[0]))
-            w.writeheader()
-            w.writerows(rows)
+        buf = io.StringIO(newline="")
+        w = csv.DictWriter(buf, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+        text = buf.getvalue()
     else:
-        path.write_text(json.dumps(rows, indent=2))
-    return path
+        text = json.dumps(rows, indent=2)
+    return atomic_write(path, text.encode())

@@ -1,13 +1,16 @@
 """Shipped models: ``load_pretrained(name)`` with a sha256 check against the manifest.
 
 The weights, their training histories and the evaluation results live in
-``avae_tutorial/pretrained/`` (written by ``python -m avae_tutorial reproduce``); nothing is
-downloaded at run time.
+``avae_tutorial/pretrained/``; nothing is downloaded at run time. ``python -m avae_tutorial
+reproduce`` trains them again into a folder of the user's (``~/.cache/avae-tutorial/models`` by
+default), and ``python -m avae_tutorial install-models`` copies them here, hash-checked. Only this
+folder is read: the book's figures come from the models that ship (or that were installed on
+purpose), never from whatever a reader's last experiment left in the cache; a model elsewhere
+loads by its path (:func:`load_model`).
 """
 from __future__ import annotations
 
 import json
-from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
@@ -22,9 +25,11 @@ def pretrained_dir() -> Path:
     return Path(str(resources.files("avae_tutorial") / "pretrained"))
 
 
-@lru_cache(maxsize=1)
 def manifest() -> dict:
-    """The manifest: per model its config, training command, epochs, data checksum, metrics and file hash."""
+    """The manifest: per model its config, training command, epochs, data checksum, metrics and file hash.
+
+    Read afresh on each call (a small file): the caller gets its own dict to change at will, and
+    a manifest that ``install-models`` just replaced is seen at once."""
     path = pretrained_dir() / "manifest.json"
     if not path.exists():
         return {"models": {}}
@@ -38,7 +43,8 @@ def pretrained_names() -> list[str]:
 def _entry(name: str) -> dict:
     models = manifest()["models"]
     if name not in models:
-        valid = ", ".join(sorted(models)) or "(none shipped: run `python -m avae_tutorial reproduce`)"
+        valid = ", ".join(sorted(models)) or ("(none shipped: run `python -m avae_tutorial reproduce`, then "
+                                              "`python -m avae_tutorial install-models`)")
         raise ValueError(f"unknown pretrained model {name!r}; valid names: {valid}")
     return models[name]
 

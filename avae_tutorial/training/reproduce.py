@@ -1,21 +1,30 @@
 """Train every shipped model with :func:`fit` and write the results the book reads.
 
-``python -m avae_tutorial reproduce`` writes into ``avae_tutorial/pretrained/`` (or ``--out``):
-one ``<name>.pt`` per model (config, weights, history), ``manifest.json`` (config, command,
-epochs, data checksum, final metrics, file hash, hardware, time) and the results files
-``rotation.csv``, ``table1.csv``, ``affine.json`` and ``sweep.csv``.
+``python -m avae_tutorial reproduce`` writes into a folder of the user's (``--out``; by default
+:func:`models_dir`, ``~/.cache/avae-tutorial/models``): one ``<name>.pt`` per model (config,
+weights, history), ``manifest.json`` (config, command, epochs, data checksum, final metrics, file
+hash, hardware, time) and the results files ``rotation.csv``, ``table1.csv``, ``affine.json`` and
+``sweep.csv``. Every file is written atomically (a temporary file in the same folder, then a
+rename): an interrupted run leaves each file old or new, never half written.
+
+Putting the models into the package, where :func:`~avae_tutorial.load_pretrained` and the book
+read them, is a separate, explicit step: :func:`install_models` (``python -m avae_tutorial
+install-models``), which checks every file against the manifest's sha256 first. The book thus
+never reads a half-finished or a reader's experimental run by accident.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import sys
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from types import MappingProxyType
 
 import torch
 
+from .._io import atomic_write
 from .checkpoint import checkpoint_dict, load_checkpoint, model_from_checkpoint, save_checkpoint, sha256_file
 from ..data.mnist import load_mnist
 from .evaluate import affine_comparison, loss_per_angle, mean_loss, write_rows
@@ -26,7 +35,8 @@ from .pretrained import pretrained_dir, read_rows
 from .train import AMORTIZED_WARM_SEARCH, TrainConfig, evaluation_angles, fit
 from ..transforms import rotation, warp
 
-__all__ = ["ReproConfig", "recipes", "reproduce", "MAIN_MODELS", "sweep_losses", "sweep_name", "evaluate_sweep"]
+__all__ = ["ReproConfig", "recipes", "reproduce", "models_dir", "install_models", "MAIN_MODELS", "sweep_losses",
+           "sweep_name", "evaluate_sweep"]  # fmt: skip
 
 MAIN_MODELS = ("vae-upright", "vae-rotated", "avae-transopt")
 #: The control for chapter 5: aligned training with a cold search every epoch (no warm start).
@@ -40,7 +50,9 @@ TABLE1_ANGLES = tuple(range(0, 161, 20))
 #: The models that carry a pose net (chapter 3's amortized first guess), fitted after training by
 #: :func:`fit_pose_net` with these arguments on the first ``digits`` training digits.
 POSE_MODELS = MAIN_MODELS
-POSE_RECIPE = {"digits": 8192, "epochs": 60, "width": 32, "seed": 0, "half_turn": True}
+POSE_RECIPE = MappingProxyType({"digits": 8192, "epochs": 60, "width": 32, "seed": 0, "half_turn": True})  # read-only
+#: The results files that :func:`evaluate_all` writes beside the models.
+RESULTS_FILES = ("rotation.csv", "table1.csv", "sweep.csv", "affine.json")
 
 
 @dataclass
@@ -82,28 +94,49 @@ def _data_checksum(x: torch.Tensor, y: torch.Tensor) -> str:
     return h.hexdigest()
 
 
+def models_dir() -> Path:
+    """Where :func:`reproduce` writes by default: ``$XDG_CACHE_HOME/avae-tutorial/models``
+    (``~/.cache/avae-tutorial/models`` where ``XDG_CACHE_HOME`` is unset)."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base).expanduser() / "avae-tutorial" / "models"
+
+
+def _write_manifest(path: Path, manifest: dict) -> None:
+    atomic_write(path, json.dumps(manifest, indent=2).encode())
+
+
 def reproduce(
-    rc: ReproConfig = ReproConfig(),
+    rc: ReproConfig | None = None,
     out: str | Path | None = None,
     only: list[str] | None = None,
     device: str | None = None,
     runs: str | Path = "runs",
     evaluate_only: bool = False,
     pose_only: bool = False,
+    command: str | None = None,
 ) -> dict:
-    """Train (resumably, checkpoints under ``runs``) and evaluate; returns the manifest.
+    """Train (resumably, checkpoints under ``runs``) and evaluate into ``out``; returns the manifest.
+
+    ``out`` defaults to :func:`models_dir`; nothing is written into the package (that is
+    :func:`install_models`). A partial run (``only``, ``evaluate_only`` or ``pose_only``) into a
+    folder without a manifest starts from a copy of the shipped models, so that its models and
+    rows sit beside the others'. ``rc`` defaults to ``ReproConfig()``, the shipped run's sizes.
+    ``command`` is recorded in the manifest as the command that trained each model (the command
+    line passes its own; default: ``reproduce --only <name>``).
 
     The models of :data:`POSE_MODELS` get a pose net after training (:data:`POSE_RECIPE`);
     ``pose_only`` refits only the pose nets of the shipped ``only`` models (or all of
     :data:`POSE_MODELS`), keeping their weights, and evaluates nothing."""
-    out = Path(out) if out is not None else pretrained_dir()
+    rc = ReproConfig() if rc is None else rc
+    out = Path(out).expanduser() if out is not None else models_dir()
     out.mkdir(parents=True, exist_ok=True)
+    manifest_path = out / "manifest.json"
+    if (only or evaluate_only or pose_only) and not manifest_path.exists() and (pretrained_dir() / "manifest.json").exists():
+        install_models(pretrained_dir(), out)
     dev = torch.device(device or default_device())
     train, test = load_mnist("train"), load_mnist("test")
-    manifest_path = out / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"models": {}}
     manifest["repro"] = asdict(rc)
-    cmd = "python -m avae_tutorial reproduce " + " ".join(sys.argv[2:]) if "reproduce" in sys.argv else ""
     all_recipes = recipes(rc)
     names = list(all_recipes) if not only else only
     if pose_only:
@@ -116,7 +149,7 @@ def reproduce(
             fitted = checkpoint_dict(vae)  # the weights and the pose net's config; the rest as it was
             ckpt = {**ckpt, "model": fitted["model"], "pose_config": fitted["pose_config"]}
             manifest["models"][name]["sha256"] = sha256_file(save_checkpoint(ckpt, out / f"{name}.pt"))
-            manifest_path.write_text(json.dumps(manifest, indent=2))
+            _write_manifest(manifest_path, manifest)
         return manifest
     for name in names:
         if evaluate_only:
@@ -133,7 +166,7 @@ def reproduce(
             "file": path.name,
             "sha256": sha256_file(path),
             "config": asdict(cfg),
-            "command": cmd or f"python -m avae_tutorial reproduce --only {name}",
+            "command": command or f"python -m avae_tutorial reproduce --only {name}",
             "epochs": cfg.epochs,
             "data": {"source": "MNIST train split, first %d digits" % xs,
                      "sha256": _data_checksum(train[0][:xs], train[1][:xs])},  # fmt: skip
@@ -144,15 +177,49 @@ def reproduce(
             "torch": torch.__version__,
             **({"pose_net": pose} if pose else {}),
         }
-        manifest_path.write_text(json.dumps(manifest, indent=2))
+        _write_manifest(manifest_path, manifest)
     if evaluate_only and only:  # these models' rows again, the rest kept
         again = evaluate_all(out, rc, test, dev, models=only)
-        manifest.setdefault("results", {}).setdefault("reevaluated", []).append({**again, "command": cmd})
-        manifest_path.write_text(json.dumps(manifest, indent=2))
+        manifest.setdefault("results", {}).setdefault("reevaluated", []).append({**again, "command": command or ""})
+        _write_manifest(manifest_path, manifest)
     elif not only or evaluate_only:
         manifest["results"] = evaluate_all(out, rc, test, dev)
-        manifest_path.write_text(json.dumps(manifest, indent=2))
+        _write_manifest(manifest_path, manifest)
     return manifest
+
+
+def install_models(src: str | Path | None = None, dest: str | Path | None = None) -> list[str]:
+    """Copy the models of ``src``'s manifest (default: :func:`models_dir`), their results files and
+    the manifest into ``dest`` (default: the package's ``pretrained/`` folder); returns the files
+    copied.
+
+    Every model file is checked against the manifest's sha256 before anything is copied, so a
+    corrupted or half-written run installs nothing; each file is copied atomically and the
+    manifest last, so that a reader never sees a manifest whose files are not there yet. Files in
+    ``dest`` that ``src`` does not have are left as they are."""
+    src = Path(src).expanduser() if src is not None else models_dir()
+    dest = Path(dest).expanduser() if dest is not None else pretrained_dir()
+    manifest_path = src / "manifest.json"
+    if not manifest_path.is_file():
+        raise FileNotFoundError(f"no manifest.json in {src}: run `python -m avae_tutorial reproduce` first "
+                                f"(or name the folder it wrote)")  # fmt: skip
+    if src.resolve() == dest.resolve():
+        raise ValueError(f"install_models: source and destination are the same folder ({src})")
+    manifest = json.loads(manifest_path.read_text())
+    files = []
+    for name, entry in sorted(manifest.get("models", {}).items()):
+        path = src / entry["file"]
+        if not path.is_file():
+            raise FileNotFoundError(f"model {name!r}: {path} is missing; the manifest lists it")
+        got = sha256_file(path)
+        if got != entry["sha256"]:
+            raise ValueError(f"model {name!r}: {path} has sha256 {got}, the manifest says {entry['sha256']}; "
+                             f"nothing was installed")  # fmt: skip
+        files.append(entry["file"])
+    files += [f for f in RESULTS_FILES if (src / f).is_file()]
+    for f in [*files, "manifest.json"]:
+        atomic_write(dest / f, (src / f).read_bytes())
+    return [*files, "manifest.json"]
 
 
 def _fit_pose(vae, train, dev) -> dict:
@@ -250,7 +317,7 @@ def evaluate_all(out: Path, rc: ReproConfig, test, dev, models: list[str] | None
     evaluate_sweep(out, rc, test, dev)
 
     aff = {name: affine_comparison(load(name), test[0][: rc.affine_n].to(dev), seed=rc.seed) for name in ("vae-upright",)}
-    (out / "affine.json").write_text(json.dumps(aff, indent=2))
+    atomic_write(out / "affine.json", json.dumps(aff, indent=2).encode())
     return {"eval_seconds": round(time.perf_counter() - t0, 1), "hardware": hardware(dev),
             "eval_n": rc.eval_n, "angles_deg": angles}  # fmt: skip
 
