@@ -194,8 +194,8 @@ def test_training_comparison_over_seeds_reports_each_and_their_mean(tiny_inputs,
     def search(vae, x, family, config, **kw):  # a loss per image that names the model and the digits
         return SimpleNamespace(loss=torch.full((len(x),), float(vae.to_mu.bias.detach().sum()) + len(x)))
 
-    monkeypatch.setattr(avae.bench, "_train_turns", turns)
-    monkeypatch.setattr(avae.bench, "align", search)
+    monkeypatch.setattr(avae.tools.bench, "_train_turns", turns)
+    monkeypatch.setattr(avae.tools.bench, "align", search)
     cfg = BenchConfig(**{**TINY.__dict__, "train_seeds": 2})
     two = avae.tools.bench.train_comparison(x_train[: cfg.train_n], x_test[-cfg.train_test_n :], cfg, latent_dim=2)
     one = avae.tools.bench.train_comparison(x_train[: cfg.train_n], x_test[-cfg.train_test_n :], TINY, latent_dim=2)

@@ -5,6 +5,7 @@ run here, in one process, with the same settings.
 """
 from __future__ import annotations
 
+import argparse
 import math
 import os
 import subprocess
@@ -258,10 +259,10 @@ def test_a_clean_finish_leaves_the_group_together(monkeypatch):
     for clean, fail, want in ((True, False, ["barrier", "destroy"]), (False, False, ["destroy"]),
                               (True, True, ["barrier", "destroy"])):  # fmt: skip
         calls.clear()
-        commands._JOINED.append(True)
+        a = argparse.Namespace(joined_group=True)  # the command joined the group
         if fail:
             with pytest.raises(RuntimeError, match="closed by peer"):
-                commands.leave(clean=clean)
+                commands.leave(a, clean=clean)
         else:
-            commands.leave(clean=clean)
-        assert calls == want and not commands._JOINED
+            commands.leave(a, clean=clean)
+        assert calls == want and not a.joined_group

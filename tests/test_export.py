@@ -151,7 +151,7 @@ def test_cli_writes_where_out_says(tmp_path, capsys, monkeypatch):
     """--out names the file (here with --no-check, and the export itself stubbed: the export is the
     module's own, above)."""
     seen = []
-    monkeypatch.setattr(avae.export, "export_model", lambda model, out, opset, check: seen.append(
+    monkeypatch.setattr(avae.tools.export, "export_model", lambda model, out, opset, check: seen.append(
         (model, out, opset, check)) or {"model": model})  # fmt: skip
     assert main(["export-onnx", "vae-rotated", "--out", str(tmp_path / "m.onnx"), "--no-check", "--opset", "17"]) == 0
     assert seen == [("vae-rotated", tmp_path / "m.onnx", 17, False)]
