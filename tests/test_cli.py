@@ -201,3 +201,22 @@ def test_a_family_registered_in_process_works_from_the_command_line(synthetic_mn
     assert summary["perturb"] == summary["family"] == "shift_cli" and summary["loss_aligned"] <= summary["loss_identity"]
     code, _, err = run(["align", "vae-upright", "--perturb", "shift_cli"], capsys)
     assert code == 2 and "--perturb" in err
+
+
+def test_train_pose_online_sets_the_amortized_search(monkeypatch, tmp_path):
+    """--pose-online trains the amortized variant (TrainConfig.pose_online and its warm search); it
+    belongs to the aligned regime only."""
+    from dataclasses import asdict
+
+    from avae_tutorial.training import train as train_mod
+
+    seen = []
+    monkeypatch.setattr(train_mod, "fit", lambda cfg, *a, **k: (seen.append(cfg), (None, {"test_loss": [1.0],
+                        "train_loss": [1.0], "seconds": [0.0]}))[1])  # fmt: skip
+    x, y = avae.data.mnist.synthetic_digits(8, canvas=28, seed=0)
+    monkeypatch.setattr(data, "load_mnist", lambda split, canvas=40, **k: (x, y))
+    args = ["train", "--regime", "aligned", "--pose-online", "--canvas", "28", "--epochs", "1",
+            "--out", str(tmp_path / "m.pt")]  # fmt: skip
+    assert main(args) == 0
+    assert seen[0].pose_online and seen[0].align_warm == asdict(train_mod.AMORTIZED_WARM_SEARCH)
+    assert main(["train", "--regime", "rotated", "--pose-online", "--out", str(tmp_path / "r.pt")]) == 2

@@ -134,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--test-fraction", type=_fraction, default=0.1, help="--images held out for the test loss")
     _image_options(t)
     t.add_argument("--regime", choices=REGIMES, default="upright")
+    t.add_argument("--pose-online", action="store_true",
+                   help="aligned: amortize the later epochs' search with a pose net trained alongside (4 passes per digit)")
     t.add_argument("--latent", type=_positive_int, default=8)
     t.add_argument("--epochs", type=_positive_int, default=10)
     t.add_argument("--batch-size", type=_positive_int, default=128)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 __all__ = ["cmd_train", "cmd_evaluate", "cmd_align", "cmd_align_images", "cmd_reproduce", "cmd_install_models",
@@ -94,9 +95,15 @@ def cmd_train(a) -> int:
     from ..training.train import TrainConfig, fit
 
     bad = []
+    from ..model import check_canvas, check_channels
+    from ..training.train import AMORTIZED_WARM_SEARCH
+
     cfg = dict(regime=a.regime, latent_dim=a.latent, canvas=a.canvas, channels=a.channels, epochs=a.epochs,
                batch_size=a.batch_size, lr=a.lr, train_limit=a.train_limit, test_limit=a.test_limit, seed=a.seed)
-    from ..model import check_canvas, check_channels
+    if getattr(a, "pose_online", False):
+        if a.regime != "aligned":
+            raise ValueError(f"--pose-online: the amortized search is part of the aligned regime, not {a.regime!r}")
+        cfg.update(pose_online=True, align_warm=asdict(AMORTIZED_WARM_SEARCH))
 
     check_canvas(a.canvas, "--canvas")  # before any image is read
     check_channels(a.channels, "--channels")
