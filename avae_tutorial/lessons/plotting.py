@@ -68,6 +68,7 @@ def show_images(x, titles: Sequence[str] | None = None, nrow: int = 8, size: flo
         raise ValueError(f"titles: expected {n} titles (one per image), got {len(titles)}")
     check_positive_int(nrow, "nrow")
     cols, rows = min(nrow, n), math.ceil(n / nrow)
+    size = min(size, MAX_WIDTH_IN / cols)  # never wider than the page: text keeps its size
     fig, axes = plt.subplots(rows, cols, figsize=(size * cols, (size + 0.25) * rows), squeeze=False)
     for i, ax in enumerate(axes.flat):
         if i < n:
@@ -97,6 +98,7 @@ def show_grid(
     for name, labels, want in (("row_labels", row_labels, len(grids)), ("col_titles", col_titles, n_cols)):
         if labels is not None and len(labels) != want:
             raise ValueError(f"{name}: expected {want} labels, got {len(labels)}")
+    size = min(size, (MAX_WIDTH_IN - 0.6) / n_cols)  # never wider than the page: text keeps its size
     fig, axes = plt.subplots(len(grids), n_cols, figsize=(size * n_cols + 0.6, (size + 0.45) * len(grids)), squeeze=False)
     for r, grid in enumerate(grids):
         for c, img in enumerate(grid):
