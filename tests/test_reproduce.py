@@ -32,7 +32,9 @@ def test_a_tiny_reproduction_writes_models_manifest_and_results(tmp_path, monkey
     monkeypatch.setattr(repro, "POSE_RECIPE", {**repro.POSE_RECIPE, "digits": 16, "epochs": 1, "width": 4})
     rc = repro.ReproConfig(epochs=1, train_limit=32, eval_n=2, affine_n=2)
     manifest = repro.reproduce(rc, out=tmp_path, device="cpu", runs=tmp_path / "runs")
-    assert set(manifest["models"]) == {*repro.MAIN_MODELS, repro.CONTROL, repro.AMORTIZED}
+    assert set(manifest["models"]) == {*repro.MAIN_MODELS, repro.CONTROL, repro.AMORTIZED, repro.PEER}
+    peer = avae.training.checkpoint.model_from_checkpoint(avae.training.checkpoint.load_checkpoint(tmp_path / f"{repro.PEER}.pt"))
+    assert isinstance(peer, avae.training.peer.AmortizedVAE) and "pose_net" not in manifest["models"][repro.PEER]
     assert manifest["models"][repro.CONTROL]["config"]["warm_start"] is False
     assert manifest["models"][repro.AMORTIZED]["config"]["pose_online"] is True
     assert manifest["models"]["avae-transopt"]["config"]["pose_online"] is False

@@ -29,11 +29,17 @@ from ..loss import EPS
 from ..model import VAE, for_inference
 from ..transforms import _invert, _rotation, _warp
 
-__all__ = ["AmortizedVAE", "PeerConfig", "peer_terms", "peer_loss", "peer_encode", "ANGLE_LOGVAR_MAX"]
+__all__ = ["AmortizedVAE", "PeerConfig", "peer_terms", "peer_loss", "peer_encode", "ANGLE_LOGVAR_MAX",
+           "ANGLE_LOGVAR_START"]
 
 #: The angle's log-variance is held at or below this (a spread of 1 radian): the normal's entropy is
 #: then the wrapped normal's to 0.1%, so the angle's KL term is the one of the circle.
 ANGLE_LOGVAR_MAX = 0.0
+#: ... and starts here (a spread of 0.1 radian, about 6 degrees), so that the decoder learns from
+#: the start with the angle nearly as predicted: in a trial on 2,560 digits for 6 epochs, a peer
+#: whose spread started at 1 radian ended 28 nats worse than one with no noise on the angle, and
+#: no better at the angle.
+ANGLE_LOGVAR_START = 2 * math.log(0.1)
 
 
 class AmortizedVAE(VAE):
@@ -46,6 +52,8 @@ class AmortizedVAE(VAE):
     def __init__(self, latent_dim: int = 8, canvas: int = 40, channels: int = 1):
         super().__init__(latent_dim, canvas, channels)
         self.to_pose = nn.Linear(math.prod(self._flat), 3)  # (cos, sin, log-variance of the angle)
+        with torch.no_grad():
+            self.to_pose.bias[2] = ANGLE_LOGVAR_START
 
     def infer(self, x: torch.Tensor):
         h = self.encoder(x)  # (B, 16*s4*s4)

@@ -22,6 +22,8 @@ from .evaluate import affine_comparison, loss_per_angle, mean_loss, write_rows
 from .measure import hardware
 from .._checks import default_device
 from ..pose import fit_pose_net
+from .peer import PeerConfig
+from .peer_fit import fit_peer
 from .pretrained import pretrained_dir, read_rows
 from .train import AMORTIZED_WARM_SEARCH, TrainConfig, evaluation_angles, fit
 from ..transforms import rotation, warp
@@ -34,6 +36,9 @@ CONTROL = "avae-transopt-cold"
 #: The variant for chapter 4: aligned training whose later epochs' search is amortized (an online
 #: pose net's guess and the last pose, 4 passes per image; ``avae-transopt`` scores a grid, 13).
 AMORTIZED = "avae-transopt-amortized"
+#: The amortized peer for chapter 6 (:mod:`avae_tutorial.training.peer`): its encoder predicts the
+#: rotation, at ``avae-transopt``'s budget (same digits, rotations, batches, epochs, latent size).
+PEER = "amortized-peer"
 SWEEP_LATENTS = (2, 4, 8, 16, 32)
 SWEEP_ANGLES = tuple(range(0, 360, 15))
 TABLE1_ANGLES = tuple(range(0, 161, 20))
@@ -55,8 +60,9 @@ class ReproConfig:
     seed: int = 0
 
 
-def recipes(rc: ReproConfig) -> dict[str, TrainConfig]:
-    """Name -> training config of every shipped model."""
+def recipes(rc: ReproConfig) -> dict[str, TrainConfig | PeerConfig]:
+    """Name -> training config of every shipped model (:func:`fit`'s, or for :data:`PEER`
+    :func:`~avae_tutorial.training.peer_fit.fit_peer`'s)."""
     out = {
         "vae-upright": TrainConfig("upright", 8, epochs=rc.epochs, train_limit=rc.train_limit, seed=rc.seed),
         "vae-rotated": TrainConfig("rotated", 8, epochs=rc.epochs, train_limit=rc.train_limit, seed=rc.seed),
@@ -64,6 +70,7 @@ def recipes(rc: ReproConfig) -> dict[str, TrainConfig]:
         CONTROL: TrainConfig("aligned", 8, epochs=rc.epochs, train_limit=rc.train_limit, seed=rc.seed, warm_start=False),
         AMORTIZED: TrainConfig("aligned", 8, epochs=rc.epochs, train_limit=rc.train_limit, seed=rc.seed,
                                align_warm=asdict(AMORTIZED_WARM_SEARCH), pose_online=True),
+        PEER: PeerConfig(8, epochs=rc.epochs, train_limit=rc.train_limit, seed=rc.seed),
     }
     for latent in SWEEP_LATENTS:
         if latent == 8:
@@ -123,7 +130,10 @@ def reproduce(
             break
         cfg = all_recipes[name]
         t0 = time.perf_counter()
-        vae, hist = fit(cfg, train, test, checkpoint=Path(runs) / f"{name}.pt", device=dev)
+        if isinstance(cfg, PeerConfig):  # trained in one go (minutes), no checkpoint per epoch
+            vae, hist = fit_peer(cfg, train, test, device=dev)
+        else:
+            vae, hist = fit(cfg, train, test, checkpoint=Path(runs) / f"{name}.pt", device=dev)
         if "orientation" in hist:  # float16 degrees-precision is plenty for histograms
             hist = {**hist, "orientation": hist["orientation"].half()}
         pose = _fit_pose(vae, train, dev) if name in POSE_MODELS else None
