@@ -1,4 +1,4 @@
-"""``python -m avae_tutorial {train,evaluate,align,reproduce,bench,bench-gpu,bench-distributed,export-onnx}``: the package's jobs from the shell.
+"""``python -m avae_tutorial {train,evaluate,align,embed,reproduce,bench,bench-gpu,bench-distributed,export-onnx}``: the package's jobs from the shell.
 
 This module is the command line itself: its parser, the argument types, and :func:`main`, which
 turns a bad input into one clear line and exit status 2. What each subcommand does is in
@@ -11,8 +11,8 @@ import math
 import sys
 from pathlib import Path
 
-from .commands import (cmd_align, cmd_bench, cmd_bench_distributed, cmd_bench_gpu, cmd_evaluate, cmd_export_onnx,
-                       cmd_reproduce, cmd_train, leave)  # fmt: skip
+from .commands import (cmd_align, cmd_bench, cmd_bench_distributed, cmd_bench_gpu, cmd_embed, cmd_evaluate,
+                       cmd_export_onnx, cmd_reproduce, cmd_train, leave)  # fmt: skip
 
 __all__ = ["main", "build_parser"]
 
@@ -79,6 +79,10 @@ ABOUT = {
     "align": ("search the transform of test digits or of your own images",
               "Align test digits (a JSON summary), or with --images a folder or array file of your own (a CSV, "
               "one row per image in input order; resumable)."),
+    "embed": ("the latent code, pose and loss of each of your own images",
+              "Embed a folder or array file of your own images: a CSV with one row per image in input order, "
+              "the encoder's mean code (z0, z1, ...) at the pose the model reads it in (the search's, or the "
+              "amortized peer's own), its angle_deg and the loss there; resumable."),
     "reproduce": ("train and evaluate every shipped model",
                   "Train every shipped model with fit() and write the results files."),
     "bench": ("time the alignment search against the seed's",
@@ -161,6 +165,18 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--out", type=Path, help="the pose table .csv with --images; else write the summary as JSON")
     g.add_argument("--device", default="auto")
+
+    m = _subcommand(sub, "embed", cmd_embed)
+    m.add_argument("model", help="a pretrained name or a checkpoint .pt")
+    m.add_argument("--images", type=Path, required=True, help="a folder of images or an array file")
+    m.add_argument("--out", type=Path, required=True, help="the embeddings .csv (continued if present)")
+    m.add_argument("--preset", choices=PRESET_NAMES, default="default", help="the search's settings")
+    m.add_argument("--no-search", action="store_true", help="embed each image as it is (angle 0), no search")
+    m.add_argument("--batch-size", type=_positive_int, default=256, help="images per chunk")
+    m.add_argument("--limit", type=_positive_int, help="embed at most this many more images")
+    m.add_argument("--restart", action="store_true", help="overwrite --out instead of continuing")
+    _image_options(m)
+    m.add_argument("--device", default="auto")
 
     d = ReproConfig()
     r = _subcommand(sub, "reproduce", cmd_reproduce)

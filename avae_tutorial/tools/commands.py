@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-__all__ = ["cmd_train", "cmd_evaluate", "cmd_align", "cmd_align_images", "cmd_reproduce", "cmd_bench",
+__all__ = ["cmd_train", "cmd_evaluate", "cmd_align", "cmd_align_images", "cmd_embed", "cmd_reproduce", "cmd_bench",
            "cmd_bench_distributed", "cmd_bench_gpu", "cmd_export_onnx", "aligned_path", "leave"]  # fmt: skip
 
 
@@ -219,6 +219,57 @@ def cmd_align_images(a) -> int:
            "seconds": round(time.perf_counter() - t0, 3)}  # fmt: skip
     if a.aligned is not None:
         out["aligned_dir"] = str(a.aligned)
+    print(json.dumps(out, indent=2))
+    return 0
+
+
+def cmd_embed(a) -> int:
+    """``embed MODEL --images PATH --out FILE.csv``: per image the mean code, the pose and the loss
+    (:mod:`avae_tutorial.training.embed`), one row per image in input order; resumable: rows already
+    in ``--out`` are kept and their images skipped (``--restart`` starts over)."""
+    import csv
+    import time
+
+    from ..data.images import open_images
+    from ..training.embed import embed_columns, embed_rows, iter_embed
+    from ..training.poses import done_names
+
+    if a.out is None or a.out.suffix.lower() != ".csv":
+        raise ValueError(f"--out: expected the embeddings' .csv path, got {a.out}")
+    dev = _device(a.device)
+    vae = _load_model(a.model).to(dev)
+    ds = open_images(a.images, vae.canvas, vae.channels, a.invert, a.recursive)
+    cols = embed_columns(vae.latent_dim)
+    if a.restart:
+        a.out.unlink(missing_ok=True)
+    done = set(done_names(a.out, cols))
+    todo = [i for i, name in enumerate(ds.names) if name not in done]
+    if a.limit is not None:
+        todo = todo[: a.limit]
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    new = not a.out.exists() or a.out.stat().st_size == 0
+    bad, losses, t0 = [], [], time.perf_counter()
+    with open(a.out, "a", newline="") as f:
+        writer = csv.DictWriter(f, cols)
+        if new:
+            writer.writeheader()
+        try:
+            for chunk in iter_embed(vae, ds, a.preset, search=not a.no_search, indices=todo, batch_size=a.batch_size,
+                                    workers=a.workers, skip_bad=a.skip_bad, progress=True):  # fmt: skip
+                rows = embed_rows(ds.names, chunk)
+                writer.writerows(rows)
+                f.flush()
+                losses += [r["loss"] for r in rows]
+                bad += [f"{name}: {reason}" for _, name, reason in chunk.bad]
+        except KeyboardInterrupt:
+            print(f"interrupted: {len(done) + len(losses)} rows are in {a.out}; run the same command again to continue",
+                  file=sys.stderr)  # fmt: skip
+            return 130
+    pose = "the model's encoder" if type(vae).__name__ == "AmortizedVAE" else ("none" if a.no_search else a.preset)
+    out = {"images": len(ds), "csv": str(a.out), "rows": len(done) + len(losses), "embedded_now": len(losses),
+           "already_done": len(done), "left": len(ds) - len(done) - len(losses) - len(bad), "skipped_bad": len(bad),
+           "bad": bad, "model": a.model, "latent_dim": vae.latent_dim, "pose": pose, "device": dev,
+           "loss_mean": sum(losses) / len(losses) if losses else None, "seconds": round(time.perf_counter() - t0, 3)}
     print(json.dumps(out, indent=2))
     return 0
 
