@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import avae_tutorial as avae
-from avae_tutorial.training.bounds import iwae_bound
+from avae_tutorial.training.bounds import bounds_from_weights, iwae_bound, log_weights
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -76,3 +76,11 @@ def test_bad_inputs(tiny_vae, digits):
         iwae_bound(tiny_vae, digits[0][:2] * 3)
     with pytest.raises(ValueError, match="A: expected 2 matrices"):
         iwae_bound(tiny_vae, digits[0][:2], avae.rotation(torch.zeros(3)))
+
+
+def test_the_elbo_from_the_same_draws_is_never_below_the_bound(tiny_vae, digits):
+    """Draw by draw: -log mean w <= -mean log w (Jensen); both come from the same weights."""
+    log_w = log_weights(tiny_vae, digits[0][:4], k=30, seed=0)
+    iwae, elbo = bounds_from_weights(log_w)
+    assert log_w.shape == (4, 30) and bool((iwae <= elbo + 1e-4).all())
+    torch.testing.assert_close(iwae, iwae_bound(tiny_vae, digits[0][:4], k=30, seed=0))

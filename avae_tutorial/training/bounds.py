@@ -19,7 +19,7 @@ from ..loss import EPS
 from ..model import VAE, check_inputs, for_inference
 from ..transforms import _invert, _warp
 
-__all__ = ["iwae_bound"]
+__all__ = ["iwae_bound", "log_weights", "bounds_from_weights"]
 
 
 def iwae_bound(vae: VAE, x: torch.Tensor, A: torch.Tensor | None = None, k: int = 100, seed: int = 0,
@@ -27,6 +27,20 @@ def iwae_bound(vae: VAE, x: torch.Tensor, A: torch.Tensor | None = None, k: int 
     """Per image ``(B,)``, nats: the ``k``-sample importance-weighted bound of ``-log p(x)`` at poses
     ``A (B, 2, 3)`` (``None``: the identity), eval mode, no gradients, seeded. Bernoulli pixels as
     :func:`~avae_tutorial.avae_loss`; ``chunk`` bounds the decoded samples held at once."""
+    return bounds_from_weights(log_weights(vae, x, A, k, seed, chunk))[0]
+
+
+def bounds_from_weights(log_w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(iwae, elbo)``, each ``(B,)``, nats, from log-weights ``(B, k)``: the importance-weighted
+    bound ``-log(1/k sum_j w_j)`` and the ``k``-sample estimate of the negative ELBO,
+    ``-1/k sum_j log w_j``, which is never below it (Jensen's inequality, draw by draw)."""
+    return -(torch.logsumexp(log_w, 1) - math.log(log_w.shape[1])), -log_w.mean(1)
+
+
+def log_weights(vae: VAE, x: torch.Tensor, A: torch.Tensor | None = None, k: int = 100, seed: int = 0,
+                chunk: int = 4096) -> torch.Tensor:  # fmt: skip
+    """``(B, k)``: ``log w_j = log p(x | z_j) + log p(z_j) - log q(z_j | warp(x, A))`` for ``k`` codes
+    drawn per image from the encoder's posterior (arguments as :func:`iwae_bound`)."""
     check_inputs(vae, x, A)
     check_positive_int(k, "k")
     check_positive_int(chunk, "chunk")
@@ -37,11 +51,11 @@ def iwae_bound(vae: VAE, x: torch.Tensor, A: torch.Tensor | None = None, k: int 
     with torch.no_grad():
         for s in range(0, len(x), per):
             xs, As = x[s : s + per], None if A is None else A[s : s + per]
-            out.append(_iwae(model, xs, As, k, gen))
+            out.append(_log_weights(model, xs, As, k, gen))
     return torch.cat(out)
 
 
-def _iwae(model, x: torch.Tensor, A: torch.Tensor | None, k: int, gen: torch.Generator) -> torch.Tensor:
+def _log_weights(model, x: torch.Tensor, A: torch.Tensor | None, k: int, gen: torch.Generator) -> torch.Tensor:
     B = len(x)
     mu, logvar = model.encode(x if A is None else _warp(x, A))  # (B, L)
     eps = torch.randn((B, k, mu.shape[1]), generator=gen, device=x.device, dtype=mu.dtype)
@@ -53,4 +67,4 @@ def _iwae(model, x: torch.Tensor, A: torch.Tensor | None, k: int, gen: torch.Gen
     log_px = (x[:, None] * torch.log(p) + (1 - x[:, None]) * torch.log1p(-p)).flatten(2).sum(2)  # (B, k)
     log_pz = -0.5 * (z.pow(2) + math.log(2 * math.pi)).sum(2)  # (B, k)
     log_qz = -0.5 * (eps.pow(2) + logvar[:, None] + math.log(2 * math.pi)).sum(2)  # (B, k)
-    return -(torch.logsumexp(log_px + log_pz - log_qz, 1) - math.log(k))  # (B,)
+    return log_px + log_pz - log_qz  # (B, k)

@@ -3,12 +3,13 @@
 ``python -m avae_tutorial reproduce`` writes into ``avae_tutorial/pretrained/`` (or ``--out``):
 one ``<name>.pt`` per model (config, weights, history), ``manifest.json`` (config, command,
 epochs, data checksum, final metrics, file hash, hardware, time) and the results files
-``rotation.csv``, ``table1.csv``, ``affine.json`` and ``sweep.csv``.
+``rotation.csv``, ``table1.csv``, ``affine.json``, ``sweep.csv`` and ``iwae.csv``.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -22,13 +23,16 @@ from .evaluate import affine_comparison, loss_per_angle, mean_loss, write_rows
 from .measure import hardware
 from .._checks import default_device
 from ..pose import fit_pose_net
+from .bounds import bounds_from_weights, log_weights
 from .peer import PeerConfig
 from .peer_fit import fit_peer
 from .pretrained import pretrained_dir, read_rows
 from .train import AMORTIZED_WARM_SEARCH, TrainConfig, evaluation_angles, fit
-from ..transforms import rotation, warp
+from ..align import align
+from ..transforms import rotate, rotation, warp
 
-__all__ = ["ReproConfig", "recipes", "reproduce", "MAIN_MODELS", "sweep_losses", "sweep_name", "evaluate_sweep"]
+__all__ = ["ReproConfig", "recipes", "reproduce", "MAIN_MODELS", "sweep_losses", "sweep_name", "evaluate_sweep",
+           "iwae_table", "evaluate_iwae", "IWAE_K"]
 
 MAIN_MODELS = ("vae-upright", "vae-rotated", "avae-transopt")
 #: The control for chapter 5: aligned training with a cold search every epoch (no warm start).
@@ -42,6 +46,8 @@ PEER = "amortized-peer"
 SWEEP_LATENTS = (2, 4, 8, 16, 32)
 SWEEP_ANGLES = tuple(range(0, 360, 15))
 TABLE1_ANGLES = tuple(range(0, 161, 20))
+#: Samples per image of the importance-weighted bound beside Table 1 (:func:`iwae_table`).
+IWAE_K = 100
 #: The models that carry a pose net (chapter 3's amortized first guess), fitted after training by
 #: :func:`fit_pose_net` with these arguments on the first ``digits`` training digits.
 POSE_MODELS = MAIN_MODELS
@@ -57,6 +63,7 @@ class ReproConfig:
     train_limit: int | None = 12800  # first N training digits (None: all 60,000)
     eval_n: int = 150  # test digits per angle in the aligned sweeps
     affine_n: int = 500  # test digits for the affine comparison
+    iwae_n: int = 40  # test digits per angle for the importance-weighted bound (iwae.csv)
     seed: int = 0
 
 
@@ -97,12 +104,14 @@ def reproduce(
     runs: str | Path = "runs",
     evaluate_only: bool = False,
     pose_only: bool = False,
+    iwae_only: bool = False,
 ) -> dict:
     """Train (resumably, checkpoints under ``runs``) and evaluate; returns the manifest.
 
     The models of :data:`POSE_MODELS` get a pose net after training (:data:`POSE_RECIPE`);
     ``pose_only`` refits only the pose nets of the shipped ``only`` models (or all of
-    :data:`POSE_MODELS`), keeping their weights, and evaluates nothing."""
+    :data:`POSE_MODELS`), keeping their weights, and evaluates nothing; ``iwae_only`` writes only
+    ``iwae.csv`` (:func:`evaluate_iwae`) from the shipped models."""
     out = Path(out) if out is not None else pretrained_dir()
     out.mkdir(parents=True, exist_ok=True)
     dev = torch.device(device or default_device())
@@ -113,6 +122,11 @@ def reproduce(
     cmd = "python -m avae_tutorial reproduce " + " ".join(sys.argv[2:]) if "reproduce" in sys.argv else ""
     all_recipes = recipes(rc)
     names = list(all_recipes) if not only else only
+    if iwae_only:
+        manifest.setdefault("results", {})["iwae"] = {**evaluate_iwae(out, rc, test, dev),
+                                                       "command": cmd or "python -m avae_tutorial reproduce --iwae-only"}
+        manifest_path.write_text(json.dumps(manifest, indent=2))
+        return manifest
     if pose_only:
         for name in only or POSE_MODELS:
             if name not in POSE_MODELS:
@@ -258,9 +272,50 @@ def evaluate_all(out: Path, rc: ReproConfig, test, dev, models: list[str] | None
                 "hardware": hardware(dev), "eval_n": rc.eval_n, "angles_deg": angles}  # fmt: skip
 
     evaluate_sweep(out, rc, test, dev)
+    iwae = evaluate_iwae(out, rc, test, dev)
 
     aff = {name: affine_comparison(load(name), test[0][: rc.affine_n].to(dev), seed=rc.seed) for name in ("vae-upright",)}
     (out / "affine.json").write_text(json.dumps(aff, indent=2))
     return {"eval_seconds": round(time.perf_counter() - t0, 1), "hardware": hardware(dev),
-            "eval_n": rc.eval_n, "angles_deg": angles}  # fmt: skip
+            "eval_n": rc.eval_n, "angles_deg": angles, "iwae": iwae}  # fmt: skip
+
+
+def iwae_table(load, x: torch.Tensor, k: int = IWAE_K, angles=TABLE1_ANGLES, seed: int = 0, config="default",
+               models=MAIN_MODELS) -> list[dict]:  # fmt: skip
+    """Table 1's rows with a bound beside the loss: per model that ``load(name)`` returns and
+    searched or not, over digits ``x`` turned by each of ``angles`` (degrees), the mean ``z = mu``
+    loss (``surrogate``), the ``k``-sample estimate of the negative ELBO (``elbo``) and the
+    importance-weighted bound of ``-log p(x)`` (``iwae``, :mod:`~avae_tutorial.training.bounds`),
+    each at the pose the search (``config``) found, or at the identity. Nats, means over all rows."""
+    rows = []
+    for name in models:
+        vae = load(name)
+        sums = {a: torch.zeros(3, dtype=torch.float64) for a in (False, True)}
+        for i, deg in enumerate(angles):
+            xr = rotate(x, math.radians(float(deg)))
+            res = align(vae, xr, "rotation", config, progress=False)
+            for aligned in (False, True):
+                A = res.A if aligned else None
+                iwae, elbo = bounds_from_weights(log_weights(vae, xr, A, k=k, seed=seed + i))
+                loss = res.loss if aligned else res.loss0
+                sums[aligned] += torch.stack([loss.sum(), elbo.sum(), iwae.sum()]).double().cpu()
+        n = len(x) * len(angles)
+        for aligned, (loss, elbo, iwae) in sums.items():
+            rows.append({"model": name, "aligned": aligned, "n": n, "k": k, "surrogate": float(loss) / n,
+                         "elbo": float(elbo) / n, "iwae": float(iwae) / n})  # fmt: skip
+    return rows
+
+
+def evaluate_iwae(out: Path, rc: ReproConfig, test, dev) -> dict:
+    """Write iwae.csv (:func:`iwae_table` on the first ``rc.iwae_n`` test digits at Table 1's angles,
+    :data:`IWAE_K` samples, the default search) from the models in ``out``; its record."""
+
+    def load(name):
+        return model_from_checkpoint(load_checkpoint(out / f"{name}.pt")).to(dev)
+
+    t0 = time.perf_counter()
+    rows = iwae_table(load, test[0][: rc.iwae_n].to(dev), k=IWAE_K, angles=TABLE1_ANGLES, seed=rc.seed)
+    write_rows(rows, out / "iwae.csv")
+    return {"seconds": round(time.perf_counter() - t0, 1), "hardware": hardware(dev), "n_per_angle": rc.iwae_n,
+            "k": IWAE_K, "angles_deg": list(TABLE1_ANGLES), "search": "default"}  # fmt: skip
 
