@@ -75,34 +75,3 @@ def test_error_by_class_counts_half_turns():
     one, seven = rows
     assert one == {"class": 1, "n": 4, "median_abs_deg": pytest.approx(91.5), "within": 0.5, "half_turn": 0.5}
     assert seven["within"] == 0.5 and seven["half_turn"] == 0.0 and seven["median_abs_deg"] == 50.0
-
-
-def test_turns_are_seeded_uniform_or_normal():
-    from avae_tutorial.lessons.latent_stats import turns
-
-    u, n = turns(4000, "uniform", seed=1), turns(4000, "normal", spread_deg=45.0, seed=1)
-    assert torch.equal(u, turns(4000, "uniform", seed=1)) and float(u.min()) >= -math.pi and float(u.max()) < math.pi
-    assert abs(math.degrees(float(n.std())) - 45.0) < 2.0 and abs(float(u.mean())) < 0.1
-    with pytest.raises(ValueError, match="unknown kind"):
-        turns(3, "vonmises")
-
-
-def test_encode_at_pose_is_the_code_at_the_pose_found(tiny_vae, digits):
-    import avae_tutorial as avae
-    from avae_tutorial.lessons.latent import codes_at
-    from avae_tutorial.lessons.latent_stats import encode_at_pose
-    from avae_tutorial.training.peer import AmortizedVAE, peer_encode
-
-    x = digits[0][:6]
-    found = encode_at_pose(tiny_vae, x, config="fast")
-    res = avae.align(tiny_vae, x, "rotation", "fast")
-    torch.testing.assert_close(found.angle, res.angle)
-    torch.testing.assert_close(found.mu, codes_at(tiny_vae, x, res.angle), atol=1e-4, rtol=1e-4)
-    assert found.passes == float(res.passes.float().mean()) and found.seconds > 0
-    plain = encode_at_pose(tiny_vae, x, search=False)
-    assert plain.passes == 1.0 and float(plain.angle.abs().max()) == 0.0
-    torch.testing.assert_close(plain.loss, res.loss0, atol=1e-3, rtol=1e-5)
-    torch.manual_seed(0)
-    peer = AmortizedVAE(2, 28).eval()
-    own = encode_at_pose(peer, x)
-    torch.testing.assert_close(own.angle, peer_encode(peer, x)[1])

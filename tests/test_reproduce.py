@@ -31,7 +31,7 @@ def test_a_tiny_reproduction_writes_models_manifest_and_results(tmp_path, monkey
     monkeypatch.setattr(repro, "TABLE1_ANGLES", (0, 20))
     monkeypatch.setattr(repro, "POSE_RECIPE", {**repro.POSE_RECIPE, "digits": 16, "epochs": 1, "width": 4})
     monkeypatch.setattr(repro, "IWAE_K", 5)
-    rc = repro.ReproConfig(epochs=1, train_limit=32, eval_n=2, affine_n=2, iwae_n=2)
+    rc = repro.ReproConfig(epochs=1, train_limit=32, eval_n=2, affine_n=2, iwae_n=2, codes_n=5)
     manifest = repro.reproduce(rc, out=tmp_path, device="cpu", runs=tmp_path / "runs")
     assert set(manifest["models"]) == {*repro.MAIN_MODELS, repro.CONTROL, repro.AMORTIZED, repro.PEER}
     peer = avae.training.checkpoint.model_from_checkpoint(avae.training.checkpoint.load_checkpoint(tmp_path / f"{repro.PEER}.pt"))
@@ -55,6 +55,11 @@ def test_a_tiny_reproduction_writes_models_manifest_and_results(tmp_path, monkey
     iwae = avae.training.pretrained.read_rows(tmp_path / "iwae.csv")
     assert [(r["model"], r["aligned"]) for r in iwae] == [(m, a) for m in repro.MAIN_MODELS for a in (False, True)]
     assert all(r["n"] == 4 and r["k"] == 5 and r["iwae"] <= r["elbo"] + 1e-3 for r in iwae)
+    import numpy as np
+
+    with np.load(tmp_path / "codes.npz") as codes:
+        assert codes["vae-upright/uniform/mu"].shape == (5, 8) and codes["labels"].shape == (5,)
+        assert codes["turn/normal"].shape == (5,) and float(codes["avae-transopt/none/passes"]) >= 1
     sweep = (tmp_path / "sweep.csv").read_text().splitlines()
     assert len(sweep) == 1 + 2  # vae-upright and vae-rotated at latent 8
     affine = json.loads((tmp_path / "affine.json").read_text())

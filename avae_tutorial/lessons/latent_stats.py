@@ -11,78 +11,21 @@ of recovered rotations, with the protocol of the amortized papers (spatial-VAE, 
   was drawn minus the pose it found for the turned one; that is compared with the turn applied.
 * :func:`error_by_class`: per class, how far the recovered rotation is off, and how often by about
   a half turn (the digits that look alike upside down).
-* :func:`turns` draws the rotations applied to test digits, :func:`encode_at_pose` reads each
-  model's code, pose, loss and cost for them.
+
+The codes themselves come from :mod:`avae_tutorial.training.codes` (the pose each model reads a
+digit in, and its code there).
 """
 from __future__ import annotations
 
 import math
-import time
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from ..align import align
-from ..model import for_inference
-from ..training.evaluate import mean_loss
-from ..training.peer import AmortizedVAE, peer_encode, peer_loss
-from ..training.timing import synchronize
-from ..transforms import _warp
-
 __all__ = ["clustering_accuracy", "cluster_codes", "circular_correlation", "wrap_degrees", "recovered_rotation",
-           "error_by_class", "turns", "Encoded", "encode_at_pose", "METHODS", "TURNS"]  # fmt: skip
+           "error_by_class", "METHODS"]  # fmt: skip
 
 METHODS = ("kmeans", "ward")
-TURNS = ("uniform", "normal")
-
-
-def turns(n: int, kind: str = "uniform", spread_deg: float = 45.0, seed: int = 0) -> torch.Tensor:
-    """``(n,)`` radians, seeded: uniform on the circle, ``[-pi, pi)``, or ``"normal"`` with a
-    standard deviation of ``spread_deg`` degrees around upright."""
-    g = torch.Generator().manual_seed(seed)
-    if kind == "uniform":
-        return (torch.rand(n, generator=g) * 2 - 1) * math.pi
-    if kind == "normal":
-        return torch.randn(n, generator=g) * math.radians(spread_deg)
-    raise ValueError(f"unknown kind {kind!r}; expected one of: {', '.join(map(repr, TURNS))}")
-
-
-@dataclass
-class Encoded:
-    """What a model makes of ``N`` images, on the CPU: mean codes ``mu (N, L)``, the pose ``angle (N,)``
-    (radians, :func:`~avae_tutorial.align`'s convention; 0 where the model takes the image as it
-    is), the loss there ``loss (N,)`` (nats, ``z = mu``), ``passes`` (VAE passes per image, mean)
-    and ``seconds`` (the wall time of the whole call)."""
-
-    mu: torch.Tensor
-    angle: torch.Tensor
-    loss: torch.Tensor
-    passes: float
-    seconds: float
-
-
-def encode_at_pose(vae, x: torch.Tensor, search: bool = True, config="default") -> Encoded:
-    """The code of each image of ``x`` at the pose the model reads it in: the search's
-    (:func:`~avae_tutorial.align` with ``config``) when ``search``, the image as it is otherwise,
-    and for the amortized peer (:class:`~avae_tutorial.training.peer.AmortizedVAE`) its encoder's
-    own pose (one pass: its encoder and its decoder once)."""
-    t0 = time.perf_counter()
-    if isinstance(vae, AmortizedVAE):
-        mu, angle = peer_encode(vae, x)
-        loss, passes = peer_loss(vae, x), 1.0
-    elif search:
-        res = align(vae, x, "rotation", config, progress=False)
-        with torch.no_grad():
-            mu = torch.cat([for_inference(vae).encode(_warp(x[s : s + 512], res.A[s : s + 512]))[0]
-                            for s in range(0, len(x), 512)])  # fmt: skip
-        angle, loss, passes = res.angle, res.loss, float(res.passes.float().mean())
-    else:
-        with torch.no_grad():
-            mu = torch.cat([for_inference(vae).encode(x[s : s + 512])[0] for s in range(0, len(x), 512)])
-        angle, loss, passes = torch.zeros(len(x), device=x.device), mean_loss(vae, x), 1.0
-    synchronize(x.device)
-    return Encoded(mu.cpu(), angle.cpu(), loss.cpu(), passes, time.perf_counter() - t0)
 
 
 def _array(values, name: str, ndim: int) -> np.ndarray:

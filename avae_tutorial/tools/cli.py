@@ -186,11 +186,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--eval-n", type=_positive_int, default=d.eval_n)
     r.add_argument("--affine-n", type=_positive_int, default=d.affine_n)
     r.add_argument("--iwae-n", type=_positive_int, default=d.iwae_n, help="test digits per angle for iwae.csv")
+    r.add_argument("--codes-n", type=_positive_int, default=d.codes_n, help="test digits for codes.npz")
     r.add_argument("--only", nargs="+", help="train only these models (no evaluation); with --evaluate-only: "
                    "evaluate only these models again (rotation.csv and table1.csv rows)")
     r.add_argument("--evaluate-only", action="store_true")
     r.add_argument("--pose-only", action="store_true", help="refit only the pose nets of the shipped (--only) models")
     r.add_argument("--iwae-only", action="store_true", help="write only iwae.csv (the bound beside Table 1)")
+    r.add_argument("--codes-only", action="store_true", help="write only codes.npz (chapter 6's searched codes)")
     r.add_argument("--out", type=Path, help="default: the package's pretrained/ folder")
     r.add_argument("--runs", type=Path, default=Path("runs"), help="resumable training checkpoints")
     r.add_argument("--device", default="auto")

@@ -311,14 +311,14 @@ def cmd_reproduce(a) -> int:
     from ..training.reproduce import ReproConfig, recipes, reproduce
 
     rc = ReproConfig(epochs=a.epochs, sweep_epochs=a.sweep_epochs, train_limit=a.train_limit or None,
-                     eval_n=a.eval_n, affine_n=a.affine_n, iwae_n=a.iwae_n)  # fmt: skip
+                     eval_n=a.eval_n, affine_n=a.affine_n, iwae_n=a.iwae_n, codes_n=a.codes_n)  # fmt: skip
     if a.train_limit is not None and a.train_limit < 0:
         raise ValueError(f"--train-limit: expected a positive number of digits, or 0 for all, got {a.train_limit}")
     unknown = sorted(set(a.only or ()) - set(recipes(rc)))
     if unknown:
         raise ValueError(f"--only: unknown model(s) {', '.join(unknown)}; valid names: {', '.join(recipes(rc))}")
     m = reproduce(rc, out=a.out, only=a.only, device=_device(a.device), runs=a.runs, evaluate_only=a.evaluate_only,
-                  pose_only=a.pose_only, iwae_only=a.iwae_only)
+                  pose_only=a.pose_only, iwae_only=a.iwae_only, codes_only=a.codes_only)
     print(json.dumps({k: {"test_loss": v["metrics"]["test_loss"], "train_seconds": v["train_seconds"]}
                       for k, v in m["models"].items()}, indent=2))  # fmt: skip
     return 0

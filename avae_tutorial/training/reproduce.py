@@ -3,7 +3,7 @@
 ``python -m avae_tutorial reproduce`` writes into ``avae_tutorial/pretrained/`` (or ``--out``):
 one ``<name>.pt`` per model (config, weights, history), ``manifest.json`` (config, command,
 epochs, data checksum, final metrics, file hash, hardware, time) and the results files
-``rotation.csv``, ``table1.csv``, ``affine.json``, ``sweep.csv`` and ``iwae.csv``.
+``rotation.csv``, ``table1.csv``, ``affine.json``, ``sweep.csv``, ``iwae.csv`` and ``codes.npz``.
 """
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from .measure import hardware
 from .._checks import default_device
 from ..pose import fit_pose_net
 from .bounds import bounds_from_weights, log_weights
+from .codes import searched_codes
 from .peer import PeerConfig
 from .peer_fit import fit_peer
 from .pretrained import pretrained_dir, read_rows
@@ -32,7 +33,7 @@ from ..align import align
 from ..transforms import rotate, rotation, warp
 
 __all__ = ["ReproConfig", "recipes", "reproduce", "MAIN_MODELS", "sweep_losses", "sweep_name", "evaluate_sweep",
-           "iwae_table", "evaluate_iwae", "IWAE_K"]
+           "iwae_table", "evaluate_iwae", "IWAE_K", "evaluate_codes"]
 
 MAIN_MODELS = ("vae-upright", "vae-rotated", "avae-transopt")
 #: The control for chapter 5: aligned training with a cold search every epoch (no warm start).
@@ -64,6 +65,7 @@ class ReproConfig:
     eval_n: int = 150  # test digits per angle in the aligned sweeps
     affine_n: int = 500  # test digits for the affine comparison
     iwae_n: int = 40  # test digits per angle for the importance-weighted bound (iwae.csv)
+    codes_n: int = 1000  # test digits for chapter 6's codes at the searched pose (codes.npz)
     seed: int = 0
 
 
@@ -105,13 +107,15 @@ def reproduce(
     evaluate_only: bool = False,
     pose_only: bool = False,
     iwae_only: bool = False,
+    codes_only: bool = False,
 ) -> dict:
     """Train (resumably, checkpoints under ``runs``) and evaluate; returns the manifest.
 
     The models of :data:`POSE_MODELS` get a pose net after training (:data:`POSE_RECIPE`);
     ``pose_only`` refits only the pose nets of the shipped ``only`` models (or all of
     :data:`POSE_MODELS`), keeping their weights, and evaluates nothing; ``iwae_only`` writes only
-    ``iwae.csv`` (:func:`evaluate_iwae`) from the shipped models."""
+    ``iwae.csv`` (:func:`evaluate_iwae`) from the shipped models, ``codes_only`` only ``codes.npz``
+    (:func:`evaluate_codes`)."""
     out = Path(out) if out is not None else pretrained_dir()
     out.mkdir(parents=True, exist_ok=True)
     dev = torch.device(device or default_device())
@@ -122,6 +126,11 @@ def reproduce(
     cmd = "python -m avae_tutorial reproduce " + " ".join(sys.argv[2:]) if "reproduce" in sys.argv else ""
     all_recipes = recipes(rc)
     names = list(all_recipes) if not only else only
+    if codes_only:
+        manifest.setdefault("results", {})["codes"] = {**evaluate_codes(out, rc, test, dev),
+                                                        "command": cmd or "python -m avae_tutorial reproduce --codes-only"}
+        manifest_path.write_text(json.dumps(manifest, indent=2))
+        return manifest
     if iwae_only:
         manifest.setdefault("results", {})["iwae"] = {**evaluate_iwae(out, rc, test, dev),
                                                        "command": cmd or "python -m avae_tutorial reproduce --iwae-only"}
@@ -273,11 +282,12 @@ def evaluate_all(out: Path, rc: ReproConfig, test, dev, models: list[str] | None
 
     evaluate_sweep(out, rc, test, dev)
     iwae = evaluate_iwae(out, rc, test, dev)
+    codes = evaluate_codes(out, rc, test, dev)
 
     aff = {name: affine_comparison(load(name), test[0][: rc.affine_n].to(dev), seed=rc.seed) for name in ("vae-upright",)}
     (out / "affine.json").write_text(json.dumps(aff, indent=2))
     return {"eval_seconds": round(time.perf_counter() - t0, 1), "hardware": hardware(dev),
-            "eval_n": rc.eval_n, "angles_deg": angles, "iwae": iwae}  # fmt: skip
+            "eval_n": rc.eval_n, "angles_deg": angles, "iwae": iwae, "codes": codes}  # fmt: skip
 
 
 def iwae_table(load, x: torch.Tensor, k: int = IWAE_K, angles=TABLE1_ANGLES, seed: int = 0, config="default",
@@ -319,3 +329,20 @@ def evaluate_iwae(out: Path, rc: ReproConfig, test, dev) -> dict:
     return {"seconds": round(time.perf_counter() - t0, 1), "hardware": hardware(dev), "n_per_angle": rc.iwae_n,
             "k": IWAE_K, "angles_deg": list(TABLE1_ANGLES), "search": "default"}  # fmt: skip
 
+
+
+def evaluate_codes(out: Path, rc: ReproConfig, test, dev) -> dict:
+    """Write codes.npz (:func:`~avae_tutorial.training.codes.searched_codes` on the first
+    ``rc.codes_n`` test digits, turns seeded ``rc.seed``, the default search) from the models in
+    ``out``; its record."""
+    import numpy as np
+
+    def load(name):
+        return model_from_checkpoint(load_checkpoint(out / f"{name}.pt")).to(dev)
+
+    t0 = time.perf_counter()
+    x, y = test[0][: rc.codes_n].to(dev), test[1][: rc.codes_n]
+    arrays = searched_codes(load, x, seed=rc.seed)
+    np.savez_compressed(out / "codes.npz", labels=y.numpy().astype(np.int64), **arrays)
+    return {"seconds": round(time.perf_counter() - t0, 1), "hardware": hardware(dev), "n": len(x), "seed": rc.seed,
+            "search": "default"}  # fmt: skip
