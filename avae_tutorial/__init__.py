@@ -7,6 +7,7 @@ Public API (see the book's chapters for the story)::
     A = avae.rotation(angles)                    # angles (B,) in radians -> (B,2,3)
     xw = avae.warp(x, A); A_inv = avae.invert(A)
     vae = avae.VAE(latent_dim=8, canvas=40)      # .encode(x) -> (mu, logvar); .decode(z) -> probabilities
+    x_hat = avae.generate(vae, z, A)             # codes z (B,L) decoded at poses A (B,2,3): warp(decode(z), A^-1)
     loss = avae.avae_loss(vae, x, A)             # (B,) nats; A=None means identity
     res = avae.align(vae, x, family="rotation")  # res.A (B,2,3), res.loss (B,); never worse than identity
     vae = avae.load_pretrained("vae-upright")    # also "vae-rotated", "avae-transopt"; hash-checked
@@ -21,7 +22,8 @@ Each name:
 * Geometry: ``rotation`` (angles to matrices), ``affine`` (rotation, shear, scale and shift to
   matrices), ``warp`` (the one function that resamples images), ``invert`` (the inverse transform).
 * Model: ``VAE`` (the seed's conv VAE), ``AffineVAE`` (a VAE between a warp and its inverse),
-  ``avae_loss`` (the loss per image, in nats), ``loss_terms`` (its reconstruction and KL terms).
+  ``avae_loss`` (the loss per image, in nats), ``loss_terms`` (its reconstruction and KL terms),
+  ``generate`` (codes decoded at a chosen pose: ``warp(decode(z), A^-1)``).
 * Search: ``align`` (the transform per image that minimizes the loss), ``AlignConfig`` (its
   settings), ``AlignResult`` (what it returns), ``preset`` (a family's named settings),
   ``Family`` (a transform family), ``register_family`` (add one), ``families`` (the registered
@@ -40,7 +42,7 @@ from .data.images import load_images
 from .data.mnist import load_mnist
 from .families import Family, families, register_family
 from .loss import avae_loss, loss_terms
-from .model import VAE, AffineVAE
+from .model import VAE, AffineVAE, generate
 from .training.distributed import align_sharded
 from .training.pretrained import load_pretrained
 from .training.train import TrainConfig, fit
@@ -51,7 +53,7 @@ __version__ = "0.1.0"
 __all__ = [
     "load_mnist", "load_images",
     "rotation", "affine", "warp", "invert",
-    "VAE", "AffineVAE", "avae_loss", "loss_terms",
+    "VAE", "AffineVAE", "avae_loss", "loss_terms", "generate",
     "align", "AlignConfig", "AlignResult", "preset", "Family", "register_family", "families", "align_sharded",
     "fit", "TrainConfig", "load_pretrained",
 ]  # fmt: skip

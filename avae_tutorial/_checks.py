@@ -38,6 +38,7 @@ __all__ = [
     "check_same_device",
     "check_positive_int",
     "check_labels",
+    "check_codes",
     "check_device",
     "default_device",
 ]
@@ -283,6 +284,18 @@ def check_labels(y, n: int, name: str = "y") -> torch.Tensor:
     if y.is_floating_point() or y.is_complex():
         raise TypeError(f"{name}: expected integer class labels, got {_describe(y)}; convert with y.long()")
     return y
+
+
+def check_codes(z, latent_dim: int, name: str = "z") -> torch.Tensor:
+    """Metadata only: latent codes, a float tensor ``(B, latent_dim)`` with ``B > 0``."""
+    if not isinstance(z, torch.Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor of latent codes (B, {latent_dim}), got {type(z).__name__}")
+    if not z.is_floating_point():
+        raise TypeError(f"{name}: expected floating-point latent codes, got {_describe(z)}; convert with {name}.float()")
+    if z.dim() != 2 or z.shape[0] == 0 or z.shape[1] != latent_dim:
+        hint = f"; for one code add the batch axis with {name}[None]" if z.dim() == 1 and len(z) == latent_dim else ""
+        raise ValueError(f"{name}: expected shape (B, {latent_dim}) (the model's latent size), got {_describe(z)}{hint}")
+    return z
 
 
 def check_same_device(model: torch.nn.Module, x: torch.Tensor, name: str = "images") -> None:

@@ -13,12 +13,12 @@ import torch
 import torch.nn as nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_conv_bn_weights
 
-from ._checks import (check_image_shape, check_matrix_shape, check_positive_int, check_same_device, image_values,
-                      matrix_values, verify)
+from ._checks import (check_codes, check_image_shape, check_matrix_shape, check_positive_int, check_same_device,
+                      finite_values, image_values, matrix_values, verify)
 from .activations import ELU
 from .transforms import _invert, _warp
 
-__all__ = ["VAEConfig", "VAE", "AffineVAE", "avae_forward", "check_inputs", "for_inference", "check_canvas",
+__all__ = ["VAEConfig", "VAE", "AffineVAE", "avae_forward", "generate", "check_inputs", "for_inference", "check_canvas",
            "check_channels", "refresh_inference", "MIN_CANVAS", "MAX_CANVAS", "CHANNELS"]  # fmt: skip
 
 #: The canvases the conv stack is built for: multiples of 4 from 28 (the MNIST digits themselves)
@@ -151,6 +151,17 @@ def avae_forward(vae, x: torch.Tensor, A: torch.Tensor | None = None, sample: bo
     z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if sample else mu
     x_hat = vae.decode(z)  # (B, C, H, W)
     return (x_hat if A is None else _warp(x_hat, _invert(A))), mu, logvar
+
+
+def generate(vae: VAE, z: torch.Tensor, A: torch.Tensor | None = None) -> torch.Tensor:
+    """Images ``(B, C, canvas, canvas)`` decoded from codes ``z (B, L)`` at poses ``A (B, 2, 3)``:
+    ``warp(decode(z), A^-1)``, the picture the model reads as ``z`` when it is warped by ``A``
+    (:func:`align`'s convention; ``A=None``: the identity). The model's mode is left as it is."""
+    check_same_device(vae, check_codes(z, vae.latent_dim), name="codes z")
+    if A is not None:
+        check_same_device(vae, check_matrix_shape(A, batch=len(z), of="one per code"), name="matrices A")
+    verify(finite_values(z, "z"), None if A is None else matrix_values(A))
+    return vae.decode(z) if A is None else _warp(vae.decode(z), _invert(A))
 
 
 class AffineVAE(nn.Module):

@@ -169,6 +169,20 @@ CASES = [
      ValueError, r"A: singular affine matrix at batch index \[1\]"),
     ("AffineVAE.forward", "NaN A", lambda t: AVAE(X, A4 * NAN), ValueError, r"A: " + NONFINITE),
     ("AffineVAE.forward", "inf A", lambda t: AVAE(X, A4 * INF), ValueError, r"A: " + NONFINITE),
+    # ------------------------------------------------------------ generate
+    ("generate", "one code, no batch axis", lambda t: avae.generate(VAE, torch.zeros(2)), ValueError,
+     r"z: expected shape \(B, 2\) \(the model's latent size\).*z\[None\]"),
+    ("generate", "wrong latent size", lambda t: avae.generate(VAE, torch.zeros(4, 3)), ValueError, r"z: expected shape \(B, 2\)"),
+    ("generate", "integer codes", lambda t: avae.generate(VAE, torch.zeros(4, 2, dtype=torch.long)), TypeError,
+     r"z: expected floating-point latent codes"),
+    ("generate", "NaN code", lambda t: avae.generate(VAE, torch.full((4, 2), NAN)), ValueError, r"z: " + NONFINITE),
+    ("generate", "a list", lambda t: avae.generate(VAE, [[0.0, 0.0]]), TypeError, r"z: expected a torch\.Tensor"),
+    ("generate", "one matrix for four codes", lambda t: avae.generate(VAE, torch.zeros(4, 2), A4[:1]), ValueError,
+     r"A: expected 4 matrices \(one per code\), got 1"),
+    ("generate", "singular A", lambda t: avae.generate(VAE, torch.zeros(4, 2), torch.zeros(4, 2, 3)), ValueError,
+     r"A: singular affine matrix"),
+    ("generate", "codes on another device", lambda t: avae.generate(VAE, torch.zeros(4, 2, device="meta")), ValueError,
+     r"the model is on cpu but the codes z are on meta"),
     # ------------------------------------------------------------ avae_loss
     ("avae_loss", "uint8", lambda t: avae.avae_loss(VAE, (X * 255).to(torch.uint8)), TypeError, UINT8_HINT),
     ("avae_loss", "wrong canvas", lambda t: avae.avae_loss(VAE, X40), ValueError, r"model expects 28x28 images, got 40x40"),
@@ -306,6 +320,7 @@ def test_bad_input_gets_a_clear_error(call, exc, pattern, tmp_path):
 def test_every_public_entry_point_is_in_the_table():
     covered = {entry for entry, *_ in CASES}
     expected = {"load_mnist", "rotation", "affine", "warp", "invert", "compose", "VAE()", "VAE.forward", "avae_loss",
+                "generate",
                 "AffineVAE.forward",
                 "align", "fit", "TrainConfig", "load_pretrained", "load_checkpoint", "random_rotations",
                 "random_affines"}  # fmt: skip

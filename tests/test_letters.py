@@ -1,4 +1,4 @@
-"""Chapter 6's letters: the applied turn follows rotation()'s convention, files and rows are seeded."""
+"""Chapter 7's letters: the applied turn follows rotation()'s convention, files and rows are seeded."""
 from __future__ import annotations
 
 import math

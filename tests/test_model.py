@@ -179,3 +179,39 @@ def test_images_with_other_channels_than_the_model_are_refused(tiny_vae):
     rgb = avae.VAE(2, 28, channels=3).eval()
     with pytest.raises(ValueError, match=r"the model takes 3-channel images, got 1-channel ones"):
         avae.align(rgb, torch.rand(2, 1, 28, 28))
+
+
+# ---------------------------------------------------------------- generate: a code decoded at a pose
+def test_generate_is_decode_warped_back(tiny_vae):
+    """``generate(vae, z, A) == warp(decode(z), A^-1)``; ``A=None`` is the plain decoder."""
+    z = torch.randn(3, 2, generator=torch.Generator().manual_seed(0))
+    A = avae.rotation(torch.tensor([0.0, 1.0, -2.5]))
+    with torch.no_grad():
+        x = avae.generate(tiny_vae, z, A)
+        assert x.shape == (3, 1, 28, 28) and 0 <= float(x.min()) and float(x.max()) <= 1
+        torch.testing.assert_close(avae.generate(tiny_vae, z), tiny_vae.decode(z))
+        torch.testing.assert_close(x, avae.warp(tiny_vae.decode(z), avae.invert(A)))
+        torch.testing.assert_close(x[:1], tiny_vae.decode(z[:1]), atol=1e-6, rtol=0)  # angle 0: identity
+
+
+def test_generate_round_trip_is_the_losss_reconstruction(tiny_vae, digits):
+    """Encode a digit at its pose, generate from the code at that pose: that is the reconstruction
+    ``avae_loss`` scores, so the loss recomputed from it matches."""
+    x = digits[0][:5]
+    A = avae.rotation(torch.tensor([0.3, -1.2, 2.0, 3.1, 0.0]))
+    with torch.no_grad():
+        mu, _ = tiny_vae.encode(avae.warp(x, A))
+        rec, kl, x_hat = avae.loss_terms(tiny_vae, x, A)
+        torch.testing.assert_close(avae.generate(tiny_vae, mu, A), x_hat)
+        p = avae.loss.EPS + (1 - 2 * avae.loss.EPS) * avae.generate(tiny_vae, mu, A)
+        bce = -(x * p.log() + (1 - x) * (-p).log1p()).flatten(1).sum(1)
+        torch.testing.assert_close(bce + kl, avae.avae_loss(tiny_vae, x, A))
+
+
+def test_generate_turns_the_picture_as_the_convention_says(tiny_vae):
+    """At a quarter turn the generated picture is the decoded one turned back by a quarter turn:
+    ``rotation(pi/2)`` samples the picture turned counter-clockwise, its inverse clockwise."""
+    z = torch.randn(2, 2, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        x = avae.generate(tiny_vae, z, avae.rotation(torch.full((2,), math.pi / 2)))
+        torch.testing.assert_close(x, torch.rot90(tiny_vae.decode(z), -1, dims=(-2, -1)), atol=1e-5, rtol=0)

@@ -113,6 +113,11 @@ def _every_figure():
                                                                                        first_epoch=0)  # fmt: skip
     yield "plot_class_orientations", orientation_plots.plot_class_orientations(angles[-1], labels)
     yield "plot_resultant_by_epoch", orientation_plots.plot_resultant_by_epoch(hist_rows, noise=0.05)
+    from avae_tutorial.lessons import latent_plots
+
+    deg = np.degrees(angles.numpy())
+    yield "plot_recovered_vs_applied", latent_plots.plot_recovered_vs_applied({k: (deg[0], deg[1]) for k in "abc"})
+    yield "plot_error_by_class", latent_plots.plot_error_by_class({k: deg[2] for k in "abc"}, labels)
     from avae_tutorial.training.distributed import GlobalBatchSampler
 
     slices = {N: [list(GlobalBatchSampler(12, 4, rank=r, world_size=N)) for r in range(N)] for N in (1, 2)}

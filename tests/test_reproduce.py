@@ -42,7 +42,8 @@ def _tiny(mp) -> repro.ReproConfig:
     mp.setattr(repro, "SWEEP_ANGLES", (90,))  # with TABLE1_ANGLES: two angles, upright and turned
     mp.setattr(repro, "TABLE1_ANGLES", (0,))
     mp.setattr(repro, "POSE_RECIPE", {**repro.POSE_RECIPE, "digits": 16, "epochs": 1, "width": 4})
-    return repro.ReproConfig(epochs=1, train_limit=32, eval_n=2, affine_n=2)
+    mp.setattr(repro, "IWAE_K", 5)
+    return repro.ReproConfig(epochs=1, train_limit=32, eval_n=2, affine_n=2, iwae_n=2, codes_n=5)
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +66,10 @@ def run_copy(tiny_run, tmp_path):
 
 def test_a_tiny_reproduction_writes_models_manifest_and_results(tiny_run):
     out, manifest, _ = tiny_run
-    assert set(manifest["models"]) == {*repro.MAIN_MODELS, repro.CONTROL, repro.AMORTIZED}
+    assert set(manifest["models"]) == {*repro.MAIN_MODELS, repro.CONTROL, repro.AMORTIZED, repro.PEER}
+    ckpt = avae.training.checkpoint
+    peer = ckpt.model_from_checkpoint(ckpt.load_checkpoint(out / f"{repro.PEER}.pt"))
+    assert isinstance(peer, avae.training.peer.AmortizedVAE) and "pose_net" not in manifest["models"][repro.PEER]
     assert manifest["models"][repro.CONTROL]["config"]["warm_start"] is False
     assert manifest["models"][repro.AMORTIZED]["config"]["pose_online"] is True
     assert manifest["models"]["avae-transopt"]["config"]["pose_online"] is False
@@ -83,6 +87,14 @@ def test_a_tiny_reproduction_writes_models_manifest_and_results(tiny_run):
     assert "pose_net" not in manifest["models"][repro.CONTROL]
     table = (out / "table1.csv").read_text().splitlines()
     assert table[0] == "model,aligned,mean_loss_0_160" and len(table) == 1 + 2 * (len(repro.MAIN_MODELS) + 1)  # + control
+    iwae = avae.training.pretrained.read_rows(out / "iwae.csv")
+    assert [(r["model"], r["aligned"]) for r in iwae] == [(m, a) for m in repro.MAIN_MODELS for a in (False, True)]
+    assert all(r["n"] == 2 and r["k"] == 5 and r["iwae"] <= r["elbo"] + 1e-3 for r in iwae)  # 2 digits x 1 angle
+    import numpy as np
+
+    with np.load(out / "codes.npz") as codes:
+        assert codes["vae-upright/uniform/mu"].shape == (5, 8) and codes["labels"].shape == (5,)
+        assert codes["turn/normal"].shape == (5,) and float(codes["avae-transopt/none/passes"]) >= 1
     sweep = (out / "sweep.csv").read_text().splitlines()
     assert len(sweep) == 1 + 2  # vae-upright and vae-rotated at latent 8
     affine = json.loads((out / "affine.json").read_text())

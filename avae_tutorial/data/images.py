@@ -1,4 +1,4 @@
-"""A reader's own images (chapter 6): a folder or an array file in, ``(N, C, canvas, canvas)`` out.
+"""A reader's own images (chapter 7): a folder or an array file in, ``(N, C, canvas, canvas)`` out.
 
 Sources
 -------

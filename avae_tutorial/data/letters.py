@@ -1,4 +1,4 @@
-"""Letters at random orientations (chapter 6): a dataset that is not MNIST, made offline.
+"""Letters at random orientations (chapter 7): a dataset that is not MNIST, made offline.
 
 Each image is one capital letter drawn with a font that matplotlib ships (DejaVu Sans, Serif
 and Sans Mono, regular and bold), turned by a random angle, dark on a white background, in an

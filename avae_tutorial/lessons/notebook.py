@@ -104,6 +104,8 @@ def pretrained_or_train(
     from ..data.mnist import load_mnist
     from ..training.pretrained import load_history, load_pretrained, pretrained_names
     from ..training.reproduce import ReproConfig, recipes
+    from ..training.peer import PeerConfig
+    from ..training.peer_fit import fit_peer
     from ..training.train import fit
 
     device = device or default_device()
@@ -115,4 +117,5 @@ def pretrained_or_train(
     cfg = all_recipes[name]
     if mode() == "quick":
         cfg = replace(cfg, epochs=quick_epochs, train_limit=quick_train_limit, test_limit=min(cfg.test_limit, 256))
-    return fit(cfg, load_mnist("train"), load_mnist("test"), device=device)
+    train_fn = fit_peer if isinstance(cfg, PeerConfig) else fit
+    return train_fn(cfg, load_mnist("train"), load_mnist("test"), device=device)

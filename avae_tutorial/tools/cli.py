@@ -1,5 +1,5 @@
-"""``python -m avae_tutorial {train,evaluate,align,reproduce,install-models,bench,bench-gpu,bench-distributed,
-export-onnx}``: the package's jobs from the shell.
+"""``python -m avae_tutorial {train,evaluate,align,embed,reproduce,install-models,bench,bench-gpu,
+bench-distributed,export-onnx}``: the package's jobs from the shell.
 
 This module is the command line itself: its parser, the argument types, and :func:`main`, which
 turns a bad input into one clear line and exit status 2. What each subcommand does is in
@@ -14,9 +14,8 @@ import shlex
 import sys
 from pathlib import Path
 
-from .commands import (cmd_align, cmd_bench, cmd_bench_distributed, cmd_bench_gpu, cmd_evaluate, cmd_export_onnx,
-                       cmd_install_models,
-                       cmd_reproduce, cmd_train, leave)  # fmt: skip
+from .commands import (cmd_align, cmd_bench, cmd_bench_distributed, cmd_bench_gpu, cmd_embed, cmd_evaluate,
+                       cmd_export_onnx, cmd_install_models, cmd_reproduce, cmd_train, leave)  # fmt: skip
 
 __all__ = ["main", "build_parser"]
 
@@ -83,6 +82,10 @@ ABOUT = {
     "align": ("search the transform of test digits or of your own images",
               "Align test digits (a JSON summary), or with --images a folder or array file of your own (a CSV, "
               "one row per image in input order; resumable)."),
+    "embed": ("the latent code, pose and loss of each of your own images",
+              "Embed a folder or array file of your own images: a CSV with one row per image in input order, "
+              "the encoder's mean code (z0, z1, ...) at the pose the model reads it in (the search's, or the "
+              "amortized peer's own), its angle_deg and the loss there; resumable."),
     "reproduce": ("train and evaluate every shipped model (into a cache folder)",
                   "Train every shipped model with fit() and write the models, the manifest and the results files "
                   "into --out (default: ~/.cache/avae-tutorial/models, under $XDG_CACHE_HOME when set), each "
@@ -174,6 +177,18 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--out", type=Path, help="the pose table .csv with --images; else write the summary as JSON")
     g.add_argument("--device", default="auto")
 
+    m = _subcommand(sub, "embed", cmd_embed)
+    m.add_argument("model", help="a pretrained name or a checkpoint .pt")
+    m.add_argument("--images", type=Path, required=True, help="a folder of images or an array file")
+    m.add_argument("--out", type=Path, required=True, help="the embeddings .csv (continued if present)")
+    m.add_argument("--preset", choices=PRESET_NAMES, default="default", help="the search's settings")
+    m.add_argument("--no-search", action="store_true", help="embed each image as it is (angle 0), no search")
+    m.add_argument("--batch-size", type=_positive_int, default=256, help="images per chunk")
+    m.add_argument("--limit", type=_positive_int, help="embed at most this many more images")
+    m.add_argument("--restart", action="store_true", help="overwrite --out instead of continuing")
+    _image_options(m)
+    m.add_argument("--device", default="auto")
+
     d = ReproConfig()
     r = _subcommand(sub, "reproduce", cmd_reproduce)
     r.add_argument("--epochs", type=_positive_int, default=d.epochs)
@@ -181,10 +196,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--train-limit", type=int, default=d.train_limit, help="0 for all 60,000")
     r.add_argument("--eval-n", type=_positive_int, default=d.eval_n)
     r.add_argument("--affine-n", type=_positive_int, default=d.affine_n)
+    r.add_argument("--iwae-n", type=_positive_int, default=d.iwae_n, help="test digits per angle for iwae.csv")
+    r.add_argument("--codes-n", type=_positive_int, default=d.codes_n, help="test digits for codes.npz")
     r.add_argument("--only", nargs="+", help="train only these models (no evaluation); with --evaluate-only: "
                    "evaluate only these models again (rotation.csv and table1.csv rows)")
     r.add_argument("--evaluate-only", action="store_true")
     r.add_argument("--pose-only", action="store_true", help="refit only the pose nets of the shipped (--only) models")
+    r.add_argument("--iwae-only", action="store_true", help="write only iwae.csv (the bound beside Table 1)")
+    r.add_argument("--codes-only", action="store_true", help="write only codes.npz (chapter 6's searched codes)")
     r.add_argument("--out", type=Path, help="the folder to write (default: ~/.cache/avae-tutorial/models, "
                    "$XDG_CACHE_HOME/avae-tutorial/models when set); never the package's (see install-models)")
     r.add_argument("--runs", type=Path, default=Path("runs"), help="resumable training checkpoints")

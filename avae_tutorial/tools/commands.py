@@ -12,8 +12,9 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-__all__ = ["cmd_train", "cmd_evaluate", "cmd_align", "cmd_align_images", "cmd_reproduce", "cmd_install_models",
-           "cmd_bench", "cmd_bench_distributed", "cmd_bench_gpu", "cmd_export_onnx", "aligned_path", "leave"]  # fmt: skip
+__all__ = ["cmd_train", "cmd_evaluate", "cmd_align", "cmd_align_images", "cmd_embed", "cmd_reproduce",
+           "cmd_install_models", "cmd_bench", "cmd_bench_distributed", "cmd_bench_gpu", "cmd_export_onnx",
+           "aligned_path", "leave"]  # fmt: skip
 
 
 def _device(name: str | None) -> str:
@@ -228,6 +229,57 @@ def cmd_align_images(a) -> int:
     return 0
 
 
+def cmd_embed(a) -> int:
+    """``embed MODEL --images PATH --out FILE.csv``: per image the mean code, the pose and the loss
+    (:mod:`avae_tutorial.training.embed`), one row per image in input order; resumable: rows already
+    in ``--out`` are kept and their images skipped (``--restart`` starts over)."""
+    import csv
+    import time
+
+    from ..data.images import open_images
+    from ..training.embed import embed_columns, embed_rows, iter_embed
+    from ..training.poses import done_names
+
+    if a.out is None or a.out.suffix.lower() != ".csv":
+        raise ValueError(f"--out: expected the embeddings' .csv path, got {a.out}")
+    dev = _device(a.device)
+    vae = _load_model(a.model).to(dev)
+    ds = open_images(a.images, vae.canvas, vae.channels, a.invert, a.recursive)
+    cols = embed_columns(vae.latent_dim)
+    if a.restart:
+        a.out.unlink(missing_ok=True)
+    done = set(done_names(a.out, cols))
+    todo = [i for i, name in enumerate(ds.names) if name not in done]
+    if a.limit is not None:
+        todo = todo[: a.limit]
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    new = not a.out.exists() or a.out.stat().st_size == 0
+    bad, losses, t0 = [], [], time.perf_counter()
+    with open(a.out, "a", newline="") as f:
+        writer = csv.DictWriter(f, cols)
+        if new:
+            writer.writeheader()
+        try:
+            for chunk in iter_embed(vae, ds, a.preset, search=not a.no_search, indices=todo, batch_size=a.batch_size,
+                                    workers=a.workers, skip_bad=a.skip_bad, progress=True):  # fmt: skip
+                rows = embed_rows(ds.names, chunk)
+                writer.writerows(rows)
+                f.flush()
+                losses += [r["loss"] for r in rows]
+                bad += [f"{name}: {reason}" for _, name, reason in chunk.bad]
+        except KeyboardInterrupt:
+            print(f"interrupted: {len(done) + len(losses)} rows are in {a.out}; run the same command again to continue",
+                  file=sys.stderr)  # fmt: skip
+            return 130
+    pose = "the model's encoder" if type(vae).__name__ == "AmortizedVAE" else ("none" if a.no_search else a.preset)
+    out = {"images": len(ds), "csv": str(a.out), "rows": len(done) + len(losses), "embedded_now": len(losses),
+           "already_done": len(done), "left": len(ds) - len(done) - len(losses) - len(bad), "skipped_bad": len(bad),
+           "bad": bad, "model": a.model, "latent_dim": vae.latent_dim, "pose": pose, "device": dev,
+           "loss_mean": sum(losses) / len(losses) if losses else None, "seconds": round(time.perf_counter() - t0, 3)}
+    print(json.dumps(out, indent=2))
+    return 0
+
+
 def cmd_align(a) -> int:
     import time
 
@@ -265,7 +317,7 @@ def cmd_reproduce(a) -> int:
     from ..training.reproduce import ReproConfig, models_dir, recipes, reproduce
 
     rc = ReproConfig(epochs=a.epochs, sweep_epochs=a.sweep_epochs, train_limit=a.train_limit or None,
-                     eval_n=a.eval_n, affine_n=a.affine_n)  # fmt: skip
+                     eval_n=a.eval_n, affine_n=a.affine_n, iwae_n=a.iwae_n, codes_n=a.codes_n)  # fmt: skip
     if a.train_limit is not None and a.train_limit < 0:
         raise ValueError(f"--train-limit: expected a positive number of digits, or 0 for all, got {a.train_limit}")
     unknown = sorted(set(a.only or ()) - set(recipes(rc)))
@@ -273,7 +325,8 @@ def cmd_reproduce(a) -> int:
         raise ValueError(f"--only: unknown model(s) {', '.join(unknown)}; valid names: {', '.join(recipes(rc))}")
     out = a.out or models_dir()
     m = reproduce(rc, out=out, only=a.only, device=_device(a.device), runs=a.runs, evaluate_only=a.evaluate_only,
-                  pose_only=a.pose_only, command=getattr(a, "command_line", None))  # fmt: skip
+                  pose_only=a.pose_only, iwae_only=a.iwae_only, codes_only=a.codes_only,
+                  command=getattr(a, "command_line", None))  # fmt: skip
     print(json.dumps({k: {"test_loss": v["metrics"]["test_loss"], "train_seconds": v["train_seconds"]}
                       for k, v in m["models"].items()}, indent=2))  # fmt: skip
     print(f"wrote {out}; `python -m avae_tutorial install-models --from {out}` copies the models into the package",

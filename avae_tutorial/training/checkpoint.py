@@ -16,6 +16,7 @@ import torch
 from .._io import atomic_write, sha256_file
 from ..model import VAE, VAEConfig
 from ..pose import PoseNet
+from .peer import AmortizedVAE
 
 __all__ = ["save_checkpoint", "load_checkpoint", "model_from_checkpoint", "checkpoint_dict", "sha256_file"]
 
@@ -25,8 +26,10 @@ OPTIONAL_FIELDS = frozenset({"channels"})
 
 def checkpoint_dict(vae: VAE, **extra) -> dict:
     """``{"model_config", "model", **extra}`` for ``vae``, weights on the CPU; with ``pose_config``
-    when the model carries a pose net (its weights are in ``model``)."""
+    when the model carries a pose net (its weights are in ``model``), and ``pose_head: True`` for
+    the amortized peer (:class:`~avae_tutorial.training.peer.AmortizedVAE`)."""
     pose = {"pose_config": vae.pose_net.config} if vae.pose_net is not None else {}
+    pose |= {"pose_head": True} if isinstance(vae, AmortizedVAE) else {}
     return {"model_config": vae.config_dict(), "model": {k: v.cpu() for k, v in vae.state_dict().items()}, **pose,
             **extra}  # fmt: skip
 
@@ -53,14 +56,15 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
 
 
 def model_from_checkpoint(ckpt: dict) -> VAE:
-    """Rebuild the :class:`VAE` from the checkpoint's ``model_config``, load its weights, eval mode."""
+    """Rebuild the :class:`VAE` from the checkpoint's ``model_config`` (the amortized peer's
+    :class:`~avae_tutorial.training.peer.AmortizedVAE` with ``pose_head``), load its weights, eval mode."""
     cfg = ckpt.get("model_config") if isinstance(ckpt, dict) else None
     names = {f.name for f in fields(VAEConfig)}
     required = names - OPTIONAL_FIELDS
     if not isinstance(cfg, dict) or not required <= set(cfg) <= names:
         raise ValueError(f"checkpoint: expected a model_config with fields {sorted(required)}, got {cfg!r} "
                          f"(optional fields: {sorted(OPTIONAL_FIELDS)})")
-    vae = VAE(**cfg)
+    vae = (AmortizedVAE if ckpt.get("pose_head") else VAE)(**cfg)
     if ckpt.get("pose_config") is not None:
         vae.pose_net = PoseNet(**ckpt["pose_config"])
     try:

@@ -1,4 +1,4 @@
-"""Aligning a reader's images (chapter 6; ``python -m avae_tutorial align MODEL --images PATH``).
+"""Aligning a reader's images (chapter 7; ``python -m avae_tutorial align MODEL --images PATH``).
 
 :func:`iter_align` runs :func:`~avae_tutorial.align` over a dataset (read by a ``DataLoader``,
 :func:`~avae_tutorial.data.images.batches`) or an in-memory tensor, one chunk at a time and in input

@@ -86,15 +86,21 @@ def load_history(name: str) -> dict:
 
 
 def load_results(filename: str):
-    """A shipped results file (``.csv`` as a list of dicts with numbers parsed, ``.json`` as parsed)."""
+    """A shipped results file (``.csv`` as a list of dicts with numbers parsed, ``.json`` as parsed,
+    ``.npz`` as a dict of numpy arrays)."""
     path = pretrained_dir() / filename
     if not path.exists():
         available = sorted(p.name for p in pretrained_dir().glob("*.csv")) + sorted(
             p.name for p in pretrained_dir().glob("*.json") if p.name != "manifest.json"
-        )
+        ) + sorted(p.name for p in pretrained_dir().glob("*.npz"))
         raise ValueError(f"unknown results file {filename!r}; available: {', '.join(available) or '(none)'}")
     if path.suffix == ".json":
         return json.loads(path.read_text())
+    if path.suffix == ".npz":
+        import numpy as np
+
+        with np.load(path, allow_pickle=False) as f:
+            return {k: f[k] for k in f.files}
     return read_rows(path)
 
 

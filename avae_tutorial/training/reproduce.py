@@ -3,9 +3,10 @@
 ``python -m avae_tutorial reproduce`` writes into a folder of the user's (``--out``; by default
 :func:`models_dir`, ``~/.cache/avae-tutorial/models``): one ``<name>.pt`` per model (config,
 weights, history), ``manifest.json`` (config, command, epochs, data checksum, final metrics, file
-hash, hardware, time) and the results files ``rotation.csv``, ``table1.csv``, ``affine.json`` and
-``sweep.csv``. Every file is written atomically (a temporary file in the same folder, then a
-rename): an interrupted run leaves each file old or new, never half written.
+hash, hardware, time) and the results files ``rotation.csv``, ``table1.csv``, ``affine.json``,
+``sweep.csv``, ``iwae.csv`` and ``codes.npz``. Every file is written atomically (a temporary file
+in the same folder, then a rename): an interrupted run leaves each file old or new, never half
+written.
 
 Putting the models into the package, where :func:`~avae_tutorial.load_pretrained` and the book
 read them, is a separate, explicit step: :func:`install_models` (``python -m avae_tutorial
@@ -15,7 +16,9 @@ never reads a half-finished or a reader's experimental run by accident.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import math
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -31,12 +34,17 @@ from .evaluate import affine_comparison, loss_per_angle, mean_loss, write_rows
 from .measure import hardware
 from .._checks import default_device
 from ..pose import fit_pose_net
+from .bounds import bounds_from_weights, log_weights
+from .codes import searched_codes
+from .peer import PeerConfig
+from .peer_fit import fit_peer
 from .pretrained import pretrained_dir, read_rows
 from .train import AMORTIZED_WARM_SEARCH, TrainConfig, evaluation_angles, fit
-from ..transforms import rotation, warp
+from ..align import align
+from ..transforms import rotate, rotation, warp
 
 __all__ = ["ReproConfig", "recipes", "reproduce", "models_dir", "install_models", "MAIN_MODELS", "sweep_losses",
-           "sweep_name", "evaluate_sweep"]  # fmt: skip
+           "sweep_name", "evaluate_sweep", "iwae_table", "evaluate_iwae", "IWAE_K", "evaluate_codes"]  # fmt: skip
 
 MAIN_MODELS = ("vae-upright", "vae-rotated", "avae-transopt")
 #: The control for chapter 5: aligned training with a cold search every epoch (no warm start).
@@ -44,9 +52,14 @@ CONTROL = "avae-transopt-cold"
 #: The variant for chapter 4: aligned training whose later epochs' search is amortized (an online
 #: pose net's guess and the last pose, 4 passes per image; ``avae-transopt`` scores a grid, 13).
 AMORTIZED = "avae-transopt-amortized"
+#: The amortized peer for chapter 6 (:mod:`avae_tutorial.training.peer`): its encoder predicts the
+#: rotation, at ``avae-transopt``'s budget (same digits, rotations, batches, epochs, latent size).
+PEER = "amortized-peer"
 SWEEP_LATENTS = (2, 4, 8, 16, 32)
 SWEEP_ANGLES = tuple(range(0, 360, 15))
 TABLE1_ANGLES = tuple(range(0, 161, 20))
+#: Samples per image of the importance-weighted bound beside Table 1 (:func:`iwae_table`).
+IWAE_K = 100
 #: The models that carry a pose net (chapter 3's amortized first guess), fitted after training by
 #: :func:`fit_pose_net` with these arguments on the first ``digits`` training digits.
 POSE_MODELS = MAIN_MODELS
@@ -64,11 +77,14 @@ class ReproConfig:
     train_limit: int | None = 12800  # first N training digits (None: all 60,000)
     eval_n: int = 150  # test digits per angle in the aligned sweeps
     affine_n: int = 500  # test digits for the affine comparison
+    iwae_n: int = 40  # test digits per angle for the importance-weighted bound (iwae.csv)
+    codes_n: int = 1000  # test digits for chapter 6's codes at the searched pose (codes.npz)
     seed: int = 0
 
 
-def recipes(rc: ReproConfig) -> dict[str, TrainConfig]:
-    """Name -> training config of every shipped model."""
+def recipes(rc: ReproConfig) -> dict[str, TrainConfig | PeerConfig]:
+    """Name -> training config of every shipped model (:func:`fit`'s, or for :data:`PEER`
+    :func:`~avae_tutorial.training.peer_fit.fit_peer`'s)."""
     out = {
         "vae-upright": TrainConfig("upright", 8, epochs=rc.epochs, train_limit=rc.train_limit, seed=rc.seed),
         "vae-rotated": TrainConfig("rotated", 8, epochs=rc.epochs, train_limit=rc.train_limit, seed=rc.seed),
@@ -76,6 +92,7 @@ def recipes(rc: ReproConfig) -> dict[str, TrainConfig]:
         CONTROL: TrainConfig("aligned", 8, epochs=rc.epochs, train_limit=rc.train_limit, seed=rc.seed, warm_start=False),
         AMORTIZED: TrainConfig("aligned", 8, epochs=rc.epochs, train_limit=rc.train_limit, seed=rc.seed,
                                align_warm=asdict(AMORTIZED_WARM_SEARCH), pose_online=True),
+        PEER: PeerConfig(8, epochs=rc.epochs, train_limit=rc.train_limit, seed=rc.seed),
     }
     for latent in SWEEP_LATENTS:
         if latent == 8:
@@ -114,6 +131,8 @@ def reproduce(
     evaluate_only: bool = False,
     pose_only: bool = False,
     command: str | None = None,
+    iwae_only: bool = False,
+    codes_only: bool = False,
 ) -> dict:
     """Train (resumably, checkpoints under ``runs``) and evaluate into ``out``; returns the manifest.
 
@@ -126,12 +145,14 @@ def reproduce(
 
     The models of :data:`POSE_MODELS` get a pose net after training (:data:`POSE_RECIPE`);
     ``pose_only`` refits only the pose nets of the shipped ``only`` models (or all of
-    :data:`POSE_MODELS`), keeping their weights, and evaluates nothing."""
+    :data:`POSE_MODELS`), keeping their weights, and evaluates nothing; ``iwae_only`` writes only
+    ``iwae.csv`` (:func:`evaluate_iwae`) from the shipped models, ``codes_only`` only ``codes.npz``
+    (:func:`evaluate_codes`)."""
     rc = ReproConfig() if rc is None else rc
     out = Path(out).expanduser() if out is not None else models_dir()
     out.mkdir(parents=True, exist_ok=True)
     manifest_path = out / "manifest.json"
-    if (only or evaluate_only or pose_only) and not manifest_path.exists() and (pretrained_dir() / "manifest.json").exists():
+    if (only or evaluate_only or pose_only or iwae_only or codes_only) and not manifest_path.exists() and (pretrained_dir() / "manifest.json").exists():
         install_models(pretrained_dir(), out)
     dev = torch.device(device or default_device())
     train, test = load_mnist("train"), load_mnist("test")
@@ -139,6 +160,16 @@ def reproduce(
     manifest["repro"] = asdict(rc)
     all_recipes = recipes(rc)
     names = list(all_recipes) if not only else only
+    if codes_only:
+        manifest.setdefault("results", {})["codes"] = {**evaluate_codes(out, rc, test, dev),
+                                                        "command": command or "python -m avae_tutorial reproduce --codes-only"}
+        _write_manifest(manifest_path, manifest)
+        return manifest
+    if iwae_only:
+        manifest.setdefault("results", {})["iwae"] = {**evaluate_iwae(out, rc, test, dev),
+                                                       "command": command or "python -m avae_tutorial reproduce --iwae-only"}
+        _write_manifest(manifest_path, manifest)
+        return manifest
     if pose_only:
         for name in only or POSE_MODELS:
             if name not in POSE_MODELS:
@@ -156,7 +187,10 @@ def reproduce(
             break
         cfg = all_recipes[name]
         t0 = time.perf_counter()
-        vae, hist = fit(cfg, train, test, checkpoint=Path(runs) / f"{name}.pt", device=dev)
+        if isinstance(cfg, PeerConfig):  # trained in one go (minutes), no checkpoint per epoch
+            vae, hist = fit_peer(cfg, train, test, device=dev)
+        else:
+            vae, hist = fit(cfg, train, test, checkpoint=Path(runs) / f"{name}.pt", device=dev)
         if "orientation" in hist:  # float16 degrees-precision is plenty for histograms
             hist = {**hist, "orientation": hist["orientation"].half()}
         pose = _fit_pose(vae, train, dev) if name in POSE_MODELS else None
@@ -315,9 +349,70 @@ def evaluate_all(out: Path, rc: ReproConfig, test, dev, models: list[str] | None
                 "hardware": hardware(dev), "eval_n": rc.eval_n, "angles_deg": angles}  # fmt: skip
 
     evaluate_sweep(out, rc, test, dev)
+    iwae = evaluate_iwae(out, rc, test, dev)
+    codes = evaluate_codes(out, rc, test, dev)
 
     aff = {name: affine_comparison(load(name), test[0][: rc.affine_n].to(dev), seed=rc.seed) for name in ("vae-upright",)}
     atomic_write(out / "affine.json", json.dumps(aff, indent=2).encode())
     return {"eval_seconds": round(time.perf_counter() - t0, 1), "hardware": hardware(dev),
-            "eval_n": rc.eval_n, "angles_deg": angles}  # fmt: skip
+            "eval_n": rc.eval_n, "angles_deg": angles, "iwae": iwae, "codes": codes}  # fmt: skip
 
+
+def iwae_table(load, x: torch.Tensor, k: int = IWAE_K, angles=TABLE1_ANGLES, seed: int = 0, config="default",
+               models=MAIN_MODELS) -> list[dict]:  # fmt: skip
+    """Table 1's rows with a bound beside the loss: per model that ``load(name)`` returns and
+    searched or not, over digits ``x`` turned by each of ``angles`` (degrees), the mean ``z = mu``
+    loss (``surrogate``), the ``k``-sample estimate of the negative ELBO (``elbo``) and the
+    importance-weighted bound of ``-log p(x)`` (``iwae``, :mod:`~avae_tutorial.training.bounds`),
+    each at the pose the search (``config``) found, or at the identity. Nats, means over all rows."""
+    rows = []
+    for name in models:
+        vae = load(name)
+        sums = {a: torch.zeros(3, dtype=torch.float64) for a in (False, True)}
+        for i, deg in enumerate(angles):
+            xr = rotate(x, math.radians(float(deg)))
+            res = align(vae, xr, "rotation", config, progress=False)
+            for aligned in (False, True):
+                A = res.A if aligned else None
+                iwae, elbo = bounds_from_weights(log_weights(vae, xr, A, k=k, seed=seed + i))
+                loss = res.loss if aligned else res.loss0
+                sums[aligned] += torch.stack([loss.sum(), elbo.sum(), iwae.sum()]).double().cpu()
+        n = len(x) * len(angles)
+        for aligned, (loss, elbo, iwae) in sums.items():
+            rows.append({"model": name, "aligned": aligned, "n": n, "k": k, "surrogate": float(loss) / n,
+                         "elbo": float(elbo) / n, "iwae": float(iwae) / n})  # fmt: skip
+    return rows
+
+
+def evaluate_iwae(out: Path, rc: ReproConfig, test, dev) -> dict:
+    """Write iwae.csv (:func:`iwae_table` on the first ``rc.iwae_n`` test digits at Table 1's angles,
+    :data:`IWAE_K` samples, the default search) from the models in ``out``; its record."""
+
+    def load(name):
+        return model_from_checkpoint(load_checkpoint(out / f"{name}.pt")).to(dev)
+
+    t0 = time.perf_counter()
+    rows = iwae_table(load, test[0][: rc.iwae_n].to(dev), k=IWAE_K, angles=TABLE1_ANGLES, seed=rc.seed)
+    write_rows(rows, out / "iwae.csv")
+    return {"seconds": round(time.perf_counter() - t0, 1), "hardware": hardware(dev), "n_per_angle": rc.iwae_n,
+            "k": IWAE_K, "angles_deg": list(TABLE1_ANGLES), "search": "default"}  # fmt: skip
+
+
+
+def evaluate_codes(out: Path, rc: ReproConfig, test, dev) -> dict:
+    """Write codes.npz (:func:`~avae_tutorial.training.codes.searched_codes` on the first
+    ``rc.codes_n`` test digits, turns seeded ``rc.seed``, the default search) from the models in
+    ``out``; its record."""
+    import numpy as np
+
+    def load(name):
+        return model_from_checkpoint(load_checkpoint(out / f"{name}.pt")).to(dev)
+
+    t0 = time.perf_counter()
+    x, y = test[0][: rc.codes_n].to(dev), test[1][: rc.codes_n]
+    arrays = searched_codes(load, x, seed=rc.seed)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, labels=y.numpy().astype(np.int64), **arrays)
+    atomic_write(out / "codes.npz", buf.getvalue())
+    return {"seconds": round(time.perf_counter() - t0, 1), "hardware": hardware(dev), "n": len(x), "seed": rc.seed,
+            "search": "default"}  # fmt: skip
