@@ -12,7 +12,8 @@ the encoder and one of the decoder per image: no search.
 Training maximizes the ELBO with both latents sampled: ``z ~ N(mu, exp(logvar))`` against
 ``N(0, I)``, and the angle ``~ N(angle, exp(angle_logvar))`` taken round the circle, against a
 uniform prior on the circle: its KL is ``log(2 pi)`` minus the posterior's entropy, the entropy of
-the normal (the spread is held at or below 1 radian, where wrapping changes it by under 0.1%).
+the normal (the spread is held at or below 1 radian, where wrapping lowers it by at most 0.005
+nats: the term is then the circle's KL to that much, a hair below it).
 The budget and data are those of the aligned regime (:class:`PeerConfig`); training is
 :func:`avae_tutorial.training.peer_fit.fit_peer`.
 """
@@ -33,7 +34,7 @@ __all__ = ["AmortizedVAE", "PeerConfig", "peer_terms", "peer_loss", "peer_encode
            "ANGLE_LOGVAR_START"]
 
 #: The angle's log-variance is held at or below this (a spread of 1 radian): the normal's entropy is
-#: then the wrapped normal's to 0.1%, so the angle's KL term is the one of the circle.
+#: then the wrapped normal's to 0.005 nats (0.3%), so the angle's KL term is the circle's to that much.
 ANGLE_LOGVAR_MAX = 0.0
 #: ... and starts here (a spread of 0.1 radian, about 6 degrees), so that the decoder learns from
 #: the start with the angle nearly as predicted: in a trial on 2,560 digits for 6 epochs, a peer
