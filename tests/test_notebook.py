@@ -53,5 +53,5 @@ def test_a_shipped_model_is_loaded_not_trained(monkeypatch):
 
 
 def test_unknown_model_names_the_recipes():
-    with pytest.raises(ValueError, match="unknown model 'vae-sideways'; valid names: avae-transopt"):
+    with pytest.raises(ValueError, match="unknown model 'vae-sideways'; valid names: amortized-peer, avae-transopt"):
         notebook.pretrained_or_train("vae-sideways", retrain=True)
