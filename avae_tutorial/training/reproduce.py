@@ -126,14 +126,11 @@ def reproduce(
     cmd = "python -m avae_tutorial reproduce " + " ".join(sys.argv[2:]) if "reproduce" in sys.argv else ""
     all_recipes = recipes(rc)
     names = list(all_recipes) if not only else only
-    if codes_only:
-        manifest.setdefault("results", {})["codes"] = {**evaluate_codes(out, rc, test, dev),
-                                                        "command": cmd or "python -m avae_tutorial reproduce --codes-only"}
-        manifest_path.write_text(json.dumps(manifest, indent=2))
-        return manifest
-    if iwae_only:
-        manifest.setdefault("results", {})["iwae"] = {**evaluate_iwae(out, rc, test, dev),
-                                                       "command": cmd or "python -m avae_tutorial reproduce --iwae-only"}
+    if codes_only or iwae_only:  # the manifest read again after the (long) evaluation: other runs may have written it
+        key, evaluate = ("codes", evaluate_codes) if codes_only else ("iwae", evaluate_iwae)
+        record = {**evaluate(out, rc, test, dev), "command": cmd or f"python -m avae_tutorial reproduce --{key}-only"}
+        manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"models": {}}
+        manifest.setdefault("results", {})[key] = record
         manifest_path.write_text(json.dumps(manifest, indent=2))
         return manifest
     if pose_only:
