@@ -160,14 +160,11 @@ def reproduce(
     manifest["repro"] = asdict(rc)
     all_recipes = recipes(rc)
     names = list(all_recipes) if not only else only
-    if codes_only:
-        manifest.setdefault("results", {})["codes"] = {**evaluate_codes(out, rc, test, dev),
-                                                        "command": command or "python -m avae_tutorial reproduce --codes-only"}
-        _write_manifest(manifest_path, manifest)
-        return manifest
-    if iwae_only:
-        manifest.setdefault("results", {})["iwae"] = {**evaluate_iwae(out, rc, test, dev),
-                                                       "command": command or "python -m avae_tutorial reproduce --iwae-only"}
+    if codes_only or iwae_only:  # the manifest read again after the (long) evaluation: other runs may have written it
+        key, evaluate = ("codes", evaluate_codes) if codes_only else ("iwae", evaluate_iwae)
+        record = {**evaluate(out, rc, test, dev), "command": command or f"python -m avae_tutorial reproduce --{key}-only"}
+        manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"models": {}}
+        manifest.setdefault("results", {})[key] = record
         _write_manifest(manifest_path, manifest)
         return manifest
     if pose_only:
