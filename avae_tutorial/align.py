@@ -198,9 +198,11 @@ def search_cost(config: AlignConfig, family: str | Family = "rotation", n_init: 
 @dataclass
 class AlignResult:
     """Per image: ``A (B, 2, 3)``, ``loss (B,)``, ``params (B, P)``, the identity's ``loss0 (B,)``,
-    ``angle (B,)``, the rotation (radians, in [-pi, pi)) that the search applied, and
+    ``angle (B,)``, the rotation (radians, in [-pi, pi)) that the search applied,
     ``passes (B,)``, the VAE passes the search spent on the image (counted as they run: a backward
-    counts as two; the pose net's guess is not counted)."""
+    counts as two; the pose net's guess is not counted), and ``grid (B,)``, whether the image
+    scored the grid of starts (an adaptive search sends there only the images whose guess fails
+    its test; a search without guesses, every image; ``restarts=0``, none)."""
 
     A: torch.Tensor
     loss: torch.Tensor
@@ -209,6 +211,7 @@ class AlignResult:
     family: str
     angle: torch.Tensor
     passes: torch.Tensor
+    grid: torch.Tensor
 
     @staticmethod
     def concat(parts: list[AlignResult]) -> AlignResult:
@@ -272,10 +275,10 @@ def _align(model, x: torch.Tensor, fam: Family, config: AlignConfig, init: torch
         outs.append(_align_batch(model, x[s : s + batch_size], fam, config, extra))
         bar.update(len(outs[-1][0]))
     bar.close()
-    params, loss, loss0, passes = (torch.cat(t) for t in zip(*outs))
+    params, loss, loss0, passes, grid = (torch.cat(t) for t in zip(*outs))
     A = fam.build(params)
     angle = wrap_angle(params[:, fam.angle] if fam.angle is not None else _angle_of(A))
-    return AlignResult(A, loss, params, loss0, fam.name, angle, passes)
+    return AlignResult(A, loss, params, loss0, fam.name, angle, passes, grid)
 
 
 def _check_init_shape(init, x: torch.Tensor, P: int) -> torch.Tensor | None:
@@ -320,13 +323,13 @@ def _align_batch(model, x, fam: Family, cfg: AlignConfig, extra):
             loss0 = _fixed_chunks(lambda xs: chunked_loss(model, xs, chunk=cfg.chunk), cfg.chunk, x)  # (B,) plain VAE
         spent += 1
     with torch.autocast(x.device.type, dtype=dtype, enabled=lowp):
-        best_p, best_l = _search(model, x, fam, cfg, extra, loss0, spent)
+        best_p, best_l, grid = _search(model, x, fam, cfg, extra, loss0, spent)
     if lowp and cfg.exact:  # the chosen transform, re-scored exactly
         best_l = _rows_loss(model, x, torch.arange(B, device=x.device), best_p, fam, cfg.chunk, spent)
     if cfg.identity:  # never worse than the identity
         keep0 = loss0 <= best_l
         best_p, best_l = torch.where(keep0[:, None], torch.zeros_like(best_p), best_p), torch.where(keep0, loss0, best_l)
-    return best_p.detach(), best_l.detach(), loss0, spent
+    return best_p.detach(), best_l.detach(), loss0, spent, grid
 
 
 def _pose_guess(model, x: torch.Tensor, cfg: AlignConfig, fam: Family):
@@ -349,7 +352,8 @@ def _pose_guess(model, x: torch.Tensor, cfg: AlignConfig, fam: Family):
 
 
 def _search(model, x, fam: Family, cfg: AlignConfig, extra, loss0, spent):
-    """Steps 1-3 for one batch: the best ``(params (B, P), loss (B,))`` per image; adaptive when
+    """Steps 1-3 for one batch: the best ``(params (B, P), loss (B,))`` per image and whether each
+    image scored the grid ``(B,)``; adaptive when
     ``cfg.confident`` is set: first the guesses (a half-turn head's second side held back), the
     best refined; then, only for the images whose guess fails the confidence test, the rest: the
     second side, the grid, and the best ``top_k`` basins refined."""
@@ -363,7 +367,8 @@ def _search(model, x, fam: Family, cfg: AlignConfig, extra, loss0, spent):
         extra = guess if extra is None else torch.cat([extra, guess], 1)
     if cfg.confident is None or extra is None:
         cand = _starts(fam, cfg, extra, B, x.device, x.dtype)  # (B, R, P)
-        return _descend(model, x, imgs, fam, cfg, cand, _score(model, x, imgs, fam, cfg, cand, loss0, spent), spent)
+        scored = torch.full((B,), fam.angle is None or cfg.restarts > 0, dtype=torch.bool, device=x.device)
+        return *_descend(model, x, imgs, fam, cfg, cand, _score(model, x, imgs, fam, cfg, cand, loss0, spent), spent), scored
     first = _starts(fam, replace(cfg, restarts=0), extra, B, x.device, x.dtype)  # identity, guesses
     scores = _score(model, x, imgs, fam, cfg, first, loss0, spent)
     best_p, best_l = _descend(model, x, imgs, fam, replace(cfg, top_k=1), first, scores, spent)
@@ -382,7 +387,7 @@ def _search(model, x, fam: Family, cfg: AlignConfig, extra, loss0, spent):
         better = l2 < best_l[hard]  # kept on the device: where, not a mask index
         best_p[hard] = torch.where(better[:, None], p2.to(best_p.dtype), best_p[hard])
         best_l[hard] = torch.where(better, l2.to(best_l.dtype), best_l[hard])
-    return best_p, best_l
+    return best_p, best_l, unsure
 
 
 def _unsure(cfg: AlignConfig, conf: torch.Tensor | None, B: int, device) -> torch.Tensor:
