@@ -68,7 +68,9 @@ class AlignConfig:
     ``identity=False`` does not score the plain VAE (``loss0`` is NaN; the training loop's warm
     search). ``confident``: adaptive (see the module's docstring); ``0.0`` trusts every guess.
     ``consistent``: with ``confident``, radians; a guess also fails when the pose net, shown the
-    image turned by the refined answer, reads it as turned by more than this (``None``: no check).
+    image turned by the refined answer, reads it as turned by more than this (``None``: no check);
+    ``consistent_axis``: the same for a half-turn head's axis. ``settle``: nats; refinement stops
+    early where the parabola predicts less gain, after ``settle_after`` steps (see ``refine``).
     """
 
     restarts: int = 24
@@ -83,15 +85,19 @@ class AlignConfig:
     identity: bool = True  # score the plain VAE (loss0) and never do worse (False: loss0 is NaN; training)
     confident: float | None = None  # adaptive: the grid only where the guess fails this test (see align)
     consistent: float | None = None  # adaptive: ... or where the net reads the aligned image as turned by more
+    consistent_axis: float | None = None  # ... or where a half-turn head reads its axis as turned by more
+    settle: float | None = None  # nats: adaptive refinement (refine._refine_angle); None: every start takes steps
+    settle_after: int = 2  # with settle: the steps every start takes before the gate
 
     def __post_init__(self):
         check_positive_int(self.top_k, "top_k")
         check_positive_int(self.chunk, "chunk")
         check_positive_int(self.restarts, "restarts", minimum=0)
         check_positive_int(self.steps, "steps", minimum=0)
+        check_positive_int(self.settle_after, "settle_after", minimum=0)
         if not isinstance(self.identity, bool):
             raise ValueError(f"identity: expected True or False, got {self.identity!r}")
-        for name in ("confident", "consistent"):
+        for name in ("confident", "consistent", "consistent_axis", "settle"):
             v = getattr(self, name)
             if v is not None and not (isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0):
                 raise ValueError(f"{name}: expected None or a float >= 0, got {v!r}")
@@ -368,12 +374,16 @@ def _search(model, x, fam: Family, cfg: AlignConfig, extra, loss0, spent):
     if cfg.confident is None or extra is None:
         cand = _starts(fam, cfg, extra, B, x.device, x.dtype)  # (B, R, P)
         scored = torch.full((B,), fam.angle is None or cfg.restarts > 0, dtype=torch.bool, device=x.device)
-        return *_descend(model, x, imgs, fam, cfg, cand, _score(model, x, imgs, fam, cfg, cand, loss0, spent), spent), scored
+        return *_descend(model, x, imgs, fam, cfg, cand, _score(model, x, imgs, fam, cfg, cand, loss0, spent), spent)[:2], scored
     first = _starts(fam, replace(cfg, restarts=0), extra, B, x.device, x.dtype)  # identity, guesses
     scores = _score(model, x, imgs, fam, cfg, first, loss0, spent)
-    best_p, best_l = _descend(model, x, imgs, fam, replace(cfg, top_k=1), first, scores, spent)
+    best_p, best_l, bracket = _descend(model, x, imgs, fam, replace(cfg, top_k=1), first, scores, spent)
+    if bracket is not None:  # the refined bracket joins the candidates (replaces a lone guess's raw one)
+        k = first.shape[1] if first.shape[1] != int(cfg.identity) + 3 else int(cfg.identity)
+        first = torch.cat([first[:, :k], torch.stack(bracket[:3], 1)[..., None]], 1)
+        scores = torch.cat([scores[:, :k], torch.stack(bracket[3:], 1)], 1)
     unsure = _unsure(cfg, conf, B, x.device)
-    if cfg.consistent is not None and conf is not None:
+    if (cfg.consistent is not None or cfg.consistent_axis is not None) and conf is not None:
         unsure |= _inconsistent(model, x, best_p[:, fam.angle], cfg)
     hard = imgs[unsure]  # (H,) the images that go on
     if hard.numel():
@@ -383,7 +393,7 @@ def _search(model, x, fam: Family, cfg: AlignConfig, extra, loss0, spent):
         R, P = grid.shape[1:]
         more = _rows_loss(model, x, hard.repeat_interleave(R), grid.reshape(-1, P), fam, cfg.chunk, spent)
         cand, sc = torch.cat([first[hard], grid], 1), torch.cat([scores[hard], more.view(len(hard), R)], 1)
-        p2, l2 = _descend(model, x, hard, fam, cfg, cand, sc, spent)
+        p2, l2, _ = _descend(model, x, hard, fam, cfg, cand, sc, spent, best_l[hard])
         better = l2 < best_l[hard]  # kept on the device: where, not a mask index
         best_p[hard] = torch.where(better[:, None], p2.to(best_p.dtype), best_p[hard])
         best_l[hard] = torch.where(better, l2.to(best_l.dtype), best_l[hard])
@@ -401,12 +411,18 @@ def _unsure(cfg: AlignConfig, conf: torch.Tensor | None, B: int, device) -> torc
 
 def _inconsistent(model, x: torch.Tensor, angle: torch.Tensor, cfg: AlignConfig) -> torch.Tensor:
     """``(B,)`` bool: the pose net, shown each image turned by its answer ``angle (B,)``, reads it as
-    still turned by more than ``cfg.consistent`` radians (an answer in the wrong valley is rarely
-    read as upright). One pass of the pose net, no VAE pass."""
+    still turned by more than ``cfg.consistent`` radians, or a half-turn head its axis by more than
+    ``cfg.consistent_axis`` (an answer in the wrong valley is rarely read as upright). One pass of
+    the pose net, no VAE pass."""
     with torch.no_grad():
         turned = _warp(x, _rotation(angle.to(x.dtype)))
     out = _pose_outputs(model.pose_net, turned, cfg.chunk)
-    return torch.atan2(out[:, 1], out[:, 0]).abs() > cfg.consistent
+    off = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+    if cfg.consistent is not None:
+        off |= torch.atan2(out[:, 1], out[:, 0]).abs() > cfg.consistent
+    if cfg.consistent_axis is not None and out.shape[1] == 4:
+        off |= 0.5 * torch.atan2(out[:, 3], out[:, 2]).abs() > cfg.consistent_axis
+    return off
 
 
 def _pose_outputs(pose, x: torch.Tensor, chunk: int) -> torch.Tensor:
@@ -427,14 +443,15 @@ def _score(model, x, imgs, fam: Family, cfg: AlignConfig, cand, loss0, spent) ->
     return torch.cat([loss0[imgs, None], rest], 1) if k else rest
 
 
-def _descend(model, x, imgs, fam: Family, cfg: AlignConfig, cand, scores, spent):
+def _descend(model, x, imgs, fam: Family, cfg: AlignConfig, cand, scores, spent, best=None):
     """Steps 2-3 for images ``imgs (B',)`` with scored candidates ``cand (B', R, P)``, ``scores (B', R)``:
-    the best ``(params (B', P), loss (B',))`` per image."""
+    the best ``(params (B', P), loss (B',))`` per image and, for one angle, the refined brackets
+    (per start; ``None`` without refinement). ``best (B',)``: the images' best losses found elsewhere."""
     B, (R, P) = len(imgs), cand.shape[1:]
     best_l, j0 = scores.min(1)
     best_p = cand[torch.arange(B, device=x.device), j0]  # (B', P)
     if cfg.steps == 0:
-        return best_p, best_l
+        return best_p, best_l, None
     if fam.angle is not None:
         a, b, c, fa, fb, fc, j, valid = _basins(cand[..., fam.angle], scores, cfg.top_k)  # each (B', k)
     else:
@@ -449,12 +466,15 @@ def _descend(model, x, imgs, fam: Family, cfg: AlignConfig, cand, scores, spent)
     def at(t):
         return t.reshape(-1)[keep]
 
+    bracket = None
     if fam.is_angle:
-        rp, rl = _refine_angle(model, x, imgs[rows], at(a), at(b), at(c), at(fa), at(fb), at(fc), fam, cfg, spent)
+        bracket = _refine_angle(model, x, imgs[rows], at(a), at(b), at(c), at(fa), at(fb), at(fc), fam, cfg, spent,
+                                None if best is None else best[rows])  # fmt: skip
+        rp, rl = bracket[1][:, None], bracket[4]
     else:
         p0 = cand.gather(1, j[..., None].expand(*j.shape, P)).reshape(-1, P)[keep]  # (N, P)
         if fam.angle is not None:
             p0[:, fam.angle] = _parabola(at(a), at(b), at(c), at(fa), at(fb), at(fc))[0]
         with torch.autocast(x.device.type, enabled=False):  # gradients in float32
             rp, rl = _refine_adam(model, x, imgs[rows], p0, fam, cfg, spent)
-    return _best_per_image(best_p, best_l, rows, rp, rl)
+    return *_best_per_image(best_p, best_l, rows, rp, rl), bracket
