@@ -19,22 +19,19 @@ Per image, batched over images *and* candidates (no Python loop over either):
    ``identity=False``), so the result is never worse than the plain VAE.
 
 **Adaptive** (``confident`` set, with a pose net): the guess is refined first, alone; only the
-images whose guess fails the confidence test (the pose net's own: the length of its predicted
-``(cos, sin)`` vector below ``confident``; or, with ``consistent``, the net shown the image turned
-by the refined answer reads it as still turned by more than ``consistent`` radians, a cheap pass
-of the small net that catches a guess confidently in the wrong valley) then score the grid (and a
-half-turn head's other side) and refine the best ``top_k`` basins. Images whose first guess is
-clearly right do not pay for the hard ones, and every image's result depends on that image alone.
-``AlignResult.passes`` counts what each image cost.
+images whose guess fails the test (its vector shorter than ``confident``, or the net, shown the image
+turned by the answer, reading it as turned by more than ``consistent``/``consistent_axis`` radians:
+a guess confidently in the wrong valley) score the grid and a half-turn head's other side, and
+refine the best ``top_k`` basins that promise to beat the first answer (``settle``). Every image's
+result depends on that image alone; ``AlignResult.passes`` counts what each image cost.
 
 Scoring and parabolic steps need no gradients, so they may run in bfloat16 (``precision``;
 ``"auto"``: where that is measured faster, on CPUs with AMX and GPUs that support it); the
 chosen transform is then re-scored in float32, so every reported loss is exact (unless
 ``exact=False``: the training loop needs only the transform).
 
-The search runs on :func:`avae_tutorial.model.for_inference`'s frozen copy of the model; the
-model itself is left untouched. ``search_cost`` counts forward passes per image;
-``python -m avae_tutorial bench`` measures the time.
+The search runs on :func:`avae_tutorial.model.for_inference`'s frozen copy of the model, leaving
+the model untouched. ``python -m avae_tutorial bench`` (and ``bench-heldout``) measures it.
 """
 from __future__ import annotations
 
@@ -45,6 +42,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ._checks import check_image_shape, check_positive_int, check_same_device, finite_values, image_values, verify
+from ._precision import BFLOAT16_CHOICES, BFLOAT16_SWITCH, bfloat16_switch, fast_bfloat16  # noqa: F401 (also here)
 from .families import Family, get_family
 from .loss import chunked_loss
 from .model import VAE, for_inference
@@ -66,11 +64,8 @@ class AlignConfig:
     chosen as before, but the losses reported are bfloat16-scored (the training loop needs
     only the transform). ``restarts=0``: no grid, only the guesses (``init`` or a pose net's).
     ``identity=False`` does not score the plain VAE (``loss0`` is NaN; the training loop's warm
-    search). ``confident``: adaptive (see the module's docstring); ``0.0`` trusts every guess.
-    ``consistent``: with ``confident``, radians; a guess also fails when the pose net, shown the
-    image turned by the refined answer, reads it as turned by more than this (``None``: no check);
-    ``consistent_axis``: the same for a half-turn head's axis. ``settle``: nats; refinement stops
-    early where the parabola predicts less gain, after ``settle_after`` steps (see ``refine``).
+    search). ``confident``, ``consistent``, ``consistent_axis``: adaptive (the module's docstring;
+    ``confident=0.0`` trusts every guess); ``settle``: adaptive refinement (``refine._refine_angle``).
     """
 
     restarts: int = 24
@@ -95,8 +90,9 @@ class AlignConfig:
         check_positive_int(self.restarts, "restarts", minimum=0)
         check_positive_int(self.steps, "steps", minimum=0)
         check_positive_int(self.settle_after, "settle_after", minimum=0)
-        if not isinstance(self.identity, bool):
-            raise ValueError(f"identity: expected True or False, got {self.identity!r}")
+        for name in ("identity", "exact"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name}: expected True or False, got {getattr(self, name)!r}")
         for name in ("confident", "consistent", "consistent_axis", "settle"):
             v = getattr(self, name)
             if v is not None and not (isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0):
@@ -105,8 +101,6 @@ class AlignConfig:
             raise ValueError(f"lr: expected a positive float, got {self.lr!r}")
         if not (isinstance(self.init_span, (int, float)) and 0 <= self.init_span < math.pi):
             raise ValueError(f"init_span: expected radians in [0, pi), got {self.init_span!r}")
-        if not isinstance(self.exact, bool):
-            raise ValueError(f"exact: expected True or False, got {self.exact!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision: expected one of {PRECISIONS}, got {self.precision!r}")
 
@@ -123,42 +117,6 @@ def scoring_dtype(config: AlignConfig, device) -> torch.dtype:
     if config.precision != "auto":
         return getattr(torch, config.precision)
     return torch.bfloat16 if fast_bfloat16(device) else torch.float32
-
-
-#: The environment variable that decides what ``precision="auto"`` picks (:func:`fast_bfloat16`).
-BFLOAT16_SWITCH = "AVAE_BFLOAT16"
-BFLOAT16_CHOICES = ("auto", "on", "off")
-
-
-def bfloat16_switch() -> str:
-    """``$AVAE_BFLOAT16``: ``"auto"`` (unset or empty), ``"on"`` or ``"off"``; any other value is an error."""
-    import os  # here, not at the top: this helper is all of the switch
-
-    value = os.environ.get(BFLOAT16_SWITCH, "").strip().lower() or "auto"
-    if value not in BFLOAT16_CHOICES:
-        raise ValueError(f"{BFLOAT16_SWITCH}: expected one of {BFLOAT16_CHOICES}, got {value!r}")
-    return value
-
-
-def fast_bfloat16(device) -> bool:
-    """Whether ``precision="auto"`` scores in bfloat16 on ``device``.
-
-    ``$AVAE_BFLOAT16`` decides (:func:`bfloat16_switch`): ``off``, float32 everywhere, so that
-    results do not depend on the hardware (the unit tests and the book's cells on a CPU run so);
-    ``on``, bfloat16 everywhere (the way to test the bfloat16 path on a CPU without AMX);
-    ``auto`` (the default), bfloat16 where this model's passes are measured faster in it than in
-    float32: a CUDA GPU that supports it, or a CPU with AMX (matrix tiles); AVX512-BF16 alone is
-    not enough. With ``auto`` the chosen transform, and so the losses and passes reported, can
-    differ slightly between a CPU with AMX and one without."""
-    switch = bfloat16_switch()
-    if switch != "auto":
-        return switch == "on"
-    dev = torch.device(device)
-    if dev.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if dev.type == "cpu":
-        return bool(getattr(getattr(torch, "cpu", None), "_is_amx_tile_supported", lambda: False)())
-    return False
 
 
 PRESET_NAMES = ("default", "fast")
@@ -185,10 +143,9 @@ def for_device(config: AlignConfig, device: torch.device | str) -> AlignConfig:
 
 def search_cost(config: AlignConfig, family: str | Family = "rotation", n_init: int = 0, device="cpu") -> int:
     """VAE passes per image of :func:`align`, at most (a backward counts as two), whatever their
-    precision; the pose net's guess counts as one guess, its own cost (a few percent of a pass)
-    is left out. A search scored in bfloat16 (on ``device``) adds one float32 pass (the exact
-    re-score) unless ``exact=False``. An adaptive search (``confident``) spends this only on the images that fail its
-    test; :attr:`AlignResult.passes` counts what each image actually cost."""
+    precision; the pose net's own cost (about a tenth of a pass) is left out. A bfloat16 search (on
+    ``device``) adds one float32 re-score unless ``exact=False``. An adaptive search spends this only
+    on the images that fail its test: :attr:`AlignResult.passes` counts what each image cost."""
     fam = get_family(family)
     n_init += bool(config.pose and fam.is_angle)
     guesses = n_init + (2 if config.init_span > 0 and n_init and fam.angle is not None else 0)
@@ -358,11 +315,10 @@ def _pose_guess(model, x: torch.Tensor, cfg: AlignConfig, fam: Family):
 
 
 def _search(model, x, fam: Family, cfg: AlignConfig, extra, loss0, spent):
-    """Steps 1-3 for one batch: the best ``(params (B, P), loss (B,))`` per image and whether each
-    image scored the grid ``(B,)``; adaptive when
-    ``cfg.confident`` is set: first the guesses (a half-turn head's second side held back), the
-    best refined; then, only for the images whose guess fails the confidence test, the rest: the
-    second side, the grid, and the best ``top_k`` basins refined."""
+    """Steps 1-3 for one batch: the best ``(params (B, P), loss (B,))`` per image and whether it scored
+    the grid ``(B,)``. Adaptive with ``cfg.confident``: the guess refined first (a half-turn head's
+    other side held back); only the images that fail the test go on to that side, the grid and the
+    best ``top_k`` basins, seeded with the guess's refined bracket."""
     B, imgs = x.shape[0], torch.arange(x.shape[0], device=x.device)
     pose = _pose_guess(model, x, cfg, fam)
     conf, later = None, None
@@ -373,8 +329,8 @@ def _search(model, x, fam: Family, cfg: AlignConfig, extra, loss0, spent):
         extra = guess if extra is None else torch.cat([extra, guess], 1)
     if cfg.confident is None or extra is None:
         cand = _starts(fam, cfg, extra, B, x.device, x.dtype)  # (B, R, P)
-        scored = torch.full((B,), fam.angle is None or cfg.restarts > 0, dtype=torch.bool, device=x.device)
-        return *_descend(model, x, imgs, fam, cfg, cand, _score(model, x, imgs, fam, cfg, cand, loss0, spent), spent)[:2], scored
+        p, loss, _ = _descend(model, x, imgs, fam, cfg, cand, _score(model, x, imgs, fam, cfg, cand, loss0, spent), spent)
+        return p, loss, torch.full((B,), fam.angle is None or cfg.restarts > 0, dtype=torch.bool, device=x.device)
     first = _starts(fam, replace(cfg, restarts=0), extra, B, x.device, x.dtype)  # identity, guesses
     scores = _score(model, x, imgs, fam, cfg, first, loss0, spent)
     best_p, best_l, bracket = _descend(model, x, imgs, fam, replace(cfg, top_k=1), first, scores, spent)
@@ -416,13 +372,10 @@ def _inconsistent(model, x: torch.Tensor, angle: torch.Tensor, cfg: AlignConfig)
     the pose net, no VAE pass."""
     with torch.no_grad():
         turned = _warp(x, _rotation(angle.to(x.dtype)))
-    out = _pose_outputs(model.pose_net, turned, cfg.chunk)
-    off = torch.zeros(len(x), dtype=torch.bool, device=x.device)
-    if cfg.consistent is not None:
-        off |= torch.atan2(out[:, 1], out[:, 0]).abs() > cfg.consistent
-    if cfg.consistent_axis is not None and out.shape[1] == 4:
-        off |= 0.5 * torch.atan2(out[:, 3], out[:, 2]).abs() > cfg.consistent_axis
-    return off
+    out, no = _pose_outputs(model.pose_net, turned, cfg.chunk), math.inf  # no: a check not asked for
+    off = torch.atan2(out[:, 1], out[:, 0]).abs() > (no if cfg.consistent is None else cfg.consistent)
+    axis = 0.5 * torch.atan2(out[:, 3], out[:, 2]).abs() if out.shape[1] == 4 else torch.zeros_like(off, dtype=out.dtype)
+    return off | (axis > (no if cfg.consistent_axis is None else cfg.consistent_axis))
 
 
 def _pose_outputs(pose, x: torch.Tensor, chunk: int) -> torch.Tensor:
@@ -457,8 +410,7 @@ def _descend(model, x, imgs, fam: Family, cfg: AlignConfig, cand, scores, spent,
     else:
         j = scores.topk(min(cfg.top_k, R), dim=1, largest=False)[1]  # (B', k) the best starts
         valid = None  # every start is a real one
-    # the starts to refine, (N,) flat indices into (B', k): all of them for one start per image (the
-    # best basin always exists); with more, only the images' real basins, found with one read
+    # the starts to refine, (N,) into (B', k): all for one start per image, else the real basins (one read)
     whole = j.shape[1] == 1 or valid is None
     keep = torch.arange(j.numel(), device=x.device) if whole else valid.reshape(-1).nonzero().squeeze(1)
     rows = keep // j.shape[1]  # (N,) start -> row of imgs

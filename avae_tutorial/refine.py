@@ -95,27 +95,23 @@ def _basins(angle: torch.Tensor, scores: torch.Tensor, k: int):
 
 
 def _refine_angle(model, x, img, a, b, c, fa, fb, fc, fam: Family, cfg: AlignConfig, spent, best=None):
-    """Successive parabolic interpolation in brackets ``a < b < c`` with ``fb <= fa, fc`` (rows ``(N,)``):
-    each step evaluates the parabola's minimum ``t`` and shrinks the bracket around the best point.
-    Returns the final brackets ``(a, b, c, fa, fb, fc)``: ``b`` and ``fb`` are each row's best.
-
-    With ``cfg.settle`` (nats), adaptive: a row takes ``settle_after`` steps, then only rows whose
-    parabola still predicts a gain above ``settle`` take the rest; given ``best (N,)`` (its image's
-    best loss elsewhere), a row starts only if its parabola predicts a loss below that by more than
-    ``settle``. One read of the device per such gate; a step then goes at most twice the bracket's
-    nearer side beyond its best point (a guess at the bracket's edge widens it, not leaps away)."""
+    """Successive parabolic interpolation in brackets ``a < b < c``, ``fb <= fa, fc`` (rows ``(N,)``):
+    each step evaluates the parabola's minimum and shrinks the bracket around the best point; returns
+    the final brackets ``(a, b, c, fa, fb, fc)`` (``b``, ``fb``: each row's best). With ``cfg.settle``
+    (nats): after ``settle_after`` steps only rows whose parabola still predicts more gain than that
+    go on; given ``best (N,)`` (the image's best elsewhere), a row starts only if its parabola predicts
+    a loss below it by more than ``settle`` (one read per gate); a step goes at most twice the
+    bracket's nearer side past its best point (an edge guess widens its bracket, not leaps away)."""
     br, settle = (a, b, c, fa, fb, fc), getattr(cfg, "settle", None)
     if settle is None:
         return _parabolic_steps(model, x, img, br, cfg.steps, fam, cfg.chunk, spent, None)
     first = min(cfg.settle_after, cfg.steps)
     if best is not None:  # a row gated out here stays out at the next gate (its bracket and best are unchanged)
         br = _gated_steps(model, x, img, br, first, torch.minimum(best, fb), fam, cfg, spent)
-    else:
+    else:  # every row takes the first steps
         br = _parabolic_steps(model, x, img, br, first, fam, cfg.chunk, spent, 2.0)
-    if cfg.steps == first:
-        return br
-    return _gated_steps(model, x, img, br, cfg.steps - first, br[4] if best is None else torch.minimum(best, br[4]),
-                        fam, cfg, spent)  # fmt: skip
+    ref = br[4] if best is None else torch.minimum(best, br[4])
+    return _gated_steps(model, x, img, br, cfg.steps - first, ref, fam, cfg, spent) if cfg.steps > first else br
 
 
 def _gated_steps(model, x, img, br, n: int, ref, fam: Family, cfg: AlignConfig, spent):
