@@ -95,6 +95,18 @@ def test_heldout_gap_share_and_targets(run):
     for word in ("held-out", "seed 3", "exhaustive", "to the grid by class", "digits per pass count", "fast keeps"):
         assert word in text
     assert json.loads(json.dumps(run))["digits"]["n"] == 16  # JSON as it is
+    assert "per_digit" not in run
+
+
+def test_per_digit_figures_add_up_to_the_summary(posed):
+    vae, x, y = posed
+    out = heldout(vae, x, y, HeldoutConfig(n=8, exhaustive_n=3, seed=4, chunk=64, per_digit=True))
+    each = out["per_digit"]
+    assert len(each["index"]) == len(each["class"]) == 8 and len(each["exhaustive"]["loss"]) == 3
+    for row in out["presets"]:
+        d = each[row["preset"]]
+        assert sum(d["passes"]) / 8 == pytest.approx(row["passes_per_image"]) and sum(d["grid"]) == row["to_grid"]
+        assert sum(d["loss"]) / 8 == pytest.approx(row["loss"], rel=1e-5)
 
 
 def test_heldout_config_checks():

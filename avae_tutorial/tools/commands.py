@@ -310,7 +310,8 @@ def cmd_bench_heldout(a) -> int:
     dev = _device(a.device)
     if a.threads:
         torch.set_num_threads(a.threads)
-    cfg = HeldoutConfig(n=a.n, exhaustive_n=min(a.exhaustive_n, a.n), seed=a.seed, start=a.start, precision=a.precision)
+    cfg = HeldoutConfig(n=a.n, exhaustive_n=min(a.exhaustive_n, a.n), seed=a.seed, start=a.start, precision=a.precision,
+                        per_digit=a.per_digit)  # fmt: skip
     vae = _load_model(a.model).to(dev)
     x, y = load_mnist(a.split, canvas=vae.canvas)
     out = {"model": a.model, "split": a.split, **heldout(vae, x.to(dev), y, cfg)}

@@ -60,7 +60,7 @@ class HeldoutConfig:
     """What :func:`heldout` measures: ``n`` digits drawn from the pool (from index ``start`` on)
     with ``seed``; the exhaustive search on the first ``exhaustive_n`` of them (0: skip it);
     ``chunk``/``precision``: over every search's (``None``: as configured; the exhaustive search is
-    float32 whatever ``precision``)."""
+    float32 whatever ``precision``); ``per_digit``: the figures of every digit too (``out["per_digit"]``)."""
 
     n: int = 1000
     exhaustive_n: int = 1000
@@ -68,6 +68,7 @@ class HeldoutConfig:
     start: int = 0
     chunk: int | None = None
     precision: str | None = None
+    per_digit: bool = False  # also each digit's index, angle, class, and per search loss, passes and grid
 
     def __post_init__(self):
         check_positive_int(self.n, "n")
@@ -102,6 +103,7 @@ def heldout(vae: VAE, x: torch.Tensor, y: torch.Tensor, cfg: HeldoutConfig = Hel
     search settings used and the machine's conditions."""
     draw = draw_digits(x, y, cfg.n, cfg.seed, cfg.start)
     xs, ys = draw[0], draw[1].cpu()
+    each = {"index": draw[2].tolist(), "angle": draw[3].tolist(), "class": ys.tolist()}
     vae = for_inference(vae, fold=False).to(xs.device)
     has_pose = getattr(vae, "pose_net", None) is not None
     own = {k: v for k, v in (("chunk", cfg.chunk), ("precision", cfg.precision)) if v is not None}
@@ -115,16 +117,21 @@ def heldout(vae: VAE, x: torch.Tensor, y: torch.Tensor, cfg: HeldoutConfig = Hel
         res, sec, _ = timed(lambda conf=conf: align(vae, xs, "rotation", conf, progress=False), xs.device)
         results[name] = res
         out.setdefault("presets", []).append({"preset": name, "search": asdict(conf), **_summary(res, ys, sec)})
+        each[name] = {"loss": res.loss.tolist(), "loss0": res.loss0.tolist(), "passes": res.passes.tolist(),
+                      "grid": res.grid.tolist(), "angle": res.angle.tolist()}  # fmt: skip
     if cfg.exhaustive_n:
         conf = for_device(replace(EXHAUSTIVE, **({"chunk": cfg.chunk} if cfg.chunk else {})), xs.device)
         res, sec, _ = timed(lambda: align(vae, xs[: cfg.exhaustive_n], "rotation", conf, progress=False), xs.device)
         out["exhaustive"] = {"search": asdict(conf), **_summary(res, ys[: cfg.exhaustive_n], sec)}
+        each["exhaustive"] = {"loss": res.loss.tolist(), "angle": res.angle.tolist()}
         for row, name in zip(out["presets"], PRESET_NAMES):
             row.update(_gap(results[name].loss[: cfg.exhaustive_n].cpu().double(), res.loss.cpu().double()))
     default, fast = (results[name] for name in ("default", "fast"))
     out["fast_share_of_default_gain"] = _share(fast, default)
     out["targets"] = targets(out)
     out["conditions"]["load_avg_1min_end"] = conditions(xs.device)["load_avg_1min"]
+    if cfg.per_digit:
+        out["per_digit"] = each
     return out
 
 
