@@ -120,7 +120,7 @@ def test_passes_are_counted_beside_every_time_and_the_held_out_figures_join(tiny
     vae, x_test, _ = tiny_inputs
     assert out["folder"]["passes_per_image"] == search_cost(avae.preset("rotation"))  # no pose net: the whole grid
     h = out["heldout"]
-    assert h["digits"] == {"n": TINY.heldout_n, "seed": HELDOUT_SEED, "start": 0, "pool": len(x_test),
+    assert h["digits"] == {"split": "test", "n": TINY.heldout_n, "seed": HELDOUT_SEED, "start": 0, "pool": len(x_test),
                            "classes": {-1: TINY.heldout_n}}  # fmt: skip
     assert h["config"] == {**HeldoutConfig(n=TINY.heldout_n, exhaustive_n=TINY.heldout_exhaustive_n).__dict__,
                            "chunk": TINY.chunk}  # fmt: skip
@@ -129,7 +129,7 @@ def test_passes_are_counted_beside_every_time_and_the_held_out_figures_join(tiny
     assert h["presets"][0]["passes_per_image"] == pytest.approx(res.passes.double().mean().item())
     assert h["exhaustive"]["n"] == TINY.heldout_exhaustive_n
     text = format_report(out)
-    assert "held-out" in text and "passes per image" in text
+    assert "held out" in text and "passes per image" in text
     assert BenchConfig(heldout_n=0).heldout_n == 0
     with pytest.raises(ValueError, match="heldout_exhaustive_n"):
         BenchConfig(heldout_n=4, heldout_exhaustive_n=5)

@@ -92,7 +92,7 @@ def test_heldout_gap_share_and_targets(run):
     no_gap = {**run, "presets": [{k: v for k, v in r.items() if "exhaustive" not in k} for r in run["presets"]]}
     assert len(targets(no_gap)) == 3  # the gap is judged only where the exhaustive search ran
     text = format_heldout(run)
-    for word in ("held-out", "seed 3", "exhaustive", "to the grid by class", "digits per pass count", "fast keeps"):
+    for word in ("held out", "seed 3", "exhaustive", "to the grid by class", "digits per pass count", "fast keeps"):
         assert word in text
     assert json.loads(json.dumps(run))["digits"]["n"] == 16  # JSON as it is
     assert "per_digit" not in run
@@ -134,7 +134,7 @@ def test_cli_bench_heldout_writes_json(monkeypatch, tmp_path, capsys):
     assert main(["bench-heldout", "--model", str(path), "--n", "6", "--exhaustive-n", "2", "--out", str(out),
                  "--device", "cpu"]) == 0  # fmt: skip
     text = capsys.readouterr().out
-    assert "held-out" in text and "pose net: no" in text
+    assert "held out" in text and "pose net: no" in text
     got = json.loads(out.read_text())
-    assert got["split"] == "test" and got["digits"]["n"] == 6 and got["exhaustive"]["n"] == 2
+    assert got["digits"]["split"] == "test" and got["digits"]["n"] == 6 and got["exhaustive"]["n"] == 2
     assert got["presets"][0]["passes_per_image"] == search_cost(avae.preset("rotation"))  # no pose net: the grid

@@ -314,8 +314,8 @@ def cmd_bench_heldout(a) -> int:
                         per_digit=a.per_digit)  # fmt: skip
     vae = _load_model(a.model).to(dev)
     x, y = load_mnist(a.split, canvas=vae.canvas)
-    out = {"model": a.model, "split": a.split, **heldout(vae, x.to(dev), y, cfg)}
-    print(f"{a.model}, MNIST {a.split} split")
+    out = {"model": a.model, **heldout(vae, x.to(dev), y, cfg, split=a.split)}
+    print(a.model)
     print(format_heldout(out))
     if a.out:
         print(f"wrote {write_json(out, a.out)}")

@@ -97,10 +97,11 @@ def draw_digits(x: torch.Tensor, y: torch.Tensor, n: int, seed: int, start: int 
     return turned, y[index.to(y.device)], index, angle
 
 
-def heldout(vae: VAE, x: torch.Tensor, y: torch.Tensor, cfg: HeldoutConfig = HeldoutConfig()) -> dict:
+def heldout(vae: VAE, x: torch.Tensor, y: torch.Tensor, cfg: HeldoutConfig = HeldoutConfig(),
+            split: str = "test") -> dict:  # fmt: skip
     """The presets and the exhaustive search on ``cfg.n`` digits drawn from ``(x, y)`` (upright
-    digits, labels) with ``cfg.seed``: a dict of the figures (see the module's docstring), the
-    search settings used and the machine's conditions."""
+    digits, labels: MNIST's ``split``) with ``cfg.seed``: a dict of the figures (see the module's
+    docstring), the search settings used and the machine's conditions."""
     draw = draw_digits(x, y, cfg.n, cfg.seed, cfg.start)
     xs, ys = draw[0], draw[1].cpu()
     each = {"index": draw[2].tolist(), "angle": draw[3].tolist(), "class": ys.tolist()}
@@ -108,7 +109,7 @@ def heldout(vae: VAE, x: torch.Tensor, y: torch.Tensor, cfg: HeldoutConfig = Hel
     has_pose = getattr(vae, "pose_net", None) is not None
     own = {k: v for k, v in (("chunk", cfg.chunk), ("precision", cfg.precision)) if v is not None}
     out = {"config": asdict(cfg), "conditions": conditions(xs.device), "pose_net": has_pose,
-           "digits": {"n": cfg.n, "seed": cfg.seed, "start": cfg.start, "pool": len(x),
+           "digits": {"split": split, "n": cfg.n, "seed": cfg.seed, "start": cfg.start, "pool": len(x),
                       "classes": {int(c): int((ys == c).sum()) for c in ys.unique()}},
            "tuning": {"split": "train", "start": TUNING_START, "n": TUNING_DIGITS, "seed": TUNING_SEED}}  # fmt: skip
     results = {}
@@ -198,9 +199,13 @@ def format_heldout(out: dict) -> str:
     the digits that went on to the grid by class, and the targets."""
     c, d = out["conditions"], out["digits"]
     load_end = c.get("load_avg_1min_end")
-    lines = [f"held-out: {d['n']} MNIST test digits drawn and turned uniformly with seed {d['seed']} (never used for "
-             f"tuning; the presets were tuned on {out['tuning']['n']} training digits from index "
-             f"{out['tuning']['start']} on, seed {out['tuning']['seed']}); pose net: {'yes' if out['pose_net'] else 'no'}",
+    t = out["tuning"]
+    held = d["split"] == "test" and d["seed"] != t["seed"]
+    tuning = d["split"] == "train" and d["seed"] == t["seed"] and d["start"] == t["start"] and d["n"] == t["n"]
+    what = "held out: a seed never used for tuning" if held else "the tuning digits" if tuning else "not the held-out draw"
+    lines = [f"{d['n']} MNIST {d['split']} digits from index {d['start']} on, drawn and turned uniformly with seed "
+             f"{d['seed']} ({what}; the presets were tuned on {t['n']} training digits from index {t['start']} on, "
+             f"seed {t['seed']}); pose net: {'yes' if out['pose_net'] else 'no'}",
              f"on {c['device_name']}, {c['threads']} threads, the presets scoring in "
              f"{out['presets'][0]['search']['precision']} (auto picks {c['auto_precision']} here, "
              f"AVAE_BFLOAT16={c['bfloat16_switch']}); load average "
