@@ -19,22 +19,18 @@ Per image, batched over images *and* candidates (no Python loop over either):
    ``identity=False``), so the result is never worse than the plain VAE.
 
 **Adaptive** (``confident`` set, with a pose net): the guess is refined first, alone; only the
-images whose guess fails the confidence test (the pose net's own: the length of its predicted
-``(cos, sin)`` vector below ``confident``; or, with ``consistent``, the net shown the image turned
-by the refined answer reads it as still turned by more than ``consistent`` radians, a cheap pass
-of the small net that catches a guess confidently in the wrong valley) then score the grid (and a
-half-turn head's other side) and refine the best ``top_k`` basins. Images whose first guess is
-clearly right do not pay for the hard ones, and every image's result depends on that image alone.
-``AlignResult.passes`` counts what each image cost.
+images whose guess fails the test (its vector shorter than ``confident``, or the net, shown the image
+turned by the answer, reading it as turned by more than ``consistent``/``consistent_axis`` radians:
+a guess confidently in the wrong valley) score the grid and a half-turn head's other side, and
+refine the best ``top_k`` basins that promise to beat the first answer (``settle``). Every image's
+result depends on that image alone; ``AlignResult.passes`` counts what each image cost.
 
 Scoring and parabolic steps need no gradients, so they may run in bfloat16 (``precision``;
 ``"auto"``: where that is measured faster, on CPUs with AMX and GPUs that support it); the
 chosen transform is then re-scored in float32, so every reported loss is exact (unless
 ``exact=False``: the training loop needs only the transform).
 
-The search runs on :func:`avae_tutorial.model.for_inference`'s frozen copy of the model; the
-model itself is left untouched. ``search_cost`` counts forward passes per image;
-``python -m avae_tutorial bench`` measures the time.
+It runs on :func:`~avae_tutorial.model.for_inference`'s frozen copy; ``bench`` measures it.
 """
 from __future__ import annotations
 
@@ -45,6 +41,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ._checks import check_image_shape, check_positive_int, check_same_device, finite_values, image_values, verify
+from ._precision import BFLOAT16_CHOICES, BFLOAT16_SWITCH, bfloat16_switch, fast_bfloat16  # noqa: F401 (also here)
 from .families import Family, get_family
 from .loss import chunked_loss
 from .model import VAE, for_inference
@@ -66,9 +63,8 @@ class AlignConfig:
     chosen as before, but the losses reported are bfloat16-scored (the training loop needs
     only the transform). ``restarts=0``: no grid, only the guesses (``init`` or a pose net's).
     ``identity=False`` does not score the plain VAE (``loss0`` is NaN; the training loop's warm
-    search). ``confident``: adaptive (see the module's docstring); ``0.0`` trusts every guess.
-    ``consistent``: with ``confident``, radians; a guess also fails when the pose net, shown the
-    image turned by the refined answer, reads it as turned by more than this (``None``: no check).
+    search). ``confident``, ``consistent``, ``consistent_axis``: adaptive (the module's docstring;
+    ``confident=0.0`` trusts every guess); ``settle``: adaptive refinement (``refine._refine_angle``).
     """
 
     restarts: int = 24
@@ -83,15 +79,20 @@ class AlignConfig:
     identity: bool = True  # score the plain VAE (loss0) and never do worse (False: loss0 is NaN; training)
     confident: float | None = None  # adaptive: the grid only where the guess fails this test (see align)
     consistent: float | None = None  # adaptive: ... or where the net reads the aligned image as turned by more
+    consistent_axis: float | None = None  # ... or where a half-turn head reads its axis as turned by more
+    settle: float | None = None  # nats: adaptive refinement (refine._refine_angle); None: every start takes steps
+    settle_after: int = 2  # with settle: the steps every start takes before the gate
 
     def __post_init__(self):
         check_positive_int(self.top_k, "top_k")
         check_positive_int(self.chunk, "chunk")
         check_positive_int(self.restarts, "restarts", minimum=0)
         check_positive_int(self.steps, "steps", minimum=0)
-        if not isinstance(self.identity, bool):
-            raise ValueError(f"identity: expected True or False, got {self.identity!r}")
-        for name in ("confident", "consistent"):
+        check_positive_int(self.settle_after, "settle_after", minimum=0)
+        for name in ("identity", "exact"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name}: expected True or False, got {getattr(self, name)!r}")
+        for name in ("confident", "consistent", "consistent_axis", "settle"):
             v = getattr(self, name)
             if v is not None and not (isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0):
                 raise ValueError(f"{name}: expected None or a float >= 0, got {v!r}")
@@ -99,8 +100,6 @@ class AlignConfig:
             raise ValueError(f"lr: expected a positive float, got {self.lr!r}")
         if not (isinstance(self.init_span, (int, float)) and 0 <= self.init_span < math.pi):
             raise ValueError(f"init_span: expected radians in [0, pi), got {self.init_span!r}")
-        if not isinstance(self.exact, bool):
-            raise ValueError(f"exact: expected True or False, got {self.exact!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision: expected one of {PRECISIONS}, got {self.precision!r}")
 
@@ -117,42 +116,6 @@ def scoring_dtype(config: AlignConfig, device) -> torch.dtype:
     if config.precision != "auto":
         return getattr(torch, config.precision)
     return torch.bfloat16 if fast_bfloat16(device) else torch.float32
-
-
-#: The environment variable that decides what ``precision="auto"`` picks (:func:`fast_bfloat16`).
-BFLOAT16_SWITCH = "AVAE_BFLOAT16"
-BFLOAT16_CHOICES = ("auto", "on", "off")
-
-
-def bfloat16_switch() -> str:
-    """``$AVAE_BFLOAT16``: ``"auto"`` (unset or empty), ``"on"`` or ``"off"``; any other value is an error."""
-    import os  # here, not at the top: this helper is all of the switch
-
-    value = os.environ.get(BFLOAT16_SWITCH, "").strip().lower() or "auto"
-    if value not in BFLOAT16_CHOICES:
-        raise ValueError(f"{BFLOAT16_SWITCH}: expected one of {BFLOAT16_CHOICES}, got {value!r}")
-    return value
-
-
-def fast_bfloat16(device) -> bool:
-    """Whether ``precision="auto"`` scores in bfloat16 on ``device``.
-
-    ``$AVAE_BFLOAT16`` decides (:func:`bfloat16_switch`): ``off``, float32 everywhere, so that
-    results do not depend on the hardware (the unit tests and the book's cells on a CPU run so);
-    ``on``, bfloat16 everywhere (the way to test the bfloat16 path on a CPU without AMX);
-    ``auto`` (the default), bfloat16 where this model's passes are measured faster in it than in
-    float32: a CUDA GPU that supports it, or a CPU with AMX (matrix tiles); AVX512-BF16 alone is
-    not enough. With ``auto`` the chosen transform, and so the losses and passes reported, can
-    differ slightly between a CPU with AMX and one without."""
-    switch = bfloat16_switch()
-    if switch != "auto":
-        return switch == "on"
-    dev = torch.device(device)
-    if dev.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if dev.type == "cpu":
-        return bool(getattr(getattr(torch, "cpu", None), "_is_amx_tile_supported", lambda: False)())
-    return False
 
 
 PRESET_NAMES = ("default", "fast")
@@ -179,10 +142,9 @@ def for_device(config: AlignConfig, device: torch.device | str) -> AlignConfig:
 
 def search_cost(config: AlignConfig, family: str | Family = "rotation", n_init: int = 0, device="cpu") -> int:
     """VAE passes per image of :func:`align`, at most (a backward counts as two), whatever their
-    precision; the pose net's guess counts as one guess, its own cost (a few percent of a pass)
-    is left out. A search scored in bfloat16 (on ``device``) adds one float32 pass (the exact
-    re-score) unless ``exact=False``. An adaptive search (``confident``) spends this only on the images that fail its
-    test; :attr:`AlignResult.passes` counts what each image actually cost."""
+    precision; the pose net's own cost (about a tenth of a pass) is left out. A bfloat16 search (on
+    ``device``) adds one float32 re-score unless ``exact=False``. An adaptive search spends this only
+    on the images that fail its test: :attr:`AlignResult.passes` counts what each image cost."""
     fam = get_family(family)
     n_init += bool(config.pose and fam.is_angle)
     guesses = n_init + (2 if config.init_span > 0 and n_init and fam.angle is not None else 0)
@@ -198,9 +160,11 @@ def search_cost(config: AlignConfig, family: str | Family = "rotation", n_init: 
 @dataclass
 class AlignResult:
     """Per image: ``A (B, 2, 3)``, ``loss (B,)``, ``params (B, P)``, the identity's ``loss0 (B,)``,
-    ``angle (B,)``, the rotation (radians, in [-pi, pi)) that the search applied, and
+    ``angle (B,)``, the rotation (radians, in [-pi, pi)) that the search applied,
     ``passes (B,)``, the VAE passes the search spent on the image (counted as they run: a backward
-    counts as two; the pose net's guess is not counted)."""
+    counts as two; the pose net's guess is not counted), and ``grid (B,)``, whether the image
+    scored the grid of starts (an adaptive search sends there only the images whose guess fails
+    its test; a search without guesses, every image; ``restarts=0``, none)."""
 
     A: torch.Tensor
     loss: torch.Tensor
@@ -209,6 +173,7 @@ class AlignResult:
     family: str
     angle: torch.Tensor
     passes: torch.Tensor
+    grid: torch.Tensor
 
     @staticmethod
     def concat(parts: list[AlignResult]) -> AlignResult:
@@ -272,10 +237,10 @@ def _align(model, x: torch.Tensor, fam: Family, config: AlignConfig, init: torch
         outs.append(_align_batch(model, x[s : s + batch_size], fam, config, extra))
         bar.update(len(outs[-1][0]))
     bar.close()
-    params, loss, loss0, passes = (torch.cat(t) for t in zip(*outs))
+    params, loss, loss0, passes, grid = (torch.cat(t) for t in zip(*outs))
     A = fam.build(params)
     angle = wrap_angle(params[:, fam.angle] if fam.angle is not None else _angle_of(A))
-    return AlignResult(A, loss, params, loss0, fam.name, angle, passes)
+    return AlignResult(A, loss, params, loss0, fam.name, angle, passes, grid)
 
 
 def _check_init_shape(init, x: torch.Tensor, P: int) -> torch.Tensor | None:
@@ -320,13 +285,13 @@ def _align_batch(model, x, fam: Family, cfg: AlignConfig, extra):
             loss0 = _fixed_chunks(lambda xs: chunked_loss(model, xs, chunk=cfg.chunk), cfg.chunk, x)  # (B,) plain VAE
         spent += 1
     with torch.autocast(x.device.type, dtype=dtype, enabled=lowp):
-        best_p, best_l = _search(model, x, fam, cfg, extra, loss0, spent)
+        best_p, best_l, grid = _search(model, x, fam, cfg, extra, loss0, spent)
     if lowp and cfg.exact:  # the chosen transform, re-scored exactly
         best_l = _rows_loss(model, x, torch.arange(B, device=x.device), best_p, fam, cfg.chunk, spent)
     if cfg.identity:  # never worse than the identity
         keep0 = loss0 <= best_l
         best_p, best_l = torch.where(keep0[:, None], torch.zeros_like(best_p), best_p), torch.where(keep0, loss0, best_l)
-    return best_p.detach(), best_l.detach(), loss0, spent
+    return best_p.detach(), best_l.detach(), loss0, spent, grid
 
 
 def _pose_guess(model, x: torch.Tensor, cfg: AlignConfig, fam: Family):
@@ -349,10 +314,10 @@ def _pose_guess(model, x: torch.Tensor, cfg: AlignConfig, fam: Family):
 
 
 def _search(model, x, fam: Family, cfg: AlignConfig, extra, loss0, spent):
-    """Steps 1-3 for one batch: the best ``(params (B, P), loss (B,))`` per image; adaptive when
-    ``cfg.confident`` is set: first the guesses (a half-turn head's second side held back), the
-    best refined; then, only for the images whose guess fails the confidence test, the rest: the
-    second side, the grid, and the best ``top_k`` basins refined."""
+    """Steps 1-3 for one batch: the best ``(params (B, P), loss (B,))`` per image and whether it scored
+    the grid ``(B,)``. Adaptive with ``cfg.confident``: the guess refined first (a half-turn head's
+    other side held back); only the images that fail the test go on to that side, the grid and the
+    best ``top_k`` basins, seeded with the guess's refined bracket."""
     B, imgs = x.shape[0], torch.arange(x.shape[0], device=x.device)
     pose = _pose_guess(model, x, cfg, fam)
     conf, later = None, None
@@ -363,12 +328,17 @@ def _search(model, x, fam: Family, cfg: AlignConfig, extra, loss0, spent):
         extra = guess if extra is None else torch.cat([extra, guess], 1)
     if cfg.confident is None or extra is None:
         cand = _starts(fam, cfg, extra, B, x.device, x.dtype)  # (B, R, P)
-        return _descend(model, x, imgs, fam, cfg, cand, _score(model, x, imgs, fam, cfg, cand, loss0, spent), spent)
+        p, loss, _ = _descend(model, x, imgs, fam, cfg, cand, _score(model, x, imgs, fam, cfg, cand, loss0, spent), spent)
+        return p, loss, torch.full((B,), fam.angle is None or cfg.restarts > 0, dtype=torch.bool, device=x.device)
     first = _starts(fam, replace(cfg, restarts=0), extra, B, x.device, x.dtype)  # identity, guesses
     scores = _score(model, x, imgs, fam, cfg, first, loss0, spent)
-    best_p, best_l = _descend(model, x, imgs, fam, replace(cfg, top_k=1), first, scores, spent)
+    best_p, best_l, bracket = _descend(model, x, imgs, fam, replace(cfg, top_k=1), first, scores, spent)
+    if bracket is not None:  # the refined bracket joins the candidates (replaces a lone guess's raw one)
+        k = first.shape[1] if first.shape[1] != int(cfg.identity) + 3 else int(cfg.identity)
+        first = torch.cat([first[:, :k], torch.stack(bracket[:3], 1)[..., None]], 1)
+        scores = torch.cat([scores[:, :k], torch.stack(bracket[3:], 1)], 1)
     unsure = _unsure(cfg, conf, B, x.device)
-    if cfg.consistent is not None and conf is not None:
+    if (cfg.consistent is not None or cfg.consistent_axis is not None) and conf is not None:
         unsure |= _inconsistent(model, x, best_p[:, fam.angle], cfg)
     hard = imgs[unsure]  # (H,) the images that go on
     if hard.numel():
@@ -378,11 +348,11 @@ def _search(model, x, fam: Family, cfg: AlignConfig, extra, loss0, spent):
         R, P = grid.shape[1:]
         more = _rows_loss(model, x, hard.repeat_interleave(R), grid.reshape(-1, P), fam, cfg.chunk, spent)
         cand, sc = torch.cat([first[hard], grid], 1), torch.cat([scores[hard], more.view(len(hard), R)], 1)
-        p2, l2 = _descend(model, x, hard, fam, cfg, cand, sc, spent)
+        p2, l2, _ = _descend(model, x, hard, fam, cfg, cand, sc, spent, best_l[hard])
         better = l2 < best_l[hard]  # kept on the device: where, not a mask index
         best_p[hard] = torch.where(better[:, None], p2.to(best_p.dtype), best_p[hard])
         best_l[hard] = torch.where(better, l2.to(best_l.dtype), best_l[hard])
-    return best_p, best_l
+    return best_p, best_l, unsure
 
 
 def _unsure(cfg: AlignConfig, conf: torch.Tensor | None, B: int, device) -> torch.Tensor:
@@ -396,12 +366,15 @@ def _unsure(cfg: AlignConfig, conf: torch.Tensor | None, B: int, device) -> torc
 
 def _inconsistent(model, x: torch.Tensor, angle: torch.Tensor, cfg: AlignConfig) -> torch.Tensor:
     """``(B,)`` bool: the pose net, shown each image turned by its answer ``angle (B,)``, reads it as
-    still turned by more than ``cfg.consistent`` radians (an answer in the wrong valley is rarely
-    read as upright). One pass of the pose net, no VAE pass."""
+    still turned by more than ``cfg.consistent`` radians, or a half-turn head its axis by more than
+    ``cfg.consistent_axis`` (an answer in the wrong valley is rarely read as upright). One pass of
+    the pose net, no VAE pass."""
     with torch.no_grad():
         turned = _warp(x, _rotation(angle.to(x.dtype)))
-    out = _pose_outputs(model.pose_net, turned, cfg.chunk)
-    return torch.atan2(out[:, 1], out[:, 0]).abs() > cfg.consistent
+    out, no = _pose_outputs(model.pose_net, turned, cfg.chunk), math.inf  # no: a check not asked for
+    off = torch.atan2(out[:, 1], out[:, 0]).abs() > (no if cfg.consistent is None else cfg.consistent)
+    axis = 0.5 * torch.atan2(out[:, 3], out[:, 2]).abs() if out.shape[1] == 4 else torch.zeros_like(off, dtype=out.dtype)
+    return off | (axis > (no if cfg.consistent_axis is None else cfg.consistent_axis))
 
 
 def _pose_outputs(pose, x: torch.Tensor, chunk: int) -> torch.Tensor:
@@ -422,21 +395,21 @@ def _score(model, x, imgs, fam: Family, cfg: AlignConfig, cand, loss0, spent) ->
     return torch.cat([loss0[imgs, None], rest], 1) if k else rest
 
 
-def _descend(model, x, imgs, fam: Family, cfg: AlignConfig, cand, scores, spent):
+def _descend(model, x, imgs, fam: Family, cfg: AlignConfig, cand, scores, spent, best=None):
     """Steps 2-3 for images ``imgs (B',)`` with scored candidates ``cand (B', R, P)``, ``scores (B', R)``:
-    the best ``(params (B', P), loss (B',))`` per image."""
+    the best ``(params (B', P), loss (B',))`` per image and, for one angle, the refined brackets
+    (per start; ``None`` without refinement). ``best (B',)``: the images' best losses found elsewhere."""
     B, (R, P) = len(imgs), cand.shape[1:]
     best_l, j0 = scores.min(1)
     best_p = cand[torch.arange(B, device=x.device), j0]  # (B', P)
     if cfg.steps == 0:
-        return best_p, best_l
+        return best_p, best_l, None
     if fam.angle is not None:
         a, b, c, fa, fb, fc, j, valid = _basins(cand[..., fam.angle], scores, cfg.top_k)  # each (B', k)
     else:
         j = scores.topk(min(cfg.top_k, R), dim=1, largest=False)[1]  # (B', k) the best starts
         valid = None  # every start is a real one
-    # the starts to refine, (N,) flat indices into (B', k): all of them for one start per image (the
-    # best basin always exists); with more, only the images' real basins, found with one read
+    # the starts to refine, (N,) into (B', k): all for one start per image, else the real basins (one read)
     whole = j.shape[1] == 1 or valid is None
     keep = torch.arange(j.numel(), device=x.device) if whole else valid.reshape(-1).nonzero().squeeze(1)
     rows = keep // j.shape[1]  # (N,) start -> row of imgs
@@ -444,12 +417,15 @@ def _descend(model, x, imgs, fam: Family, cfg: AlignConfig, cand, scores, spent)
     def at(t):
         return t.reshape(-1)[keep]
 
+    bracket = None
     if fam.is_angle:
-        rp, rl = _refine_angle(model, x, imgs[rows], at(a), at(b), at(c), at(fa), at(fb), at(fc), fam, cfg, spent)
+        bracket = _refine_angle(model, x, imgs[rows], at(a), at(b), at(c), at(fa), at(fb), at(fc), fam, cfg, spent,
+                                None if best is None else best[rows])  # fmt: skip
+        rp, rl = bracket[1][:, None], bracket[4]
     else:
         p0 = cand.gather(1, j[..., None].expand(*j.shape, P)).reshape(-1, P)[keep]  # (N, P)
         if fam.angle is not None:
             p0[:, fam.angle] = _parabola(at(a), at(b), at(c), at(fa), at(fb), at(fc))[0]
         with torch.autocast(x.device.type, enabled=False):  # gradients in float32
             rp, rl = _refine_adam(model, x, imgs[rows], p0, fam, cfg, spent)
-    return _best_per_image(best_p, best_l, rows, rp, rl)
+    return *_best_per_image(best_p, best_l, rows, rp, rl), bracket

@@ -27,6 +27,8 @@ class AlignConfig(Protocol):
     steps: int
     lr: float
     chunk: int
+    settle: float | None
+    settle_after: int
 
 
 def _rows_loss(model, x, img, params, fam: Family, chunk: int, spent: torch.Tensor) -> torch.Tensor:
@@ -92,18 +94,44 @@ def _basins(angle: torch.Tensor, scores: torch.Tensor, k: int):
     return b - pick(gap_l), b, b + pick(gap_r), pick(fa), pick(f), pick(fc), order.gather(1, pos), rank < math.inf
 
 
-def _refine_angle(model, x, img, a, b, c, fa, fb, fc, fam: Family, cfg: AlignConfig, spent):
-    """Successive parabolic interpolation in brackets ``a < b < c`` with ``fb <= fa, fc`` (rows ``(N,)``).
+def _refine_angle(model, x, img, a, b, c, fa, fb, fc, fam: Family, cfg: AlignConfig, spent, best=None):
+    """Successive parabolic interpolation in brackets ``a < b < c``, ``fb <= fa, fc`` (rows ``(N,)``):
+    each step evaluates the parabola's minimum and shrinks the bracket around the best point; returns
+    the final brackets ``(a, b, c, fa, fb, fc)`` (``b``, ``fb``: each row's best). With ``cfg.settle``
+    (nats): after ``settle_after`` steps only rows whose parabola still predicts more gain than that
+    go on; given ``best (N,)`` (the image's best elsewhere), a row starts only if its parabola predicts
+    a loss below it by more than ``settle`` (one read per gate); a step goes at most twice the
+    bracket's nearer side past its best point (an edge guess widens its bracket, not leaps away)."""
+    br, settle = (a, b, c, fa, fb, fc), getattr(cfg, "settle", None)
+    if settle is None:
+        return _parabolic_steps(model, x, img, br, cfg.steps, fam, cfg.chunk, spent, None)
+    first = min(cfg.settle_after, cfg.steps)
+    if best is not None:  # a row gated out here stays out at the next gate (its bracket and best are unchanged)
+        br = _gated_steps(model, x, img, br, first, torch.minimum(best, fb), fam, cfg, spent)
+    else:  # every row takes the first steps
+        br = _parabolic_steps(model, x, img, br, first, fam, cfg.chunk, spent, 2.0)
+    ref = br[4] if best is None else torch.minimum(best, br[4])
+    return _gated_steps(model, x, img, br, cfg.steps - first, ref, fam, cfg, spent) if cfg.steps > first else br
 
-    Each step evaluates the parabola's minimum ``t`` and shrinks the bracket around the best
-    point; returns the best ``(params (N, 1), loss (N,))`` per row.
-    """
-    for _ in range(cfg.steps):
+
+def _gated_steps(model, x, img, br, n: int, ref, fam: Family, cfg: AlignConfig, spent):
+    """``n`` steps for the rows whose parabola predicts a loss below ``ref (N,)`` by more than ``cfg.settle``."""
+    go = ((ref - _parabola(*br)[1]) > cfg.settle).nonzero().squeeze(1)  # one read: which rows go on
+    sub = _parabolic_steps(model, x, img[go], tuple(t[go] for t in br), n, fam, cfg.chunk, spent, 2.0)
+    return tuple(t.index_copy(0, go, u) for t, u in zip(br, sub))
+
+
+def _parabolic_steps(model, x, img, br, n: int, fam: Family, chunk: int, spent, reach: float | None):
+    """:func:`_refine_angle`'s ``n`` steps on brackets ``br``; ``reach``: the longest step, in widths of the nearer side."""
+    a, b, c, fa, fb, fc = br
+    for _ in range(n):
         t, _ = _parabola(a, b, c, fa, fb, fc)
+        if reach is not None:
+            t = torch.minimum(torch.maximum(t, b - reach * (c - b)), b + reach * (b - a))
         tol = 0.02 * (c - a)  # never re-evaluate (almost) the same point
         side = torch.where(c - b > b - a, tol, -tol)
         t = torch.where((t - b).abs() < tol, b + side, t).clamp(a + tol, c - tol)
-        ft = _rows_loss(model, x, img, t[:, None], fam, cfg.chunk, spent)
+        ft = _rows_loss(model, x, img, t[:, None], fam, chunk, spent)
         better, left = ft < fb, t < b
         a, fa, c, fc = (
             torch.where(better, torch.where(left, a, b), torch.where(left, t, a)),
@@ -112,7 +140,7 @@ def _refine_angle(model, x, img, a, b, c, fa, fb, fc, fam: Family, cfg: AlignCon
             torch.where(better, torch.where(left, fb, fc), torch.where(left, fc, ft)),
         )
         b, fb = torch.where(better, t, b), torch.where(better, ft, fb)
-    return b[:, None], fb
+    return a, b, c, fa, fb, fc
 
 
 def _refine_adam(model, x, img, p0, fam: Family, cfg: AlignConfig, spent):

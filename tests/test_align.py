@@ -282,9 +282,50 @@ def test_adaptive_search_scores_the_grid_only_for_unsure_guesses(template_vae, s
     err = wrap_angle(res.angle - truth).abs()
     assert (err[:3] < math.radians(2.0)).all() and err[3] > 1.0, torch.rad2deg(err)
     assert search_cost(cfg) == first + 11 + 3
+    assert res.grid.tolist() == [False, False, True, False]  # which images went on
     vae.pose_net = _OraclePose(guess, length)
     whole = avae.align(vae, x, "rotation", replace(cfg, confident=None))  # not adaptive: everyone scores the grid
     assert (whole.passes == 12 + 3 + 3).all() and (wrap_angle(whole.angle - truth).abs() < math.radians(2.0)).all()
+    assert whole.grid.all()
+
+
+def test_settle_stops_refining_where_the_parabola_promises_little(template_vae, seven):
+    """``settle``: after ``settle_after`` steps only the starts whose parabola still predicts a gain
+    above ``settle`` nats go on; a guess on the answer stops there, a guess off it goes on, and both
+    end on the answer."""
+    from dataclasses import replace
+
+    x, theta = rotated(seven, [100.0, -130.0])
+    truth = wrap_angle(-theta)
+    guess = (truth + torch.tensor([0.0, math.radians(6.0)]))[:, None]
+    cfg = avae.AlignConfig(restarts=0, steps=6, init_span=0.15, settle=0.05, settle_after=1)
+    res = avae.align(template_vae, x, "rotation", cfg, init=guess)
+    assert res.passes[0] == 1 + 3 + 1 and res.passes[1] > res.passes[0], res.passes
+    assert (res.passes <= search_cost(cfg, n_init=1)).all() and not res.grid.any()
+    assert (wrap_angle(res.angle - truth).abs() < math.radians(1.0)).all(), torch.rad2deg(res.angle - truth)
+    full = avae.align(template_vae, x, "rotation", replace(cfg, settle=None), init=guess)
+    assert (full.passes == 1 + 3 + 6).all() and (res.loss <= full.loss + 0.05).all()
+    with pytest.raises(ValueError, match="settle"):
+        avae.AlignConfig(settle=-1.0)
+
+
+def test_a_start_that_cannot_beat_the_best_found_elsewhere_is_not_refined(template_vae, seven):
+    """``_refine_angle`` with ``best``: rows whose parabola does not promise a loss below the image's
+    best by more than ``settle`` take no step (the grid stage's basins that cannot beat the guess)."""
+    from avae_tutorial.families import get_family
+    from avae_tutorial.refine import _refine_angle
+
+    x, theta = rotated(seven, [100.0, -130.0])
+    b = wrap_angle(-theta) + 0.05
+    a, c = b - 0.2, b + 0.2
+    f = [avae.avae_loss(template_vae, x, avae.rotation(t)).detach() for t in (a, b, c)]
+    cfg = avae.AlignConfig(steps=4, settle=0.01, settle_after=2)
+    img = torch.arange(2)
+    spent = torch.zeros(2, dtype=torch.long)
+    best = torch.stack([f[1][0] - 100.0, torch.tensor(math.inf)])  # image 0 has a far better answer elsewhere
+    out = _refine_angle(template_vae, x, img, a, b, c, *f, get_family("rotation"), cfg, spent, best)
+    assert spent[0] == 0 and out[1][0] == b[0] and out[4][0] == f[1][0]  # image 0 untouched
+    assert 0 < spent[1] <= cfg.steps and out[4][1] < f[1][1]
 
 
 class _SecondLook(torch.nn.Module):

@@ -18,8 +18,8 @@ from avae_tutorial.tools.cli import main
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
-TINY = BenchConfig(n=4, n_ref=2, ref_restarts=2, ref_steps=2, train_n=8, train_epochs=2, train_batch=8,
-                   train_test_n=4, curve_n=2, exhaustive_n=2, chunk=64)  # fmt: skip
+TINY = BenchConfig(n=6, n_ref=2, ref_restarts=2, ref_steps=2, train_n=16, train_epochs=2, train_batch=8,
+                   train_test_n=4, curve_n=4, exhaustive_n=3, chunk=64, heldout_n=5, heldout_exhaustive_n=2)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +67,8 @@ def test_bench_structure_and_finite_figures(tiny_run):
     warm = avae.training.train.search_config(avae.TrainConfig("aligned"), warm=True)
     assert package["passes_per_image_later"] == search_cost(warm, n_init=1)  # a grid, last pose +- span, steps
     assert amortized["passes_per_image_later"] == 4  # last pose +- span and the online pose net's guess
-    assert len(out["targets"]) == 13 and all(_finite(t["value"]) for t in out["targets"])
+    assert len(out["targets"]) == 13 + 4 and all(_finite(t["value"]) for t in out["targets"])  # + the held-out four
+    assert out["targets"][-4:] == out["heldout"]["targets"]
     timed = next(t for t in out["targets"] if t["target"].startswith("training, amortized: aligned epoch"))
     assert timed["value"] == pytest.approx(amortized["epoch_vs_plain_later"])  # judged after the first epoch
     later = amortized["epoch_seconds"][1:]  # one seed
@@ -117,6 +118,32 @@ def test_training_runs_go_through_fit(tiny_run, tiny_inputs):
     assert plain["train_loss_aligned_per_seed"] == [plain["train_loss_aligned"]]
     assert package["train_loss"] != pytest.approx(plain["train_loss"], rel=1e-6)  # the search changed the inputs
     assert seed_style["train_loss"] != pytest.approx(package["train_loss"], rel=1e-6)
+
+
+def test_passes_are_counted_beside_every_time_and_the_held_out_figures_join(tiny_run, tiny_inputs):
+    """Every timed row carries its counted passes; the held-out figures are heldout()'s on digits drawn
+    from the pool with the held-out seed (here the test digits, labels unknown)."""
+    from avae_tutorial.tools.heldout import HELDOUT_SEED, HeldoutConfig, draw_digits
+
+    out = tiny_run
+    assert all("passes_per_image" in r for r in out["test_time"] + out["curve"])
+    assert all({"passes_per_image_later", "passes_per_epoch"} <= set(r) for r in out["training"]["runs"])
+    vae, x_test, _ = tiny_inputs
+    assert out["folder"]["passes_per_image"] == search_cost(avae.preset("rotation"))  # no pose net: the whole grid
+    h = out["heldout"]
+    assert h["digits"] == {"split": "test", "n": TINY.heldout_n, "seed": HELDOUT_SEED, "start": 0, "pool": len(x_test),
+                           "classes": {-1: TINY.heldout_n}}  # fmt: skip
+    assert h["config"] == {**HeldoutConfig(n=TINY.heldout_n, exhaustive_n=TINY.heldout_exhaustive_n).__dict__,
+                           "chunk": TINY.chunk}  # fmt: skip
+    xs = draw_digits(x_test, torch.full((len(x_test),), -1), TINY.heldout_n, HELDOUT_SEED)[0]
+    res = avae.align(vae, xs, "rotation", avae.AlignConfig(**h["presets"][0]["search"]))
+    assert h["presets"][0]["passes_per_image"] == pytest.approx(res.passes.double().mean().item())
+    assert h["exhaustive"]["n"] == TINY.heldout_exhaustive_n
+    text = format_report(out)
+    assert "held out" in text and "passes per image" in text
+    assert BenchConfig(heldout_n=0).heldout_n == 0
+    with pytest.raises(ValueError, match="heldout_exhaustive_n"):
+        BenchConfig(heldout_n=4, heldout_exhaustive_n=5)
 
 
 def test_report_and_json(tiny_run, tmp_path):
@@ -225,7 +252,7 @@ def test_aligned_loss_targets_are_judged_from_three_seeds(tiny_run):
     aligned = [t for name, t in met.items() if "same aligner" in name]
     assert len(aligned) == 2 and all(t["met"] is True and t["value"] == -5.0 for t in aligned)
     seed_style["train_loss_aligned"] = seed_style["test_loss_aligned"] = 210.0
-    assert [t["met"] for t in targets(out)[-2:]] == [False, False]
+    assert [t["met"] for t in targets(out) if t["target"].startswith("training:")][-2:] == [False, False]
     assert "not judged" in format_report(tiny_run) and "not judged" not in format_report({**out, "targets": targets(out)})
 
 

@@ -36,6 +36,7 @@ from .._checks import check_positive_int
 from ..align import PRECISIONS, PRESET_NAMES, AlignConfig, align, for_device, preset, search_cost
 from .baselines import seed_reference, seed_train_search
 from .bench_report import targets
+from .heldout import EXHAUSTIVE as HELDOUT_EXHAUSTIVE, HeldoutConfig, heldout
 from ..data.mnist import random_rotations, random_transforms
 from ..families import get_family
 from ..loss import chunked_loss
@@ -72,13 +73,15 @@ class BenchConfig:
     train_align_warm: dict | None = None  # ... over TrainConfig.align_warm (later epochs' search)
     precision: str | None = None  # of every package search (None: as configured; "float32": as on a CPU without bfloat16)
     seed: int = 0
+    heldout_n: int = 1000  # test digits drawn with the held-out seed for the presets' held-out figures (0: skip)
+    heldout_exhaustive_n: int = 200  # of which the 360-angle exhaustive search scores (0: skip the gap)
 
     def __post_init__(self):
         get_family(self.family)
         for name in ("n", "n_ref", "ref_restarts", "ref_steps", "train_epochs", "train_batch", "train_test_n",
                      "train_seeds"):
             check_positive_int(getattr(self, name), name)
-        for name in ("train_n", "curve_n", "exhaustive_n", "seed"):
+        for name in ("train_n", "curve_n", "exhaustive_n", "seed", "heldout_n", "heldout_exhaustive_n"):
             check_positive_int(getattr(self, name), name, minimum=0)
         if self.chunk is not None:
             check_positive_int(self.chunk, "chunk")
@@ -90,11 +93,14 @@ class BenchConfig:
         for name in ("n_ref", "exhaustive_n"):
             if getattr(self, name) > self.n:
                 raise ValueError(f"{name}: expected at most n={self.n} images, got {getattr(self, name)}")
+        if self.heldout_n and self.heldout_exhaustive_n > self.heldout_n:
+            raise ValueError(f"heldout_exhaustive_n: expected at most heldout_n={self.heldout_n} digits, "
+                             f"got {self.heldout_exhaustive_n}")
 
 
 # ------------------------------------------------------------------ test time
-#: The near-exhaustive search: every degree, then parabolic steps, in float32.
-EXHAUSTIVE = AlignConfig(restarts=360, steps=4, top_k=2)
+#: The near-exhaustive search: every degree, then parabolic steps, in float32 (:data:`.heldout.EXHAUSTIVE`).
+EXHAUSTIVE = HELDOUT_EXHAUSTIVE
 
 
 def _search_fields(cfg: BenchConfig) -> dict:
@@ -278,12 +284,16 @@ def cost_quality_curve(
 
 
 # ------------------------------------------------------------------ the whole run
-def bench(vae: VAE, x_test: torch.Tensor, x_train: torch.Tensor | None = None, cfg: BenchConfig | None = None) -> dict:
+def bench(vae: VAE, x_test: torch.Tensor, x_train: torch.Tensor | None = None, cfg: BenchConfig | None = None,
+          heldout_pool: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict:  # fmt: skip
     """Run the benchmark on upright ``x_test`` (perturbed here, seeded) and ``x_train``; returns a dict.
 
     ``cfg`` defaults to ``BenchConfig()`` (a new one per call: a default instance shared between
     calls would carry one caller's changes into the next). ``x_test`` needs at least ``cfg.n``
     digits; ``x_train`` (``cfg.train_n`` digits) may be ``None`` when ``cfg.train_n == 0``.
+    ``heldout_pool``: upright digits and labels (the MNIST test split) from which
+    :func:`~avae_tutorial.tools.heldout.heldout` draws ``cfg.heldout_n`` with the held-out seed, for
+    ``out["heldout"]`` (a rotation family only; default: ``x_test``, labels unknown, -1).
     Everything runs on ``x_test``'s device.
     """
     cfg = BenchConfig() if cfg is None else cfg
@@ -303,6 +313,11 @@ def bench(vae: VAE, x_test: torch.Tensor, x_train: torch.Tensor | None = None, c
     out["folder"] = folder_throughput(vae, x[:128])  # align from PNG files through a DataLoader vs a tensor
     if cfg.curve_n:
         out["curve"] = cost_quality_curve(vae, x[: cfg.curve_n], family=cfg.family, chunk=cfg.chunk)
+    if cfg.heldout_n and get_family(cfg.family).is_angle:
+        pool = heldout_pool if heldout_pool is not None else (x_test, torch.full((len(x_test),), -1))
+        hcfg = HeldoutConfig(n=cfg.heldout_n, exhaustive_n=cfg.heldout_exhaustive_n, chunk=cfg.chunk,
+                             precision=cfg.precision)  # fmt: skip
+        out["heldout"] = heldout(vae, pool[0].to(x_test.device), pool[1], hcfg)
     if cfg.train_n:
         tx = x_test[-cfg.train_test_n :] if len(x_test) >= cfg.n + cfg.train_test_n else x_test[: cfg.train_test_n]
         out["training"] = train_comparison(x_train[: cfg.train_n].to(x_test.device), tx, cfg, vae.latent_dim)

@@ -1,5 +1,5 @@
-"""``python -m avae_tutorial {train,evaluate,align,embed,reproduce,install-models,bench,bench-gpu,
-bench-distributed,export-onnx}``: the package's jobs from the shell.
+"""``python -m avae_tutorial {train,evaluate,align,embed,reproduce,install-models,bench,bench-heldout,
+bench-gpu,bench-distributed,export-onnx}``: the package's jobs from the shell.
 
 This module is the command line itself: its parser, the argument types, and :func:`main`, which
 turns a bad input into one clear line and exit status 2. What each subcommand does is in
@@ -14,8 +14,8 @@ import shlex
 import sys
 from pathlib import Path
 
-from .commands import (cmd_align, cmd_bench, cmd_bench_distributed, cmd_bench_gpu, cmd_embed, cmd_evaluate,
-                       cmd_export_onnx, cmd_install_models, cmd_reproduce, cmd_train, leave)  # fmt: skip
+from .commands import (cmd_align, cmd_bench, cmd_bench_distributed, cmd_bench_gpu, cmd_bench_heldout, cmd_embed,
+                       cmd_evaluate, cmd_export_onnx, cmd_install_models, cmd_reproduce, cmd_train, leave)  # fmt: skip
 
 __all__ = ["main", "build_parser"]
 
@@ -97,6 +97,11 @@ ABOUT = {
     "bench": ("time the alignment search against the seed's",
               "Seed-style search vs align() presets, training-time alignment cost, and the cost/quality curve; "
               "prints tables and writes JSON."),
+    "bench-heldout": ("the test-time search on held-out test digits: passes, and the gap to an exhaustive search",
+                      "align at the default and fast presets (with the model's pose net) on MNIST test digits drawn and "
+                      "turned with a seed no tuning touched, and the 360-angle exhaustive search: passes per image "
+                      "(counted) and their distribution, the digits that go on to the grid by class, the gap to the "
+                      "exhaustive search and the fast preset's share of the default's gain; prints them and writes JSON."),
     "bench-gpu": ("the GPU check: align and a training epoch on one device, host reads counted",
                   "align at the default and fast presets on 10,000 rotated test digits, and a plain and an aligned "
                   "training epoch: ms and VAE passes per image, peak memory and host reads, on a GPU (the default "
@@ -126,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     from ..training.reproduce import ReproConfig
     from ..training.train import REGIMES
     from .gpu_check import GpuCheckConfig
+    from .heldout import HeldoutConfig
 
     p = argparse.ArgumentParser(prog="python -m avae_tutorial", description="Affine VAEs: train, evaluate, align.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -230,6 +236,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--train-align-warm", type=_fields, help="... for its later, warm-started epochs")
     b.add_argument("--exhaustive-n", type=int, default=bc.exhaustive_n,
                    help="digits searched near-exhaustively (360 angles + refinement) for the quality check (0: skip)")
+    b.add_argument("--heldout-n", type=int, default=bc.heldout_n,
+                   help="test digits drawn with the held-out seed for the presets' held-out figures (0: skip)")
+    b.add_argument("--heldout-exhaustive-n", type=int, default=bc.heldout_exhaustive_n,
+                   help="of which the 360-angle exhaustive search scores (the gap to it; 0: skip)")
     b.add_argument("--precision", choices=PRECISIONS,
                    help="score every package search in this precision (float32: as on a CPU without bfloat16; "
                         "default: as configured)")
@@ -238,6 +248,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="torch CPU threads (0: leave as is; 1 on a machine shared with other jobs)")
     b.add_argument("--out", type=Path, default=Path("runs/bench.json"), help="JSON results")
     b.add_argument("--device", default="auto")
+
+    hc = HeldoutConfig()
+    h = _subcommand(sub, "bench-heldout", cmd_bench_heldout)
+    h.add_argument("--model", default="vae-upright", help="a pretrained name or a checkpoint .pt")
+    h.add_argument("--n", type=_positive_int, default=hc.n, help="digits drawn from the split")
+    h.add_argument("--exhaustive-n", type=int, default=hc.exhaustive_n,
+                   help="of which the 360-angle exhaustive search scores (0: skip)")
+    h.add_argument("--split", choices=("test", "train"), default="test",
+                   help="test: the held-out digits; train with --start 12800 --seed 7031: the tuning digits")
+    h.add_argument("--start", type=int, default=hc.start, help="draw from the split's digits from this index on")
+    h.add_argument("--seed", type=int, default=hc.seed, help="the draw's seed (default: the held-out one)")
+    h.add_argument("--precision", choices=PRECISIONS, help="score the presets in this precision (default: as configured)")
+    h.add_argument("--per-digit", action="store_true", help="also write every digit's figures to the JSON")
+    h.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave as is)")
+    h.add_argument("--out", type=Path, default=Path("runs/bench_heldout.json"), help="JSON results")
+    h.add_argument("--device", default="auto")
 
     gc = GpuCheckConfig()
     bg = _subcommand(sub, "bench-gpu", cmd_bench_gpu)

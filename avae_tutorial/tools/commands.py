@@ -357,12 +357,37 @@ def cmd_bench(a) -> int:
     cfg = BenchConfig(family=a.family, n=a.n, n_ref=min(a.n_ref, a.n), train_n=a.train_n, train_epochs=a.train_epochs,
                       train_seeds=a.train_seeds,
                       curve_n=a.curve_n, exhaustive_n=min(a.exhaustive_n, a.n), train_align=a.train_align,
-                      train_align_warm=a.train_align_warm, precision=a.precision, seed=a.seed)  # fmt: skip
+                      train_align_warm=a.train_align_warm, precision=a.precision, seed=a.seed,
+                      heldout_n=a.heldout_n if a.family == "rotation" else 0,
+                      heldout_exhaustive_n=min(a.heldout_exhaustive_n, a.heldout_n))  # fmt: skip
     vae = _load_model(a.model).to(dev)
     x_test = load_mnist("test", canvas=vae.canvas, limit=max(cfg.n, cfg.curve_n) + cfg.train_test_n)[0].to(dev)
     x_train = load_mnist("train", canvas=vae.canvas, limit=cfg.train_n)[0].to(dev) if cfg.train_n else None
-    out = bench(vae, x_test, x_train, cfg)
+    pool = tuple(t.to(dev) for t in load_mnist("test", canvas=vae.canvas)) if cfg.heldout_n else None
+    out = bench(vae, x_test, x_train, cfg, heldout_pool=pool)
     print(format_report(out))
+    if a.out:
+        print(f"wrote {write_json(out, a.out)}")
+    return 0
+
+
+def cmd_bench_heldout(a) -> int:
+    import torch
+
+    from .bench_report import write_json
+    from .heldout import HeldoutConfig, format_heldout, heldout
+    from ..data.mnist import load_mnist
+
+    dev = _device(a.device)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    cfg = HeldoutConfig(n=a.n, exhaustive_n=min(a.exhaustive_n, a.n), seed=a.seed, start=a.start, precision=a.precision,
+                        per_digit=a.per_digit)  # fmt: skip
+    vae = _load_model(a.model).to(dev)
+    x, y = load_mnist(a.split, canvas=vae.canvas)
+    out = {"model": a.model, **heldout(vae, x.to(dev), y, cfg, split=a.split)}
+    print(a.model)
+    print(format_heldout(out))
     if a.out:
         print(f"wrote {write_json(out, a.out)}")
     return 0

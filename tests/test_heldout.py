@@ -1,0 +1,140 @@
+"""The held-out evaluation of the test-time search (``bench-heldout``): the exhaustive search's answer,
+the seeded draw, the figures' structure, passes as counted, and the command line."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+import avae_tutorial as avae
+from avae_tutorial.align import search_cost
+from avae_tutorial.pose import PoseNet
+from avae_tutorial.tools.cli import main
+from avae_tutorial.tools.heldout import (EXHAUSTIVE, HELDOUT_SEED, TARGETS, TUNING_SEED, HeldoutConfig, draw_digits,
+                                         format_heldout, heldout, targets)  # fmt: skip
+from avae_tutorial.transforms import wrap_angle
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
+def test_the_exhaustive_search_finds_the_true_angle_of_the_template(template_vae, seven):
+    """On the stub whose loss has one known minimum, every degree scored then refined lands on it."""
+    theta = torch.tensor([0.3, -2.0, 2.9, 1.234])
+    x = avae.warp(seven.expand(len(theta), -1, -1, -1), avae.rotation(theta))
+    res = avae.align(template_vae, x, "rotation", EXHAUSTIVE)
+    assert (wrap_angle(res.angle + theta).abs() < math.radians(0.5)).all(), torch.rad2deg(res.angle + theta)
+    assert (res.passes == 360 + 2 * 4).all() and res.grid.all()  # the identity is the grid's first point
+
+
+def test_draw_is_seeded_without_replacement_and_turns_each_digit():
+    x, y = avae.data.mnist.synthetic_digits(30, canvas=28, seed=0)
+    xs, ys, idx, angle = draw_digits(x, y, 12, seed=5, start=10)
+    again = draw_digits(x, y, 12, seed=5, start=10)
+    assert torch.equal(xs, again[0]) and torch.equal(idx, again[2]) and torch.equal(angle, again[3])
+    assert len(set(idx.tolist())) == 12 and idx.min() >= 10 and torch.equal(ys, y[idx])
+    torch.testing.assert_close(xs, avae.warp(x[idx], avae.rotation(angle)))
+    assert not torch.equal(idx, draw_digits(x, y, 12, seed=6, start=10)[2])
+    assert HELDOUT_SEED != TUNING_SEED
+    with pytest.raises(ValueError, match="at least"):
+        draw_digits(x, y, 25, seed=5, start=10)
+
+
+@pytest.fixture(scope="module")
+def posed():
+    """A tiny VAE with an (untrained) half-turn pose net: the '+pose' presets apply, some digits go on."""
+    torch.manual_seed(0)
+    vae = avae.VAE(2, 28).eval()
+    vae.pose_net = PoseNet(28, width=4, half_turn=True).eval()
+    x, y = avae.data.mnist.synthetic_digits(40, canvas=28, seed=1)
+    return vae, x, y
+
+
+@pytest.fixture(scope="module")
+def run(posed):
+    vae, x, y = posed
+    return heldout(vae, x, y, HeldoutConfig(n=16, exhaustive_n=6, seed=3, chunk=64))
+
+
+def test_heldout_figures_are_the_searches_own_counts(run, posed):
+    """Each preset's passes, grid counts and losses are those of align on the drawn digits."""
+    vae, x, y = posed
+    xs, ys, *_ = draw_digits(x, y, 16, seed=3)
+    assert [r["preset"] for r in run["presets"]] == ["default", "fast"]
+    for row in run["presets"]:
+        res = avae.align(vae, xs, "rotation", avae.AlignConfig(**row["search"]))
+        assert row["passes_per_image"] == pytest.approx(res.passes.double().mean().item())
+        assert row["passes_max"] == res.passes.max() and row["to_grid"] == res.grid.sum()
+        assert sum(row["passes_counts"].values()) == 16 and sum(k * v for k, v in row["passes_counts"].items()) == res.passes.sum()
+        assert row["loss"] == pytest.approx(res.loss.mean().item(), rel=1e-6)
+        assert row["gain"] == pytest.approx((res.loss0 - res.loss).mean().item(), rel=1e-5)
+        by_class = row["to_grid_by_class"]
+        assert sum(v["n"] for v in by_class.values()) == 16 and sum(v["to_grid"] for v in by_class.values()) == row["to_grid"]
+        assert all(v["n"] == (ys == k).sum() for k, v in by_class.items())
+    assert run["presets"][0]["search"]["pose"] and run["pose_net"]  # the '+pose' settings
+    fast = run["presets"][1]
+    assert fast["to_grid"] == 0 and fast["passes_max"] <= TARGETS["fast_passes"]  # the fast preset never goes on
+
+
+def test_heldout_gap_share_and_targets(run):
+    ex = run["exhaustive"]
+    assert ex["n"] == 6 and ex["passes_per_image"] == 368
+    for row in run["presets"]:
+        gap = row["loss_exhaustive_subset"] / ex["loss"] - 1
+        assert row["gap_to_exhaustive"] == pytest.approx(gap, abs=1e-9) and row["gap_to_exhaustive"] > -1e-3
+        assert row["gap_to_exhaustive_se"] >= 0
+    share = run["fast_share_of_default_gain"]
+    assert share["share"] == pytest.approx(share["fast_gain"] / share["default_gain"])
+    ts = run["targets"]
+    assert [t["kind"] for t in ts] == ["passes", "loss", "passes", "loss"] and all(isinstance(t["met"], bool) for t in ts)
+    assert ts[0]["value"] == run["presets"][0]["passes_per_image"] and ts[0]["met"] == (ts[0]["value"] <= 8)
+    no_gap = {**run, "presets": [{k: v for k, v in r.items() if "exhaustive" not in k} for r in run["presets"]]}
+    assert len(targets(no_gap)) == 3  # the gap is judged only where the exhaustive search ran
+    text = format_heldout(run)
+    for word in ("held out", "seed 3", "exhaustive", "to the grid by class", "digits per pass count", "fast keeps"):
+        assert word in text
+    assert json.loads(json.dumps(run))["digits"]["n"] == 16  # JSON as it is
+    assert "per_digit" not in run
+
+
+def test_per_digit_figures_add_up_to_the_summary(posed):
+    vae, x, y = posed
+    out = heldout(vae, x, y, HeldoutConfig(n=8, exhaustive_n=3, seed=4, chunk=64, per_digit=True))
+    each = out["per_digit"]
+    assert len(each["index"]) == len(each["class"]) == 8 and len(each["exhaustive"]["loss"]) == 3
+    for row in out["presets"]:
+        d = each[row["preset"]]
+        assert sum(d["passes"]) / 8 == pytest.approx(row["passes_per_image"]) and sum(d["grid"]) == row["to_grid"]
+        assert sum(d["loss"]) / 8 == pytest.approx(row["loss"], rel=1e-5)
+
+
+def test_heldout_config_checks():
+    with pytest.raises(ValueError, match="exhaustive_n"):
+        HeldoutConfig(n=4, exhaustive_n=5)
+    with pytest.raises(ValueError, match="precision"):
+        HeldoutConfig(precision="float16")
+    assert HeldoutConfig().seed == HELDOUT_SEED and HeldoutConfig().n >= 1000
+
+
+def test_cli_bench_heldout_writes_json(monkeypatch, tmp_path, capsys):
+    """``bench-heldout`` on a checkpoint and synthetic digits: the report and its JSON."""
+    from avae_tutorial.data import mnist as data
+
+    def fake(split="test", canvas=40, limit=None, root=None):
+        x, y = avae.data.mnist.synthetic_digits(20, canvas=canvas, seed=int(split == "test"))
+        return (x[:limit], y[:limit]) if limit else (x, y)
+
+    monkeypatch.setattr(data, "load_mnist", fake)
+    path = tmp_path / "m.pt"
+    assert main(["train", "--regime", "rotated", "--canvas", "28", "--latent", "2", "--epochs", "1", "--batch-size",
+                 "16", "--test-limit", "4", "--out", str(path), "--device", "cpu"]) == 0  # fmt: skip
+    capsys.readouterr()
+    out = tmp_path / "h.json"
+    assert main(["bench-heldout", "--model", str(path), "--n", "6", "--exhaustive-n", "2", "--out", str(out),
+                 "--device", "cpu"]) == 0  # fmt: skip
+    text = capsys.readouterr().out
+    assert "held out" in text and "pose net: no" in text
+    got = json.loads(out.read_text())
+    assert got["digits"]["split"] == "test" and got["digits"]["n"] == 6 and got["exhaustive"]["n"] == 2
+    assert got["presets"][0]["passes_per_image"] == search_cost(avae.preset("rotation"))  # no pose net: the grid
