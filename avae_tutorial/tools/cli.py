@@ -1,5 +1,5 @@
 """``python -m avae_tutorial {train,evaluate,align,embed,reproduce,install-models,bench,bench-heldout,
-bench-gpu,bench-distributed,export-onnx}``: the package's jobs from the shell.
+compare-training,bench-gpu,bench-distributed,export-onnx}``: the package's jobs from the shell.
 
 This module is the command line itself: its parser, the argument types, and :func:`main`, which
 turns a bad input into one clear line and exit status 2. What each subcommand does is in
@@ -14,8 +14,8 @@ import shlex
 import sys
 from pathlib import Path
 
-from .commands import (cmd_align, cmd_bench, cmd_bench_distributed, cmd_bench_gpu, cmd_bench_heldout, cmd_embed,
-                       cmd_evaluate, cmd_export_onnx, cmd_install_models, cmd_reproduce, cmd_train, leave)  # fmt: skip
+from .commands import (cmd_align, cmd_bench, cmd_bench_distributed, cmd_bench_gpu, cmd_bench_heldout,
+                       cmd_compare_training, cmd_embed, cmd_evaluate, cmd_export_onnx, cmd_install_models, cmd_reproduce, cmd_train, leave)  # fmt: skip
 
 __all__ = ["main", "build_parser"]
 
@@ -102,6 +102,11 @@ ABOUT = {
                       "turned with a seed no tuning touched, and the 360-angle exhaustive search: passes per image "
                       "(counted) and their distribution, the digits that go on to the grid by class, the gap to the "
                       "exhaustive search and the fast preset's share of the default's gain; prints them and writes JSON."),
+    "compare-training": ("which training search: recipes trained over seeds and scored alike",
+                         "Train avae-transopt's setup with each training search (warm, cold, online, lite) and each "
+                         "seed into a folder (checkpointed per epoch, resumed), then score every run with the default "
+                         "search on held-out test digits; prints the table of means and standard errors over seeds "
+                         "and writes compare.json."),
     "bench-gpu": ("the GPU check: align and a training epoch on one device, host reads counted",
                   "align at the default and fast presets on 10,000 rotated test digits, and a plain and an aligned "
                   "training epoch: ms and VAE passes per image, peak memory and host reads, on a GPU (the default "
@@ -264,6 +269,20 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave as is)")
     h.add_argument("--out", type=Path, default=Path("runs/bench_heldout.json"), help="JSON results")
     h.add_argument("--device", default="auto")
+
+    from .compare import RECIPES
+
+    ct = _subcommand(sub, "compare-training", cmd_compare_training)
+    ct.add_argument("--recipes", nargs="+", choices=tuple(RECIPES), default=list(RECIPES))
+    ct.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ct.add_argument("--epochs", type=_positive_int, default=8)
+    ct.add_argument("--train-limit", type=_positive_int, default=12_800, help="the first N training digits")
+    ct.add_argument("--train-only", action="store_true", help="train (or resume) the runs, score nothing")
+    ct.add_argument("--score-only", action="store_true", help="score the runs already in --out")
+    ct.add_argument("--no-plain", action="store_true", help="do not time a plain epoch (keep compare.json's)")
+    ct.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave as is)")
+    ct.add_argument("--out", type=Path, default=Path("runs/compare"), help="folder of the runs and compare.json")
+    ct.add_argument("--device", default="auto")
 
     gc = GpuCheckConfig()
     bg = _subcommand(sub, "bench-gpu", cmd_bench_gpu)

@@ -12,7 +12,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-__all__ = ["cmd_train", "cmd_evaluate", "cmd_align", "cmd_align_images", "cmd_embed", "cmd_reproduce",
+__all__ = ["cmd_compare_training", "cmd_train", "cmd_evaluate", "cmd_align", "cmd_align_images", "cmd_embed", "cmd_reproduce",
            "cmd_install_models", "cmd_bench", "cmd_bench_distributed", "cmd_bench_gpu", "cmd_export_onnx",
            "aligned_path", "leave"]  # fmt: skip
 
@@ -390,6 +390,18 @@ def cmd_bench_heldout(a) -> int:
     print(format_heldout(out))
     if a.out:
         print(f"wrote {write_json(out, a.out)}")
+    return 0
+
+
+def cmd_compare_training(a) -> int:
+    import torch
+
+    from .compare import compare
+
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    compare(a.out, recipes=a.recipes, seeds=a.seeds, device=_device(a.device), train_only=a.train_only,
+            score_only=a.score_only, plain=not a.no_plain, epochs=a.epochs, train_limit=a.train_limit)  # fmt: skip
     return 0
 
 

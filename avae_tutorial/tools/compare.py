@@ -1,0 +1,169 @@
+"""Which training search? Recipes compared over seeds (issue 31; ``python -m avae_tutorial compare-training``).
+
+Every recipe trains the shipped model (:func:`~avae_tutorial.training.reproduce.recipes`'
+``avae-transopt``: latent 8, 8 epochs, batch 128, the first 12,800 training digits) and differs
+only in the search of the epochs after the first (:data:`RECIPES`). Each run is then scored the way
+a reader scores it: :func:`~avae_tutorial.align.align` at the ``"default"`` preset without a pose
+net (24 grid angles, 6 parabolic steps; the same search for every model), in float32, on
+:data:`SCORE_N` MNIST **test** digits from index 1,000 on (the first 1,000 give the training
+history's per-epoch test loss), drawn and turned with :data:`SCORE_SEED`, a seed no choice was
+tuned on. A recipe's figure is the mean over its seeds with the standard error over seeds (the
+independent unit: one training run).
+
+Per run: the scored loss; the search's passes per image per epoch (counted by the search, from the
+history), after the first epoch; the seconds per epoch (the training pass, search included) beside
+the seconds of a plain epoch (the ``rotated`` regime, no search) measured in the same process; R1
+and R2 per class of the last epoch's orientations. Runs are checkpointed per epoch and resumed.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import torch
+
+from ..align import AlignConfig, align, preset
+from ..lessons.histograms import class_statistics
+from ..training.checkpoint import load_checkpoint, model_from_checkpoint
+from ..training.measure import conditions
+from ..training.train import AMORTIZED_WARM_SEARCH, TrainConfig, fit
+from .heldout import draw_digits
+
+__all__ = ["RECIPES", "LITE_WARM_SEARCH", "SCORE_SEED", "SCORE_N", "SCORE_START", "recipe_config", "train_run",
+           "plain_epoch_seconds", "score_run", "summarize", "format_summary"]  # fmt: skip
+
+#: The cheap warm search: each digit's last orientation and it +- 0.1 rad, one parabolic step; no
+#: grid, no identity (4 passes per image).
+LITE_WARM_SEARCH = AlignConfig(restarts=0, steps=1, init_span=0.1, identity=False, precision="auto")
+
+#: Recipe -> how its TrainConfig differs from avae-transopt's (the first epoch's search is the same
+#: for all: 8 grid angles and one parabolic step).
+RECIPES = {
+    "warm": {},  # last orientation +- 0.1 rad and a grid of 8, 2 steps (13 passes): avae-transopt until now
+    "cold": {"warm_start": False},  # the first epoch's search every epoch (9 passes)
+    "online": {"align_warm": asdict(AMORTIZED_WARM_SEARCH), "pose_online": True},  # pose net learnt alongside (4)
+    "lite": {"align_warm": asdict(LITE_WARM_SEARCH)},  # last orientation +- 0.1 rad, one step (4)
+}
+
+SCORE_SEED = 51051
+SCORE_N = 1000
+SCORE_START = 1000
+
+
+def recipe_config(name: str, seed: int, epochs: int = 8, train_limit: int = 12_800, latent: int = 8) -> TrainConfig:
+    """The :class:`TrainConfig` of recipe ``name`` with ``seed``."""
+    if name not in RECIPES:
+        raise ValueError(f"recipe: expected one of {', '.join(RECIPES)}, got {name!r}")
+    return TrainConfig("aligned", latent, epochs=epochs, train_limit=train_limit, seed=seed, **RECIPES[name])
+
+
+def train_run(name: str, seed: int, out: Path, train, test, device="cpu", **kw) -> Path:
+    """Train (or resume) recipe ``name`` with ``seed`` into ``out/<name>-s<seed>.pt``; returns the path."""
+    path = Path(out) / f"{name}-s{seed}.pt"
+    fit(recipe_config(name, seed, **kw), train, test, checkpoint=path, device=device)
+    return path
+
+
+def plain_epoch_seconds(train, test, device="cpu", seed: int = 0, train_limit: int = 12_800, latent: int = 8) -> float:
+    """Seconds of one plain epoch (the ``rotated`` regime: the same digits and steps, no search)."""
+    _, hist = fit(TrainConfig("rotated", latent, epochs=1, train_limit=train_limit, seed=seed), train, test,
+                  device=device, progress=False)  # fmt: skip
+    return hist["seconds"][0]
+
+
+def score_run(path: Path, x_test: torch.Tensor, y_test: torch.Tensor, n: int = SCORE_N, seed: int = SCORE_SEED,
+              start: int = SCORE_START) -> dict:  # fmt: skip
+    """One run's figures: the scored loss (default search, float32) and its history's."""
+    ckpt = load_checkpoint(path)
+    vae = model_from_checkpoint(ckpt).eval()
+    vae.pose_net = None  # the same search for every model
+    xs, _, _, _ = draw_digits(x_test, y_test, n, seed, start)
+    cfg = replace(preset("rotation", "default"), precision="float32")
+    res = align(vae, xs, "rotation", cfg, progress=False)
+    hist, config = ckpt["history"], ckpt["config"]
+    passes = hist["passes"].double().mean(1)  # (epochs,) mean per image
+    labels = torch.as_tensor(hist["labels"])
+    stats = class_statistics(hist["orientation"][-1].float(), labels)
+    return {
+        "run": path.stem, "seed": config["seed"], "epochs": len(hist["seconds"]),
+        "score_loss": float(res.loss.double().mean()), "score_loss_se": float(res.loss.double().std() / math.sqrt(n)),
+        "score_passes": float(res.passes.double().mean()),
+        "history_test_loss": hist["test_loss"][-1],
+        "passes_first": float(passes[0]), "passes_later": float(passes[1:].mean()),
+        "seconds_per_epoch": sum(hist["seconds"]) / len(hist["seconds"]),
+        "seconds_later": sum(hist["seconds"][1:]) / max(1, len(hist["seconds"]) - 1),
+        "R1": {r["class"]: r["R1"] for r in stats}, "R2": {r["class"]: r["R2"] for r in stats},
+    }  # fmt: skip
+
+
+def _mean_se(values: list[float]) -> tuple[float, float]:
+    t = torch.tensor(values, dtype=torch.float64)
+    se = float(t.std() / math.sqrt(len(t))) if len(t) > 1 else float("nan")
+    return float(t.mean()), se
+
+
+def summarize(rows: list[dict], plain_seconds: float | None = None) -> list[dict]:
+    """Per recipe: mean and standard error over its seeds of every figure of :func:`score_run`."""
+    out = []
+    for name in RECIPES:
+        runs = [r for r in rows if r["run"].rsplit("-s", 1)[0] == name]
+        if not runs:
+            continue
+        row = {"recipe": name, "seeds": sorted(r["seed"] for r in runs)}
+        for key in ("score_loss", "history_test_loss", "passes_first", "passes_later", "seconds_per_epoch",
+                    "seconds_later"):  # fmt: skip
+            row[key], row[key + "_se"] = _mean_se([r[key] for r in runs])
+        if plain_seconds:
+            row["later_vs_plain"] = row["seconds_later"] / plain_seconds
+        for stat in ("R1", "R2"):
+            row[stat] = {c: _mean_se([r[stat][c] for r in runs]) for c in runs[0][stat]}
+        out.append(row)
+    return out
+
+
+def format_summary(summary: list[dict], plain_seconds: float | None = None) -> str:
+    """The table of :func:`summarize`, one line per recipe."""
+    lines = [f"{'recipe':8} {'seeds':>5} {'scored loss':>16} {'history loss':>14} {'passes 1st':>10} "
+             f"{'passes later':>12} {'s/epoch later':>13} {'x plain':>7}"]  # fmt: skip
+    for r in summary:
+        ratio = f"{r['later_vs_plain']:7.2f}" if "later_vs_plain" in r else f"{'':7}"
+        lines.append(f"{r['recipe']:8} {len(r['seeds']):5d} {r['score_loss']:9.2f} ± {r['score_loss_se']:4.2f} "
+                     f"{r['history_test_loss']:7.2f} ± {r['history_test_loss_se']:4.2f} {r['passes_first']:10.2f} "
+                     f"{r['passes_later']:12.2f} {r['seconds_later']:13.1f} {ratio}")  # fmt: skip
+    if plain_seconds:
+        lines.append(f"plain epoch (rotated regime, no search): {plain_seconds:.1f} s")
+    return "\n".join(lines)
+
+
+def compare(out: str | os.PathLike, recipes=tuple(RECIPES), seeds=(0, 1, 2), device="cpu", train_only=False,
+            score_only=False, plain=True, **kw) -> dict:  # fmt: skip
+    """Train every recipe with every seed into ``out`` (resuming), score them, write ``out/compare.json``."""
+    from ..data.mnist import load_mnist
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    train, test = load_mnist("train"), load_mnist("test")
+    if not score_only:
+        for name in recipes:
+            for seed in seeds:
+                t0 = time.perf_counter()
+                train_run(name, seed, out, train, test, device=device, **kw)
+                print(f"{name} seed {seed}: {time.perf_counter() - t0:.0f} s", flush=True)
+    if train_only:
+        return {}
+    report_path = out / "compare.json"
+    old = json.loads(report_path.read_text()) if report_path.exists() else {}
+    plain_s = (plain_epoch_seconds(train, test, device=device, train_limit=kw.get("train_limit", 12_800)) if plain 
+               else old.get("plain_epoch_seconds"))
+    rows = [score_run(p, *test) for p in sorted(out.glob("*-s*.pt")) if p.stem.rsplit("-s", 1)[0] in RECIPES]
+    report = {"conditions": conditions(torch.device(device)), "bfloat16": os.environ.get("AVAE_BFLOAT16", "auto"),
+              "score": {"n": SCORE_N, "seed": SCORE_SEED, "start": SCORE_START, "split": "test",
+                        "search": "default preset, no pose net, float32"},
+              "plain_epoch_seconds": plain_s, "runs": rows, "summary": summarize(rows, plain_s)}  # fmt: skip
+    report_path.write_text(json.dumps(report, indent=1))
+    print(format_summary(report["summary"], plain_s))
+    return report
