@@ -277,6 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     ct.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ct.add_argument("--epochs", type=_positive_int, default=8)
     ct.add_argument("--train-limit", type=_positive_int, default=12_800, help="the first N training digits")
+    ct.add_argument("--score-n", type=_positive_int, default=1000, help="held-out test digits scored per run")
     ct.add_argument("--train-only", action="store_true", help="train (or resume) the runs, score nothing")
     ct.add_argument("--score-only", action="store_true", help="score the runs already in --out")
     ct.add_argument("--no-plain", action="store_true", help="do not time a plain epoch (keep compare.json's)")

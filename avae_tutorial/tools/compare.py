@@ -140,7 +140,7 @@ def format_summary(summary: list[dict], plain_seconds: float | None = None) -> s
 
 
 def compare(out: str | os.PathLike, recipes=tuple(RECIPES), seeds=(0, 1, 2), device="cpu", train_only=False,
-            score_only=False, plain=True, **kw) -> dict:  # fmt: skip
+            score_only=False, plain=True, score_n: int = SCORE_N, **kw) -> dict:  # fmt: skip
     """Train every recipe with every seed into ``out`` (resuming), score them, write ``out/compare.json``."""
     from ..data.mnist import load_mnist
 
@@ -159,9 +159,9 @@ def compare(out: str | os.PathLike, recipes=tuple(RECIPES), seeds=(0, 1, 2), dev
     old = json.loads(report_path.read_text()) if report_path.exists() else {}
     plain_s = (plain_epoch_seconds(train, test, device=device, train_limit=kw.get("train_limit", 12_800)) if plain 
                else old.get("plain_epoch_seconds"))
-    rows = [score_run(p, *test) for p in sorted(out.glob("*-s*.pt")) if p.stem.rsplit("-s", 1)[0] in RECIPES]
+    rows = [score_run(p, *test, n=score_n) for p in sorted(out.glob("*-s*.pt")) if p.stem.rsplit("-s", 1)[0] in RECIPES]
     report = {"conditions": conditions(torch.device(device)), "bfloat16": os.environ.get("AVAE_BFLOAT16", "auto"),
-              "score": {"n": SCORE_N, "seed": SCORE_SEED, "start": SCORE_START, "split": "test",
+              "score": {"n": score_n, "seed": SCORE_SEED, "start": SCORE_START, "split": "test",
                         "search": "default preset, no pose net, float32"},
               "plain_epoch_seconds": plain_s, "runs": rows, "summary": summarize(rows, plain_s)}  # fmt: skip
     report_path.write_text(json.dumps(report, indent=1))

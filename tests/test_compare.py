@@ -1,0 +1,57 @@
+"""tools/compare.py: the training searches compared over seeds (compare-training)."""
+import json
+import math
+
+import pytest
+
+import avae_tutorial as avae
+from avae_tutorial.align import search_cost
+from avae_tutorial.tools import compare as cmp
+from avae_tutorial.tools.cli import main
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
+def test_recipes_differ_only_in_the_later_search():
+    base = cmp.recipe_config("warm", 3)
+    assert base.regime == "aligned" and base.seed == 3 and base.warm_start and not base.pose_online
+    assert not cmp.recipe_config("cold", 0).warm_start
+    assert cmp.recipe_config("online", 0).pose_online
+    lite = avae.AlignConfig(**cmp.recipe_config("lite", 0).align_warm)
+    assert search_cost(lite, n_init=1) == 4  # last orientation +- span, one step
+    for name in cmp.RECIPES:
+        assert cmp.recipe_config(name, 0).align == base.align  # the first epoch's search is the same
+    with pytest.raises(ValueError, match="expected one of warm, cold, online, lite"):
+        cmp.recipe_config("hot", 0)
+
+
+def test_summary_is_the_mean_and_standard_error_over_seeds():
+    rows = [{"run": f"lite-s{s}", "seed": s, "score_loss": v, "history_test_loss": v + 1, "passes_first": 9.0,
+             "passes_later": 4.0, "seconds_per_epoch": 2.0, "seconds_later": 1.0, "R1": {1: 0.5}, "R2": {1: r}}
+            for s, v, r in ((0, 100.0, 0.2), (1, 102.0, 0.4), (2, 104.0, 0.6))]  # fmt: skip
+    (row,) = cmp.summarize(rows, plain_seconds=0.5)
+    assert row["recipe"] == "lite" and row["seeds"] == [0, 1, 2]
+    assert row["score_loss"] == pytest.approx(102.0) and row["score_loss_se"] == pytest.approx(2 / math.sqrt(3))
+    assert row["later_vs_plain"] == pytest.approx(2.0) and row["R2"][1][0] == pytest.approx(0.4)
+    assert "lite" in cmp.format_summary([row], 0.5)
+
+
+def test_compare_training_end_to_end(monkeypatch, tmp_path, capsys):
+    """Two recipes, one seed, a few synthetic digits: trained, scored alike, written."""
+    from avae_tutorial.data import mnist as data
+
+    def fake(split="test", canvas=40, limit=None, root=None):
+        x, y = data.synthetic_digits(1004 if split == "test" else 32, canvas=canvas, seed=int(split == "test"))
+        return (x[:limit], y[:limit]) if limit else (x, y)
+
+    monkeypatch.setattr(data, "load_mnist", fake)
+    assert main(["compare-training", "--recipes", "warm", "lite", "--seeds", "0", "--epochs", "2",
+                 "--train-limit", "32", "--out", str(tmp_path), "--device", "cpu", "--score-n", "4"]) == 0  # fmt: skip
+    report = json.loads((tmp_path / "compare.json").read_text())
+    runs = {r["run"]: r for r in report["runs"]}
+    assert set(runs) == {"warm-s0", "lite-s0"}
+    assert runs["warm-s0"]["passes_later"] == 13 and runs["lite-s0"]["passes_later"] == 4
+    assert all(r["passes_first"] == 9 and r["epochs"] == 2 for r in runs.values())
+    assert all(math.isfinite(r["score_loss"]) and r["score_passes"] == 30 for r in runs.values())
+    assert [r["recipe"] for r in report["summary"]] == ["warm", "lite"] and report["plain_epoch_seconds"] > 0
+    assert "warm" in capsys.readouterr().out
