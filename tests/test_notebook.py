@@ -17,6 +17,19 @@ def test_mode_reads_the_environment(monkeypatch, value, want):
     assert notebook.pick(quick=1, full=2) == (1 if want == "quick" else 2)
 
 
+@pytest.mark.parametrize("value, want", [("quick", 64), ("full", 1000)])
+def test_sizes_are_chosen_in_one_place(monkeypatch, value, want):
+    monkeypatch.setenv("AVAE_MODE", value)
+    S = notebook.sizes(n=(64, 1000), angles=((0, 90), (0, 45, 90)))
+    assert S.n == want and len(S.angles) == (2 if value == "quick" else 3)
+    assert repr(S).startswith(f"n={want}, angles=(0, ")
+
+
+def test_sizes_name_the_entry_that_is_not_a_pair():
+    with pytest.raises(ValueError, match=r"expected a \(quick, full\) pair for every name, got n=64"):
+        notebook.sizes(n=64, m=(1, 2))
+
+
 def test_a_bad_mode_names_the_valid_ones(monkeypatch):
     monkeypatch.setenv("AVAE_MODE", "fast")
     with pytest.raises(ValueError, match=r"AVAE_MODE: expected one of \('full', 'quick'\), got 'fast'"):

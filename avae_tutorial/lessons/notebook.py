@@ -8,13 +8,14 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import replace
+from types import SimpleNamespace
 
 import torch
 
 from .._checks import default_device  # noqa: F401 - the chapters' one device choice
 from ..model import VAE
 
-__all__ = ["mode", "pick", "default_device", "needs_custom_widget_manager", "setup", "pretrained_or_train"]
+__all__ = ["mode", "pick", "sizes", "default_device", "needs_custom_widget_manager", "setup", "pretrained_or_train"]
 
 MODES = ("full", "quick")
 
@@ -30,6 +31,27 @@ def mode() -> str:
 def pick(quick, full):
     """``quick`` in quick mode, ``full`` otherwise: ``N = pick(quick=64, full=2000)``."""
     return quick if mode() == "quick" else full
+
+
+class Sizes(SimpleNamespace):
+    """A chapter's sizes, read as attributes (``S.n_test``); printed as one line of ``name=value``."""
+
+    def __repr__(self) -> str:
+        return ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
+
+
+def sizes(**choices: tuple) -> Sizes:
+    """A chapter's sizes chosen in one place: every keyword is a ``(quick, full)`` pair.
+
+    ``S = sizes(n_test=(100, 1000), step_deg=(45, 15))`` gives ``S.n_test == 1000`` and
+    ``S.step_deg == 15``, or the first of each pair where ``AVAE_MODE=quick``.
+    """
+    bad = [k for k, v in choices.items() if not (isinstance(v, tuple) and len(v) == 2)]
+    if bad:
+        got = ", ".join(f"{k}={choices[k]!r}" for k in bad)
+        raise ValueError(f"sizes: expected a (quick, full) pair for every name, got {got}")
+    i = 0 if mode() == "quick" else 1
+    return Sizes(**{k: v[i] for k, v in choices.items()})
 
 
 def needs_custom_widget_manager() -> bool:
