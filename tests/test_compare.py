@@ -36,6 +36,30 @@ def test_summary_is_the_mean_and_standard_error_over_seeds():
     assert "lite" in cmp.format_summary([row], 0.5)
 
 
+def _rows(losses: dict, passes: dict) -> list[dict]:
+    return [{"run": f"{name}-s{s}", "seed": s, "score_loss": v, "history_test_loss": v, "passes_first": 9.0,
+             "passes_later": passes[name], "seconds_per_epoch": 2.0, "seconds_later": passes[name] / 4,
+             "R1": {1: 0.5}, "R2": {1: 0.5}} for name, vals in losses.items() for s, v in enumerate(vals)]  # fmt: skip
+
+
+def test_paired_differences_remove_what_the_seed_does_to_both():
+    rows = _rows({"warm": [100.0, 110.0, 120.0], "lite": [101.0, 111.0, 121.5]}, {"warm": 13.0, "lite": 4.0})
+    mean, se, n = cmp.paired(rows, "lite", "warm")
+    assert n == 3 and mean == pytest.approx(7 / 6) and se == pytest.approx(math.sqrt(1 / 12) / math.sqrt(3))
+    (warm, lite) = cmp.summarize(rows)
+    assert lite["vs_warm"] == pytest.approx(mean) and lite["score_loss_se"] > 5  # unpaired: the seeds' spread
+
+
+@pytest.mark.parametrize("lite, want", [([101.0, 109.2, 120.3], "lite"),  # within one paired SE: the cheaper
+                                         ([103.0, 113.2, 122.9], "warm")])  # clearly worse: the better
+def test_the_choice_is_the_best_loss_and_a_tie_goes_to_fewer_passes(lite, want):
+    rows = _rows({"warm": [100.0, 110.0, 120.0], "lite": lite}, {"warm": 13.0, "lite": 4.0})
+    summary = cmp.summarize(rows)
+    choice = cmp.choose(rows, summary)
+    assert choice["best"] == "warm" and choice["winner"] == want
+    assert f"chosen: {want}" in cmp.format_summary(summary, None, choice)
+
+
 def test_compare_training_end_to_end(monkeypatch, tmp_path, capsys):
     """Two recipes, one seed, a few synthetic digits: trained, scored alike, written."""
     from avae_tutorial.data import mnist as data
@@ -54,4 +78,5 @@ def test_compare_training_end_to_end(monkeypatch, tmp_path, capsys):
     assert all(r["passes_first"] == 9 and r["epochs"] == 2 for r in runs.values())
     assert all(math.isfinite(r["score_loss"]) and r["score_passes"] == 30 for r in runs.values())
     assert [r["recipe"] for r in report["summary"]] == ["warm", "lite"] and report["plain_epoch_seconds"] > 0
-    assert "warm" in capsys.readouterr().out
+    assert report["choice"]["winner"] in {"warm", "lite"}
+    assert "chosen:" in capsys.readouterr().out

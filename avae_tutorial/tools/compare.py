@@ -34,7 +34,7 @@ from ..training.train import AMORTIZED_WARM_SEARCH, TrainConfig, fit
 from .heldout import draw_digits
 
 __all__ = ["RECIPES", "LITE_WARM_SEARCH", "SCORE_SEED", "SCORE_N", "SCORE_START", "recipe_config", "train_run",
-           "plain_epoch_seconds", "score_run", "summarize", "format_summary"]  # fmt: skip
+           "plain_epoch_seconds", "score_run", "paired", "summarize", "choose", "format_summary"]  # fmt: skip
 
 #: The cheap warm search: each digit's last orientation and it +- 0.1 rad, one parabolic step; no
 #: grid, no identity (4 passes per image).
@@ -106,8 +106,43 @@ def _mean_se(values: list[float]) -> tuple[float, float]:
     return float(t.mean()), se
 
 
-def summarize(rows: list[dict], plain_seconds: float | None = None) -> list[dict]:
-    """Per recipe: mean and standard error over its seeds of every figure of :func:`score_run`."""
+def _recipe(row: dict) -> str:
+    return row["run"].rsplit("-s", 1)[0]
+
+
+def paired(rows: list[dict], a: str, b: str, key: str = "score_loss") -> tuple[float, float, int]:
+    """Recipe ``a`` minus recipe ``b`` on ``key``, paired by seed: ``(mean, standard error, seeds)``.
+
+    Runs with the same seed start from the same weights and see the digits in the same order, so
+    the per-seed difference removes what the seed does to both; its spread over seeds is the error.
+    """
+    by = {(_recipe(r), r["seed"]): r[key] for r in rows}
+    diffs = [by[a, s] - by[b, s] for (name, s) in by if name == a and (b, s) in by]
+    if not diffs:
+        return float("nan"), float("nan"), 0
+    mean, se = _mean_se(diffs)
+    return mean, se, len(diffs)
+
+
+def choose(rows: list[dict], summary: list[dict]) -> dict:
+    """The recipe to ship: the lowest scored loss, where a recipe within one paired standard error
+    of the best counts as a tie and a tie goes to the fewest passes after the first epoch (then the
+    least time against a plain epoch)."""
+    best = min(summary, key=lambda r: r["score_loss"])["recipe"]
+    ties = []
+    for r in summary:
+        mean, se, n = paired(rows, r["recipe"], best)
+        if r["recipe"] == best or (n > 1 and mean <= se):
+            ties.append(r)
+    pick = min(ties, key=lambda r: (round(r["passes_later"], 6), r.get("later_vs_plain", 0.0), r["score_loss"]))
+    return {"best": best, "ties": [r["recipe"] for r in ties], "winner": pick["recipe"],
+            "rule": "lowest scored loss; within one paired standard error of it is a tie, "
+                    "won by the fewest passes per image after the first epoch"}  # fmt: skip
+
+
+def summarize(rows: list[dict], plain_seconds: float | None = None, reference: str = "warm") -> list[dict]:
+    """Per recipe: mean and standard error over its seeds of every figure of :func:`score_run`, and
+    its scored loss minus ``reference``'s, paired by seed (:func:`paired`)."""
     out = []
     for name in RECIPES:
         runs = [r for r in rows if r["run"].rsplit("-s", 1)[0] == name]
@@ -119,23 +154,29 @@ def summarize(rows: list[dict], plain_seconds: float | None = None) -> list[dict
             row[key], row[key + "_se"] = _mean_se([r[key] for r in runs])
         if plain_seconds:
             row["later_vs_plain"] = row["seconds_later"] / plain_seconds
+        row["vs_" + reference], row["vs_" + reference + "_se"], _ = paired(rows, name, reference)
         for stat in ("R1", "R2"):
             row[stat] = {c: _mean_se([r[stat][c] for r in runs]) for c in runs[0][stat]}
         out.append(row)
     return out
 
 
-def format_summary(summary: list[dict], plain_seconds: float | None = None) -> str:
-    """The table of :func:`summarize`, one line per recipe."""
-    lines = [f"{'recipe':8} {'seeds':>5} {'scored loss':>16} {'history loss':>14} {'passes 1st':>10} "
-             f"{'passes later':>12} {'s/epoch later':>13} {'x plain':>7}"]  # fmt: skip
+def format_summary(summary: list[dict], plain_seconds: float | None = None, choice: dict | None = None) -> str:
+    """The table of :func:`summarize`, one line per recipe, and the choice of :func:`choose`."""
+    lines = [f"{'recipe':8} {'seeds':>5} {'scored loss':>16} {'minus warm':>15} {'history loss':>16} "
+             f"{'passes 1st':>10} {'passes later':>12} {'s/epoch later':>13} {'x plain':>7}"]  # fmt: skip
     for r in summary:
         ratio = f"{r['later_vs_plain']:7.2f}" if "later_vs_plain" in r else f"{'':7}"
-        lines.append(f"{r['recipe']:8} {len(r['seeds']):5d} {r['score_loss']:9.2f} ± {r['score_loss_se']:4.2f} "
-                     f"{r['history_test_loss']:7.2f} ± {r['history_test_loss_se']:4.2f} {r['passes_first']:10.2f} "
+        vs = r.get("vs_warm", float("nan"))
+        vs = f"{vs:+7.2f} ± {r['vs_warm_se']:5.2f}" if vs == vs and r["recipe"] != "warm" else f"{'':15}"
+        lines.append(f"{r['recipe']:8} {len(r['seeds']):5d} {r['score_loss']:9.2f} ± {r['score_loss_se']:4.2f} {vs} "
+                     f"{r['history_test_loss']:8.2f} ± {r['history_test_loss_se']:5.2f} {r['passes_first']:10.2f} "
                      f"{r['passes_later']:12.2f} {r['seconds_later']:13.1f} {ratio}")  # fmt: skip
     if plain_seconds:
         lines.append(f"plain epoch (rotated regime, no search): {plain_seconds:.1f} s")
+    if choice:
+        lines.append(f"chosen: {choice['winner']} (best: {choice['best']}; within one paired standard error of it: "
+                     f"{', '.join(choice['ties'])}; a tie goes to the fewest passes)")  # fmt: skip
     return "\n".join(lines)
 
 
@@ -164,6 +205,7 @@ def compare(out: str | os.PathLike, recipes=tuple(RECIPES), seeds=(0, 1, 2), dev
               "score": {"n": score_n, "seed": SCORE_SEED, "start": SCORE_START, "split": "test",
                         "search": "default preset, no pose net, float32"},
               "plain_epoch_seconds": plain_s, "runs": rows, "summary": summarize(rows, plain_s)}  # fmt: skip
+    report["choice"] = choose(rows, report["summary"])
     report_path.write_text(json.dumps(report, indent=1))
-    print(format_summary(report["summary"], plain_s))
+    print(format_summary(report["summary"], plain_s, report["choice"]))
     return report
