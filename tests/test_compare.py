@@ -70,7 +70,7 @@ def test_compare_training_end_to_end(monkeypatch, tmp_path, capsys):
 
     monkeypatch.setattr(data, "load_mnist", fake)
     assert main(["compare-training", "--recipes", "warm", "lite", "--seeds", "0", "--epochs", "2",
-                 "--train-limit", "32", "--out", str(tmp_path), "--device", "cpu", "--score-n", "4"]) == 0  # fmt: skip
+                 "--train-limit", "32", "--out", str(tmp_path), "--device", "cpu", "--score-n", "4", "--time-n", "16"]) == 0  # fmt: skip
     report = json.loads((tmp_path / "compare.json").read_text())
     runs = {r["run"]: r for r in report["runs"]}
     assert set(runs) == {"warm-s0", "lite-s0"}
@@ -79,4 +79,39 @@ def test_compare_training_end_to_end(monkeypatch, tmp_path, capsys):
     assert all(math.isfinite(r["score_loss"]) and r["score_passes"] == 30 for r in runs.values())
     assert [r["recipe"] for r in report["summary"]] == ["warm", "lite"] and report["plain_epoch_seconds"] > 0
     assert report["choice"]["winner"] in {"warm", "lite"}
+    timing = report["timing"]
+    assert timing["n"] == 16 and timing["plain"] > 0 and set(timing["recipes"]) == {"warm", "lite"}
+    warm = report["summary"][0]
+    assert warm["later_vs_plain"] == pytest.approx(timing["recipes"]["warm"] / timing["plain"])
     assert "chosen:" in capsys.readouterr().out
+
+
+def test_each_recipe_is_described_by_its_search():
+    assert cmp.describe("warm") == "last pose +- 0.1 rad, grid of 8; 2 parabolic steps"
+    assert cmp.describe("cold") == "grid of 8; 1 parabolic step"
+    assert cmp.describe("online") == "last pose +- 0.1 rad, pose net's guess; no step"
+    assert cmp.describe("lite") == "last pose +- 0.1 rad; 1 parabolic step"
+
+
+def test_table_rows_show_means_with_their_errors():
+    rows = _rows({"warm": [100.0, 110.0, 120.0], "lite": [101.0, 109.2, 120.3]}, {"warm": 13.0, "lite": 4.0})
+    report = {"summary": cmp.summarize(rows, plain_seconds=1.0)}
+    warm, lite = cmp.table_rows(report)
+    assert warm["scored loss"] == "110.0 ± 5.8" and warm["minus warm"] == "–"
+    assert lite["minus warm"].startswith("+0.17 ± ") and lite["passes, later"] == 4.0 and lite["x plain"] == 1.0
+
+
+def test_a_recorded_config_names_its_recipe():
+    from dataclasses import asdict
+
+    for name in cmp.RECIPES:
+        assert cmp.recipe_of(asdict(cmp.recipe_config(name, 5))) == name
+    assert cmp.recipe_of({"warm_start": True, "align_warm": {"restarts": 3, "steps": 9, "init_span": 0.4}}) is None
+
+
+def test_structure_rows_give_each_recipes_concentration_over_seeds():
+    rows = _rows({"warm": [100.0, 110.0, 120.0]}, {"warm": 13.0})
+    for x, r1 in zip(rows, (0.2, 0.4, 0.6)):
+        x["R1"], x["R2"] = {1: r1, 6: 0.9, 9: 0.1}, {1: 0.8, 6: 0.9, 9: 0.2}
+    (row,) = cmp.structure_rows({"summary": cmp.summarize(rows), "runs": rows})
+    assert row["median R1"] == "0.40 ± 0.12" and row['R1 of "1"'] == "0.40 ± 0.12" and row['R2 of "9"'] == "0.20 ± 0.00"

@@ -15,7 +15,7 @@ import torch
 from .._checks import default_device  # noqa: F401 - the chapters' one device choice
 from ..model import VAE
 
-__all__ = ["mode", "pick", "sizes", "default_device", "needs_custom_widget_manager", "setup", "pretrained_or_train"]
+__all__ = ["mode", "pick", "sizes", "default_device", "needs_custom_widget_manager", "setup", "pretrained_or_train", "rotation_rows"]
 
 MODES = ("full", "quick")
 
@@ -141,3 +141,23 @@ def pretrained_or_train(
         cfg = replace(cfg, epochs=quick_epochs, train_limit=quick_train_limit, test_limit=min(cfg.test_limit, 256))
     train_fn = fit_peer if isinstance(cfg, PeerConfig) else fit
     return train_fn(cfg, load_mnist("train"), load_mnist("test"), device=device)
+
+
+def rotation_rows(models: dict, shipped: bool = True, digits: int = 4, angles=(0, 60, 120),
+                  device: str | None = None) -> list[dict]:  # fmt: skip
+    """Loss per angle of ``models`` (name -> VAE), without and with the search.
+
+    For the shipped models (``shipped``), the package's evaluation (``rotation.csv``: the
+    ``"default"`` preset, 150 test digits per angle); for models trained here, measured now on
+    ``digits`` test digits at ``angles`` (degrees) with the ``"fast"`` preset. Rows as
+    :func:`~avae_tutorial.training.evaluate.loss_per_angle`'s, with the model's name.
+    """
+    from ..data.mnist import load_mnist
+    from ..training.evaluate import loss_per_angle
+    from ..training.pretrained import load_results
+
+    if shipped:
+        return [r for r in load_results("rotation.csv") if r["model"] in models]
+    x = load_mnist("test", limit=digits)[0].to(device or default_device())
+    return [{"model": name, **r} for name, vae in models.items() for aligned in (False, True)
+            for r in loss_per_angle(vae, x, list(angles), aligned=aligned, config="fast", progress=False)]  # fmt: skip

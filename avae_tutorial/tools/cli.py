@@ -281,6 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
     ct.add_argument("--train-only", action="store_true", help="train (or resume) the runs, score nothing")
     ct.add_argument("--score-only", action="store_true", help="score the runs already in --out")
     ct.add_argument("--no-plain", action="store_true", help="do not time a plain epoch (keep compare.json's)")
+    ct.add_argument("--time-n", type=int, default=1280,
+                    help="time each recipe's second epoch against a plain one on N digits (0: keep compare.json's)")
     ct.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave as is)")
     ct.add_argument("--out", type=Path, default=Path("runs/compare"), help="folder of the runs and compare.json")
     ct.add_argument("--device", default="auto")

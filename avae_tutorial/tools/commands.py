@@ -401,7 +401,7 @@ def cmd_compare_training(a) -> int:
     if a.threads:
         torch.set_num_threads(a.threads)
     compare(a.out, recipes=a.recipes, seeds=a.seeds, device=_device(a.device), train_only=a.train_only,
-            score_only=a.score_only, plain=not a.no_plain, score_n=a.score_n, epochs=a.epochs, train_limit=a.train_limit)  # fmt: skip
+            score_only=a.score_only, plain=not a.no_plain, score_n=a.score_n, time_n=a.time_n, epochs=a.epochs, train_limit=a.train_limit)  # fmt: skip
     return 0
 
 

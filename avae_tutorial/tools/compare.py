@@ -34,7 +34,8 @@ from ..training.train import AMORTIZED_WARM_SEARCH, TrainConfig, fit
 from .heldout import draw_digits
 
 __all__ = ["RECIPES", "LITE_WARM_SEARCH", "SCORE_SEED", "SCORE_N", "SCORE_START", "recipe_config", "train_run",
-           "plain_epoch_seconds", "score_run", "paired", "summarize", "choose", "format_summary"]  # fmt: skip
+           "plain_epoch_seconds", "time_searches", "score_run", "paired", "summarize", "choose", "format_summary",
+           "describe", "table_rows", "recipe_of", "structure_rows"]  # fmt: skip
 
 #: The cheap warm search: each digit's last orientation and it +- 0.1 rad, one parabolic step; no
 #: grid, no identity (4 passes per image).
@@ -89,7 +90,7 @@ def score_run(path: Path, x_test: torch.Tensor, y_test: torch.Tensor, n: int = S
     labels = torch.as_tensor(hist["labels"])
     stats = class_statistics(hist["orientation"][-1].float(), labels)
     return {
-        "run": path.stem, "seed": config["seed"], "epochs": len(hist["seconds"]),
+        "run": path.stem, "seed": config["seed"], "epochs": len(hist["seconds"]), "train_limit": config["train_limit"],
         "score_loss": float(res.loss.double().mean()), "score_loss_se": float(res.loss.double().std() / math.sqrt(n)),
         "score_passes": float(res.passes.double().mean()),
         "history_test_loss": hist["test_loss"][-1],
@@ -140,9 +141,24 @@ def choose(rows: list[dict], summary: list[dict]) -> dict:
                     "won by the fewest passes per image after the first epoch"}  # fmt: skip
 
 
-def summarize(rows: list[dict], plain_seconds: float | None = None, reference: str = "warm") -> list[dict]:
+def time_searches(recipes, train, test, n: int = 1280, device="cpu", latent: int = 8) -> dict:
+    """Seconds of an epoch after the first for each recipe, and of a plain epoch, on ``n`` training
+    digits, one after the other in this process (the same machine and load for all): the second of
+    two epochs, so that no start-up cost is counted. ``{"n", "plain", "recipes": {name: seconds}}``."""
+    def second_epoch(cfg):
+        return fit(replace(cfg, epochs=2, train_limit=n), train, test, device=device, progress=False)[1]["seconds"][1]
+
+    plain = second_epoch(TrainConfig("rotated", latent, seed=0))
+    return {"n": n, "plain": plain, "recipes": {name: second_epoch(recipe_config(name, 0, latent=latent))
+                                                 for name in recipes}}  # fmt: skip
+
+
+def summarize(rows: list[dict], plain_seconds: float | None = None, reference: str = "warm",
+              timing: dict | None = None) -> list[dict]:  # fmt: skip
     """Per recipe: mean and standard error over its seeds of every figure of :func:`score_run`, and
-    its scored loss minus ``reference``'s, paired by seed (:func:`paired`)."""
+    its scored loss minus ``reference``'s, paired by seed (:func:`paired`). The time against a plain
+    epoch comes from ``timing`` (:func:`time_searches`) where given, else from the runs' own
+    seconds against ``plain_seconds``."""
     out = []
     for name in RECIPES:
         runs = [r for r in rows if r["run"].rsplit("-s", 1)[0] == name]
@@ -152,7 +168,9 @@ def summarize(rows: list[dict], plain_seconds: float | None = None, reference: s
         for key in ("score_loss", "history_test_loss", "passes_first", "passes_later", "seconds_per_epoch",
                     "seconds_later"):  # fmt: skip
             row[key], row[key + "_se"] = _mean_se([r[key] for r in runs])
-        if plain_seconds:
+        if timing and name in timing["recipes"]:
+            row["later_vs_plain"] = timing["recipes"][name] / timing["plain"]
+        elif plain_seconds:
             row["later_vs_plain"] = row["seconds_later"] / plain_seconds
         row["vs_" + reference], row["vs_" + reference + "_se"], _ = paired(rows, name, reference)
         for stat in ("R1", "R2"):
@@ -181,8 +199,10 @@ def format_summary(summary: list[dict], plain_seconds: float | None = None, choi
 
 
 def compare(out: str | os.PathLike, recipes=tuple(RECIPES), seeds=(0, 1, 2), device="cpu", train_only=False,
-            score_only=False, plain=True, score_n: int = SCORE_N, **kw) -> dict:  # fmt: skip
-    """Train every recipe with every seed into ``out`` (resuming), score them, write ``out/compare.json``."""
+            score_only=False, plain=True, score_n: int = SCORE_N, time_n: int = 1280, **kw) -> dict:  # fmt: skip
+    """Train every recipe with every seed into ``out`` (resuming), score them, time each recipe's later
+    epochs against a plain one on ``time_n`` digits (:func:`time_searches`; 0: keep the report's),
+    write ``out/compare.json``."""
     from ..data.mnist import load_mnist
 
     out = Path(out)
@@ -204,8 +224,78 @@ def compare(out: str | os.PathLike, recipes=tuple(RECIPES), seeds=(0, 1, 2), dev
     report = {"conditions": conditions(torch.device(device)), "bfloat16": os.environ.get("AVAE_BFLOAT16", "auto"),
               "score": {"n": score_n, "seed": SCORE_SEED, "start": SCORE_START, "split": "test",
                         "search": "default preset, no pose net, float32"},
-              "plain_epoch_seconds": plain_s, "runs": rows, "summary": summarize(rows, plain_s)}  # fmt: skip
+              "plain_epoch_seconds": plain_s, "runs": rows}  # fmt: skip
+    timing = time_searches(recipes, train, test, time_n, device) if time_n else old.get("timing")
+    if timing:
+        report["timing"] = timing
+    report["summary"] = summarize(rows, plain_s, timing=timing)
     report["choice"] = choose(rows, report["summary"])
     report_path.write_text(json.dumps(report, indent=1))
     print(format_summary(report["summary"], plain_s, report["choice"]))
     return report
+
+
+def describe(name: str) -> str:
+    """Recipe ``name``'s search in the epochs after the first, in words."""
+    from ..training.train import search_config
+
+    cfg = recipe_config(name, 0)
+    search = search_config(cfg, warm=cfg.warm_start)
+    parts = []
+    if cfg.warm_start:
+        parts.append("last pose" + (f" +- {search.init_span:g} rad" if search.init_span else ""))
+    if cfg.pose_online:
+        parts.append("pose net's guess")
+    if search.restarts:
+        parts.append(f"grid of {search.restarts}")
+    steps = f"{search.steps} parabolic step{'s' if search.steps != 1 else ''}" if search.steps else "no step"
+    return ", ".join(parts) + "; " + steps
+
+
+def _pm(mean: float, se: float, fmt: str = ".1f", sign: str = "") -> str:
+    return f"{mean:{sign}{fmt}} ± {se:{fmt}}" if se == se else f"{mean:{sign}{fmt}}"
+
+
+def table_rows(report: dict) -> list[dict]:
+    """One row per recipe of a ``compare.json`` report, its figures as text (mean ± standard error
+    over seeds; the difference to ``warm`` paired by seed)."""
+    rows = []
+    for r in report["summary"]:
+        rows.append({
+            "recipe": r["recipe"], "later epochs search": describe(r["recipe"]), "seeds": len(r["seeds"]),
+            "passes, later": r["passes_later"], "x plain": r.get("later_vs_plain", float("nan")),
+            "scored loss": _pm(r["score_loss"], r["score_loss_se"]),
+            "minus warm": "–" if r["recipe"] == "warm" else _pm(r["vs_warm"], r["vs_warm_se"], ".2f", "+"),
+            "history loss": _pm(r["history_test_loss"], r["history_test_loss_se"]),
+        })  # fmt: skip
+    return rows
+
+
+def recipe_of(config: dict) -> str | None:
+    """The recipe whose later-epoch search a recorded training ``config`` (a manifest's or a
+    checkpoint's) used, or ``None``."""
+    for name in RECIPES:
+        want = recipe_config(name, 0)
+        if config.get("warm_start", True) != want.warm_start or config.get("pose_online", False) != want.pose_online:
+            continue
+        got = config.get("align_warm", {})
+        if all(got.get(k) == want.align_warm[k] for k in ("restarts", "steps", "init_span")):
+            return name
+    return None
+
+
+def structure_rows(report: dict, classes=(1, 6, 9)) -> list[dict]:
+    """Per recipe: the median over classes of R1 (concentration on one pose) and R2 (on one
+    axis), and R1 and R2 of ``classes``, each a mean over seeds ± its standard error."""
+    rows = []
+    for r in report["summary"]:
+        runs = [x for x in report["runs"] if x["run"].rsplit("-s", 1)[0] == r["recipe"]]
+        row = {"recipe": r["recipe"]}
+        for stat in ("R1", "R2"):
+            medians = [sorted(x[stat].values())[len(x[stat]) // 2] for x in runs]
+            row[f"median {stat}"] = _pm(*_mean_se(medians), ".2f")
+        for c in classes:
+            for stat in ("R1", "R2"):
+                row[f'{stat} of "{c}"'] = _pm(*r[stat][str(c)] if str(c) in r[stat] else r[stat][c], ".2f")
+        rows.append(row)
+    return rows
