@@ -25,6 +25,17 @@ def test_sizes_are_chosen_in_one_place(monkeypatch, value, want):
     assert repr(S).startswith(f"n={want}, angles=(0, ")
 
 
+def test_sizes_print_on_lines_that_fit_the_page(monkeypatch):
+    monkeypatch.setenv("AVAE_MODE", "full")
+    few = notebook.sizes(n_test=(100, 1000), step_deg=(45, 15))
+    assert repr(few) == "n_test=1000, step_deg=15"
+    grid = tuple((r, s) for r in (6, 12, 24, 48) for s in (0, 1, 3, 6))
+    many = notebook.sizes(**{f"n_{i}": (1, 1000 + i) for i in range(12)}, grid=((), grid))
+    lines = repr(many).splitlines()
+    assert len(lines) > 2 and all(len(line) <= notebook.WIDTH for line in lines), lines
+    assert eval(f"dict({repr(many)})") == vars(many)  # still name=value, entry by entry
+
+
 def test_sizes_name_the_entry_that_is_not_a_pair():
     with pytest.raises(ValueError, match=r"expected a \(quick, full\) pair for every name, got n=64"):
         notebook.sizes(n=64, m=(1, 2))

@@ -3,6 +3,9 @@
 The address is ``[project.urls] Repository`` (read by ``tests/repository.py``); ``_config.yml``
 (the book's repository button and Colab launch links), the README's Colab table, and each
 chapter's Colab badge and setup cell are checked against it.
+
+Clean cells: a chapter chooses its sizes in one place, one ``S = sizes(...)`` cell after the
+setup cell, and no later cell picks a size or branches on the run mode.
 """
 from __future__ import annotations
 
@@ -15,6 +18,15 @@ from repository import BRANCH, COLAB_PREFIX, INSTALL_URL, REPO, ROOT, URL
 GITHUB = re.compile(r"https://github\.com/([\w.-]+/[\w.-]+)")
 COLAB = re.compile(r"https://colab\.research\.google\.com/github/[^)\s\"'>]+")
 INSTALL = re.compile(r"git\+https://[^\s\"']+")
+PICK = re.compile(r"\bpick\(")  # the old per-cell choice, pick(quick=..., full=...)
+MODE_TEST = re.compile(  # a comparison with the run mode: MODE ==, mode() ==, == "quick"
+    r"\b(?:MODE|mode\(\))\s*[!=]=|[!=]=\s*[\"'](?:quick|full)[\"']|[\"'](?:quick|full)[\"']\s*[!=]="
+)
+SIZES = re.compile(r"\bsizes\(")
+NOT_YET = {  # chapters still to be converted to one sizes() cell (issue 33): empty it as they are
+    "04_training_time_optimization.ipynb",
+    "05_histograms.ipynb",
+}
 
 
 def chapters() -> list[str]:
@@ -61,3 +73,50 @@ def test_each_chapter_badge_and_setup_cell_use_the_address(page):
     setup = next(source(c) for c in cells(page) if c["cell_type"] == "code")
     assert COLAB.findall(first_markdown) == [f"{COLAB_PREFIX}{page}.ipynb"], first_markdown[:400]
     assert INSTALL.findall(setup) == [INSTALL_URL], setup
+
+
+def book_notebooks() -> list[str]:
+    """Every notebook in ``book/``, listed in ``_toc.yml`` or not."""
+    return sorted(p.name for p in (ROOT / "book").glob("*.ipynb"))
+
+
+def code_cells(name: str) -> list[str]:
+    """The sources of the code cells of ``book/<name>``."""
+    nb = json.loads((ROOT / "book" / name).read_text(encoding="utf-8"))
+    return [source(c) for c in nb["cells"] if c["cell_type"] == "code"]
+
+
+def mode_choices(name: str) -> list[str]:
+    """The lines of ``name``'s code cells that pick a size per mode or compare the mode."""
+    return [line.strip() for cell in code_cells(name) for line in cell.splitlines()
+            if PICK.search(line) or MODE_TEST.search(line)]
+
+
+def test_the_mode_checks_catch_a_pick_and_a_comparison():
+    for line in ('N = pick(quick=8, full=500)', 'if MODE == "full":', 'if mode() != "quick":',
+                 'quick = avae.lessons.notebook.mode() == "quick"', 'if "quick" == MODE:'):
+        assert PICK.search(line) or MODE_TEST.search(line), line
+    for line in ("S = sizes(n=(8, 500))", "DEVICE, MODE = setup()", 'PRESET = S.preset',
+                 'x_train = load_mnist("train", limit=2000)', "picks = [1, 2]"):
+        assert not (PICK.search(line) or MODE_TEST.search(line)), line
+
+
+@pytest.mark.parametrize("name", book_notebooks())
+def test_no_cell_picks_a_size_or_branches_on_the_mode(name):
+    found = mode_choices(name)
+    if name in NOT_YET:
+        assert found, f"{name} no longer picks per mode: remove it from NOT_YET"
+        return
+    assert not found, (f"{name}: choose sizes in its one `S = sizes(...)` cell and use "
+                       f"`S.<name>` (a boolean size where the code differs): {found}")
+
+
+@pytest.mark.parametrize("name", book_notebooks())
+def test_a_chapter_chooses_its_sizes_in_one_cell_after_the_setup(name):
+    cells = code_cells(name)
+    where = [i for i, cell in enumerate(cells) if SIZES.search(cell)]
+    if not where:
+        return
+    assert len(where) == 1, f"{name}: sizes() is called in code cells {where}, not in one"
+    assert where[0] <= 1, f"{name}: sizes() in code cell {where[0]}, not in or after the setup cell"
+    assert cells[where[0]].rstrip().splitlines()[-1] == "S", f"{name}: end the sizes cell with S"

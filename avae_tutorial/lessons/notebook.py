@@ -6,6 +6,7 @@ subsets and few steps, for CI).
 from __future__ import annotations
 
 import os
+import pprint
 import sys
 from dataclasses import replace
 from types import SimpleNamespace
@@ -33,11 +34,30 @@ def pick(quick, full):
     return quick if mode() == "quick" else full
 
 
+WIDTH = 88  # the longest line of code or printed output that a chapter's page shows
+
+
 class Sizes(SimpleNamespace):
-    """A chapter's sizes, read as attributes (``S.n_test``); printed as one line of ``name=value``."""
+    """A chapter's sizes, read as attributes (``S.n_test``); printed as ``name=value`` entries.
+
+    The entries share a line while it stays within ``WIDTH`` characters, so a few sizes print
+    on one line; a value too long for a line of its own is wrapped by ``pprint``.
+    """
 
     def __repr__(self) -> str:
-        return ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
+        lines: list[str] = []
+        for k, v in vars(self).items():
+            text = f"{k}={v!r}"
+            if len(text) >= WIDTH:  # wrapped, continued under the value's first character
+                pad = " " * (len(k) + 1)
+                wrapped = pprint.pformat(v, width=WIDTH - len(pad) - 1, compact=True)
+                text = f"{k}=" + wrapped.replace("\n", "\n" + pad)
+            fits = lines and len(lines[-1]) + len(text) + 3 <= WIDTH  # ", " and a ","
+            if fits and "\n" not in lines[-1] + text:
+                lines[-1] += ", " + text
+            else:
+                lines.append(text)
+        return ",\n".join(lines)
 
 
 def sizes(**choices: tuple) -> Sizes:
