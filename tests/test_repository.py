@@ -23,10 +23,7 @@ MODE_TEST = re.compile(  # a comparison with the run mode: MODE ==, mode() ==, =
     r"\b(?:MODE|mode\(\))\s*[!=]=|[!=]=\s*[\"'](?:quick|full)[\"']|[\"'](?:quick|full)[\"']\s*[!=]="
 )
 SIZES = re.compile(r"\bsizes\(")
-NOT_YET = {  # chapters still to be converted to one sizes() cell (issue 33): empty it as they are
-    "04_training_time_optimization.ipynb",
-    "05_histograms.ipynb",
-}
+NOT_YET: set[str] = set()  # chapters still to be converted to one sizes() cell: none
 
 
 def chapters() -> list[str]:
