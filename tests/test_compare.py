@@ -74,6 +74,7 @@ def test_compare_training_end_to_end(monkeypatch, tmp_path, capsys):
     report = json.loads((tmp_path / "compare.json").read_text())
     runs = {r["run"]: r for r in report["runs"]}
     assert set(runs) == {"warm-s0", "lite-s0"}
+    assert cmp.finished(tmp_path / "warm-s0.pt")
     assert runs["warm-s0"]["passes_later"] == 13 and runs["lite-s0"]["passes_later"] == 4
     assert all(r["passes_first"] == 9 and r["epochs"] == 2 for r in runs.values())
     assert all(math.isfinite(r["score_loss"]) and r["score_passes"] == 30 for r in runs.values())
@@ -115,3 +116,9 @@ def test_structure_rows_give_each_recipes_concentration_over_seeds():
         x["R1"], x["R2"] = {1: r1, 6: 0.9, 9: 0.1}, {1: 0.8, 6: 0.9, 9: 0.2}
     (row,) = cmp.structure_rows({"summary": cmp.summarize(rows), "runs": rows})
     assert row["median R1"] == "0.40 ± 0.12" and row['R1 of "1"'] == "0.40 ± 0.12" and row['R2 of "9"'] == "0.20 ± 0.00"
+
+
+def test_a_run_still_training_is_not_finished(monkeypatch, tmp_path):
+    ckpts = {"a": {"epoch": 3, "config": {"epochs": 8}}, "b": {"epoch": 8, "config": {"epochs": 8}}}
+    monkeypatch.setattr(cmp, "load_checkpoint", lambda p: ckpts[p.stem])
+    assert not cmp.finished(tmp_path / "a.pt") and cmp.finished(tmp_path / "b.pt")

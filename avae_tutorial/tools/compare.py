@@ -34,7 +34,7 @@ from ..training.train import AMORTIZED_WARM_SEARCH, TrainConfig, fit
 from .heldout import draw_digits
 
 __all__ = ["RECIPES", "LITE_WARM_SEARCH", "SCORE_SEED", "SCORE_N", "SCORE_START", "recipe_config", "train_run",
-           "plain_epoch_seconds", "time_searches", "score_run", "paired", "summarize", "choose", "format_summary",
+           "plain_epoch_seconds", "time_searches", "finished", "score_run", "paired", "summarize", "choose", "format_summary",
            "describe", "table_rows", "recipe_of", "structure_rows"]  # fmt: skip
 
 #: The cheap warm search: each digit's last orientation and it +- 0.1 rad, one parabolic step; no
@@ -74,6 +74,12 @@ def plain_epoch_seconds(train, test, device="cpu", seed: int = 0, train_limit: i
     _, hist = fit(TrainConfig("rotated", latent, epochs=1, train_limit=train_limit, seed=seed), train, test,
                   device=device, progress=False)  # fmt: skip
     return hist["seconds"][0]
+
+
+def finished(path: Path) -> bool:
+    """Whether the run checkpointed at ``path`` has trained all the epochs of its config."""
+    ckpt = load_checkpoint(path)
+    return ckpt["epoch"] >= ckpt["config"]["epochs"]
 
 
 def score_run(path: Path, x_test: torch.Tensor, y_test: torch.Tensor, n: int = SCORE_N, seed: int = SCORE_SEED,
@@ -220,7 +226,11 @@ def compare(out: str | os.PathLike, recipes=tuple(RECIPES), seeds=(0, 1, 2), dev
     old = json.loads(report_path.read_text()) if report_path.exists() else {}
     plain_s = (plain_epoch_seconds(train, test, device=device, train_limit=kw.get("train_limit", 12_800)) if plain 
                else old.get("plain_epoch_seconds"))
-    rows = [score_run(p, *test, n=score_n) for p in sorted(out.glob("*-s*.pt")) if p.stem.rsplit("-s", 1)[0] in RECIPES]
+    paths = [p for p in sorted(out.glob("*-s*.pt")) if p.stem.rsplit("-s", 1)[0] in RECIPES]
+    unfinished = [p.stem for p in paths if not finished(p)]
+    if unfinished:
+        print(f"not scored (training unfinished): {', '.join(unfinished)}", flush=True)
+    rows = [score_run(p, *test, n=score_n) for p in paths if p.stem not in unfinished]
     report = {"conditions": conditions(torch.device(device)), "bfloat16": os.environ.get("AVAE_BFLOAT16", "auto"),
               "score": {"n": score_n, "seed": SCORE_SEED, "start": SCORE_START, "split": "test",
                         "search": "default preset, no pose net, float32"},
