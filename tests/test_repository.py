@@ -6,6 +6,8 @@ chapter's Colab badge and setup cell are checked against it.
 
 Clean cells: a chapter chooses its sizes in one place, one ``S = sizes(...)`` cell after the
 setup cell, and no later cell picks a size or branches on the run mode.
+
+One idea per chapter: no chapter runs to more than about 2,000 words of prose.
 """
 from __future__ import annotations
 
@@ -23,6 +25,8 @@ MODE_TEST = re.compile(  # a comparison with the run mode: MODE ==, mode() ==, =
     r"\b(?:MODE|mode\(\))\s*[!=]=|[!=]=\s*[\"'](?:quick|full)[\"']|[\"'](?:quick|full)[\"']\s*[!=]="
 )
 SIZES = re.compile(r"\bsizes\(")
+WORD = re.compile(r"[A-Za-z0-9][\w'’-]*")
+MAX_WORDS = 2000  # prose per chapter: markdown cells, code blocks and display math left out
 NOT_YET: set[str] = set()  # chapters still to be converted to one sizes() cell: none
 
 
@@ -117,3 +121,24 @@ def test_a_chapter_chooses_its_sizes_in_one_cell_after_the_setup(name):
     assert len(where) == 1, f"{name}: sizes() is called in code cells {where}, not in one"
     assert where[0] <= 1, f"{name}: sizes() in code cell {where[0]}, not in or after the setup cell"
     assert cells[where[0]].rstrip().splitlines()[-1] == "S", f"{name}: end the sizes cell with S"
+
+
+def prose_words(nb: dict) -> int:
+    """Words of prose in a notebook: its markdown cells without code blocks or $$ math."""
+    text = "\n".join(source(c) for c in nb["cells"] if c["cell_type"] == "markdown")
+    text = re.sub(r"```.*?```", " ", text, flags=re.DOTALL)
+    text = re.sub(r"\$\$.*?\$\$", " ", text, flags=re.DOTALL)
+    return len(WORD.findall(text))
+
+
+def test_prose_words_counts_words_not_code():
+    nb = {"cells": [{"cell_type": "markdown", "source": "One two's three-four.\n```\nx = 1\n```\n$$a + b$$"},
+                    {"cell_type": "code", "source": "print('five six')"}]}
+    assert prose_words(nb) == 3
+
+
+@pytest.mark.parametrize("name", book_notebooks())
+def test_a_chapter_holds_one_idea(name):
+    words = prose_words(json.loads((ROOT / "book" / name).read_text(encoding="utf-8")))
+    assert words <= MAX_WORDS, (f"{name}: {words:,} words of prose, more than {MAX_WORDS:,}: "
+                                f"split the chapter or tighten it")
