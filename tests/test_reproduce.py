@@ -3,6 +3,7 @@ the tests of a partial run, of the install step and of atomic writes), and where
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import replace
 import shutil
@@ -252,3 +253,16 @@ def test_sweep_losses_scores_the_undone_turn_against_the_same_turned_digits(temp
     r = rows[0]
     assert r["loss_rotated_undone"] < r["loss_rotated_test"]  # turned back, the stub knows the digit
     assert r["loss_rotated_undone"] >= r["loss_upright_test"] - 1.0  # resampling only blurs
+
+
+def test_sweep_losses_give_standard_errors_over_digits(template_vae, seven):
+    """Each mean has its standard error over the digits; the capacity cost's is paired per digit."""
+    x = torch.cat([seven, seven.flip(-1), seven.flip(-2), seven.transpose(-1, -2)])
+    rows = repro.sweep_losses(lambda name: template_vae if name in ("vae-upright", "vae-rotated") else None,
+                              x, seed=1)  # fmt: skip
+    up, rot = rows
+    assert up["loss_upright_test_se"] > 0 and up["blur_se"] > 0 and math.isnan(up["capacity_upright_se"])
+    losses = repro.mean_loss(template_vae, x).double()
+    assert up["loss_upright_test_se"] == pytest.approx(float(losses.std() / 2))
+    # the same model on both sides: the paired capacity cost is zero on every digit
+    assert rot["capacity_upright_se"] == pytest.approx(0.0) and rot["capacity_turned_se"] >= 0

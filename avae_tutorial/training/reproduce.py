@@ -269,6 +269,12 @@ def sweep_name(regime: str, latent: int) -> str:
     return f"vae-{regime}" if latent == 8 else f"vae-{regime}-l{latent}"
 
 
+def _se(v: torch.Tensor) -> float:
+    """Standard error of the mean of ``v`` (one value per digit)."""
+    v = v.double()
+    return float(v.std() / math.sqrt(len(v))) if len(v) > 1 else float("nan")
+
+
 def sweep_losses(load, x: torch.Tensor, seed: int = 1) -> list[dict]:
     """One row per sweep model that ``load(name)`` returns (``None``: skipped), on digits ``x``.
 
@@ -277,20 +283,38 @@ def sweep_losses(load, x: torch.Tensor, seed: int = 1) -> list[dict]:
     on those turned digits with the exact turn undone before encoding and redone after decoding,
     ``avae_loss(vae, x_rot, rotation(-angle))``. The last two are scored against the same turned
     digits, so they compare an upright model with a rotated one like with like.
+
+    Standard errors over the digits: ``<column>_se`` for each mean; ``blur_se`` of the per-digit
+    blur cost (upright model: turned and undone minus upright; rotated model: turned minus upright);
+    on a rotated row whose upright twin was scored (else NaN), ``capacity_upright_se`` and
+    ``capacity_turned_se`` of the per-digit capacity cost (rotated minus upright on upright digits;
+    rotated as turned minus upright with the turn undone), paired because both models see the
+    same digits.
     """
     angle = evaluation_angles(len(x), seed).to(x.device)  # (N,)
     xr = warp(x, rotation(angle))
     undo = rotation(-angle)
     rows = []
     for latent in SWEEP_LATENTS:
+        per_digit = {}
         for regime in ("upright", "rotated"):
             vae = load(sweep_name(regime, latent))
             if vae is None:
                 continue
-            rows.append({"model": sweep_name(regime, latent), "regime": regime, "latent_dim": latent,
-                         "loss_upright_test": float(mean_loss(vae, x).mean()),
-                         "loss_rotated_test": float(mean_loss(vae, xr).mean()),
-                         "loss_rotated_undone": float(mean_loss(vae, xr, undo).mean())})  # fmt: skip
+            up, turned, undone = mean_loss(vae, x), mean_loss(vae, xr), mean_loss(vae, xr, undo)
+            per_digit[regime] = (up, turned, undone)
+            row = {"model": sweep_name(regime, latent), "regime": regime, "latent_dim": latent,
+                   "loss_upright_test": float(up.mean()), "loss_rotated_test": float(turned.mean()),
+                   "loss_rotated_undone": float(undone.mean()),
+                   "loss_upright_test_se": _se(up), "loss_rotated_test_se": _se(turned),
+                   "loss_rotated_undone_se": _se(undone),
+                   "blur_se": _se((undone if regime == "upright" else turned) - up),
+                   "capacity_upright_se": float("nan"), "capacity_turned_se": float("nan")}  # fmt: skip
+            if regime == "rotated" and "upright" in per_digit:
+                u_up, _, u_undone = per_digit["upright"]
+                row["capacity_upright_se"] = _se(up - u_up)
+                row["capacity_turned_se"] = _se(turned - u_undone)
+            rows.append(row)
     return rows
 
 
