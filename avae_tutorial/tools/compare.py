@@ -18,7 +18,6 @@ and R2 per class of the last epoch's orientations. Runs are checkpointed per epo
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from dataclasses import asdict, replace
@@ -29,7 +28,7 @@ import torch
 from ..align import AlignConfig, align, preset
 from ..lessons.histograms import class_statistics
 from ..training.checkpoint import load_checkpoint, model_from_checkpoint
-from ..training.measure import conditions
+from ..training.measure import conditions, standard_error
 from ..training.train import AMORTIZED_WARM_SEARCH, TrainConfig, fit
 from .heldout import draw_digits
 
@@ -97,7 +96,7 @@ def score_run(path: Path, x_test: torch.Tensor, y_test: torch.Tensor, n: int = S
     stats = class_statistics(hist["orientation"][-1].float(), labels)
     return {
         "run": path.stem, "seed": config["seed"], "epochs": len(hist["seconds"]), "train_limit": config["train_limit"],
-        "score_loss": float(res.loss.double().mean()), "score_loss_se": float(res.loss.double().std() / math.sqrt(n)),
+        "score_loss": float(res.loss.double().mean()), "score_loss_se": standard_error(res.loss.double()),
         "score_passes": float(res.passes.double().mean()),
         "history_test_loss": hist["test_loss"][-1],
         "passes_first": float(passes[0]), "passes_later": float(passes[1:].mean()),
@@ -109,8 +108,7 @@ def score_run(path: Path, x_test: torch.Tensor, y_test: torch.Tensor, n: int = S
 
 def _mean_se(values: list[float]) -> tuple[float, float]:
     t = torch.tensor(values, dtype=torch.float64)
-    se = float(t.std() / math.sqrt(len(t))) if len(t) > 1 else float("nan")
-    return float(t.mean()), se
+    return float(t.mean()), standard_error(t)
 
 
 def _recipe(row: dict) -> str:

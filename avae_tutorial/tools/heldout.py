@@ -32,7 +32,7 @@ import torch
 from .._checks import check_positive_int
 from ..align import PRECISIONS, PRESET_NAMES, AlignConfig, AlignResult, align, for_device, preset
 from ..model import VAE, for_inference
-from ..training.measure import conditions, passes_summary, timed
+from ..training.measure import conditions, passes_summary, standard_error as _se, timed
 from ..transforms import _rotation, _warp
 
 __all__ = ["HeldoutConfig", "heldout", "draw_digits", "targets", "format_heldout", "EXHAUSTIVE", "HELDOUT_SEED",
@@ -169,10 +169,6 @@ def _share(fast: AlignResult, default: AlignResult) -> dict:
     share = float(gf.mean() / gd.mean())
     resid = (gf - share * gd) / gd.mean()  # the share's influence per digit
     return {"share": share, "se": _se(resid), "fast_gain": float(gf.mean()), "default_gain": float(gd.mean())}
-
-
-def _se(v: torch.Tensor) -> float:
-    return float(v.std() / math.sqrt(len(v))) if len(v) > 1 else math.nan
 
 
 def targets(out: dict) -> list[dict]:

@@ -6,6 +6,7 @@ where and under what load figures were measured; ``hardware``: the same in a few
 """
 from __future__ import annotations
 
+import math
 import os
 import platform
 import threading
@@ -79,6 +80,13 @@ def plain_seconds(vae: VAE, x: torch.Tensor, chunk: int, repeats: int = 3) -> fl
     the unit of cost. The caller's model is left as it is."""
     model = for_inference(vae, fold=False)
     return time_it(lambda: chunked_loss(model, x, chunk=chunk), x.device, repeats=repeats)
+
+
+def standard_error(v: torch.Tensor) -> float:
+    """Standard error of the mean of ``v`` (one value per independent unit); NaN below two values.
+
+    Computed in ``v``'s dtype: pass a float64 tensor where float32 rounding would matter."""
+    return float(v.std() / math.sqrt(len(v))) if len(v) > 1 else math.nan
 
 
 def passes_summary(passes: torch.Tensor) -> dict:

@@ -31,7 +31,7 @@ from .._io import atomic_write
 from .checkpoint import checkpoint_dict, load_checkpoint, model_from_checkpoint, save_checkpoint, sha256_file
 from ..data.mnist import load_mnist
 from .evaluate import affine_comparison, loss_per_angle, mean_loss, write_rows
-from .measure import hardware
+from .measure import hardware, standard_error
 from .._checks import default_device
 from ..pose import fit_pose_net
 from .bounds import bounds_from_weights, log_weights
@@ -269,12 +269,6 @@ def sweep_name(regime: str, latent: int) -> str:
     return f"vae-{regime}" if latent == 8 else f"vae-{regime}-l{latent}"
 
 
-def _se(v: torch.Tensor) -> float:
-    """Standard error of the mean of ``v`` (one value per digit)."""
-    v = v.double()
-    return float(v.std() / math.sqrt(len(v))) if len(v) > 1 else float("nan")
-
-
 def sweep_losses(load, x: torch.Tensor, seed: int = 1) -> list[dict]:
     """One row per sweep model that ``load(name)`` returns (``None``: skipped), on digits ``x``.
 
@@ -295,6 +289,10 @@ def sweep_losses(load, x: torch.Tensor, seed: int = 1) -> list[dict]:
     xr = warp(x, rotation(angle))
     undo = rotation(-angle)
     rows = []
+
+    def _se(v: torch.Tensor) -> float:  # over the digits, in float64
+        return standard_error(v.double())
+
     for latent in SWEEP_LATENTS:
         per_digit = {}
         for regime in ("upright", "rotated"):
