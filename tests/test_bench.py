@@ -12,6 +12,7 @@ import torch
 import avae_tutorial as avae
 from avae_tutorial.tools.baselines import seed_reference
 from avae_tutorial.tools.bench import BenchConfig, bench, cost_quality_curve
+from avae_tutorial.training.train import training_search
 from avae_tutorial.tools.bench_report import MIN_SEEDS_ALIGNED, format_report, targets, write_json
 from avae_tutorial.align import search_cost
 from avae_tutorial.tools.cli import main
@@ -61,18 +62,18 @@ def test_bench_structure_and_finite_figures(tiny_run):
                                            "train_loss_aligned",
                                            "test_loss_aligned", "passes_per_image_later"))  # fmt: skip
         assert len(r["passes_per_epoch"]) == TINY.train_epochs
-    plain, package, seed_style, amortized = out["training"]["runs"]
+    plain, package, seed_style, online = out["training"]["runs"]
     assert plain["passes_per_epoch"] == [0.0] * TINY.train_epochs
     assert seed_style["passes_per_image_later"] == 20 + 3 * 10 + 1  # the seed's search: 20 angles, 10 Adam steps
-    warm = avae.training.train.search_config(avae.TrainConfig("aligned"), warm=True)
-    assert package["passes_per_image_later"] == search_cost(warm, n_init=1)  # a grid, last pose +- span, steps
-    assert amortized["passes_per_image_later"] == 4  # last pose +- span and the online pose net's guess
+    warm = avae.training.train.search_config(avae.TrainConfig("aligned", **training_search("warm")), warm=True)
+    assert package["passes_per_image_later"] == search_cost(warm, n_init=1) == 13  # a grid, last pose +- span, steps
+    assert online["passes_per_image_later"] == 4  # last pose +- span and the online pose net's guess
     assert len(out["targets"]) == 13 + 4 and all(_finite(t["value"]) for t in out["targets"])  # + the held-out four
     assert out["targets"][-4:] == out["heldout"]["targets"]
-    timed = next(t for t in out["targets"] if t["target"].startswith("training, amortized: aligned epoch"))
-    assert timed["value"] == pytest.approx(amortized["epoch_vs_plain_later"])  # judged after the first epoch
-    later = amortized["epoch_seconds"][1:]  # one seed
-    assert amortized["seconds_per_epoch_later"] == pytest.approx(sum(later) / len(later))
+    timed = next(t for t in out["targets"] if t["target"].startswith("training, online: aligned epoch"))
+    assert timed["value"] == pytest.approx(online["epoch_vs_plain_later"])  # judged after the first epoch
+    later = online["epoch_seconds"][1:]  # one seed
+    assert online["seconds_per_epoch_later"] == pytest.approx(sum(later) / len(later))
     unjudged = [t["target"] for t in out["targets"] if t["met"] is None]  # one seed: aligned losses unjudged
     assert len(unjudged) == 3 and all("same aligner" in t for t in unjudged)
     assert {t["kind"] for t in out["targets"]} == {"passes", "time", "loss"}
@@ -110,7 +111,7 @@ def test_training_runs_go_through_fit(tiny_run, tiny_inputs):
     zeros = torch.zeros(TINY.train_n, dtype=torch.long)
     test = (x_test[-TINY.train_test_n :], zeros[: TINY.train_test_n])
     vae, hist = avae.fit(cfg, (x_train[: TINY.train_n], zeros), test, progress=False)
-    plain, package, seed_style, amortized = tiny_run["training"]["runs"]
+    plain, package, seed_style, online = tiny_run["training"]["runs"]
     assert plain["train_loss"] == pytest.approx(hist["train_loss"][-1], rel=1e-5)
     x_fit = avae.data.mnist.random_rotations(x_train[: TINY.train_n], seed=TINY.seed + 2)[0]
     fit_loss = avae.align(vae, x_fit, "rotation", "default", progress=False).loss.mean()
@@ -244,7 +245,7 @@ def test_aligned_loss_targets_are_judged_from_three_seeds(tiny_run):
     """The final models' aligned losses are judged (met or not) only from MIN_SEEDS_ALIGNED seeds:
     the same targets, fed three seeds' figures, say met or NOT met by the sign of the gap."""
     out = json.loads(json.dumps(tiny_run, default=float))
-    plain, package, seed_style, amortized = out["training"]["runs"]
+    plain, package, seed_style, online = out["training"]["runs"]
     for r, loss in ((plain, 230.0), (package, 220.0), (seed_style, 225.0)):
         r["train_loss_per_seed"] = [loss] * MIN_SEEDS_ALIGNED
         r["train_loss_aligned"], r["test_loss_aligned"] = loss, loss + 1

@@ -203,9 +203,10 @@ def test_a_family_registered_in_process_works_from_the_command_line(synthetic_mn
     assert code == 2 and "--perturb" in err
 
 
-def test_train_pose_online_sets_the_amortized_search(monkeypatch, tmp_path):
-    """--pose-online trains the amortized variant (TrainConfig.pose_online and its warm search); it
-    belongs to the aligned regime only."""
+@pytest.mark.parametrize("search", ["online", "warm", "cold", "lite", None])
+def test_train_search_sets_the_training_search(monkeypatch, tmp_path, search):
+    """--search picks one of the training searches (TrainConfig fields from TRAINING_SEARCHES;
+    without it the default, online); it belongs to the aligned regime only."""
     from dataclasses import asdict
 
     from avae_tutorial.training import train as train_mod
@@ -215,8 +216,14 @@ def test_train_pose_online_sets_the_amortized_search(monkeypatch, tmp_path):
                         "train_loss": [1.0], "seconds": [0.0]}))[1])  # fmt: skip
     x, y = avae.data.mnist.synthetic_digits(8, canvas=28, seed=0)
     monkeypatch.setattr(data, "load_mnist", lambda split, canvas=40, **k: (x, y))
-    args = ["train", "--regime", "aligned", "--pose-online", "--canvas", "28", "--epochs", "1",
+    args = ["train", "--regime", "aligned", *(["--search", search] if search else []), "--canvas", "28", "--epochs", "1",
             "--out", str(tmp_path / "m.pt")]  # fmt: skip
     assert main(args) == 0
-    assert seen[0].pose_online and seen[0].align_warm == asdict(train_mod.AMORTIZED_WARM_SEARCH)
-    assert main(["train", "--regime", "rotated", "--pose-online", "--out", str(tmp_path / "r.pt")]) == 2
+    fields = train_mod.TRAINING_SEARCHES[search or "online"]
+    assert {k: getattr(seen[0], k) for k in fields} == fields
+    assert seen[0].pose_online == (search in ("online", None))
+    assert seen[0].warm_start == (search != "cold")
+    if search in ("online", None):
+        assert seen[0].align_warm == asdict(train_mod.ONLINE_SEARCH)
+    if search:
+        assert main(["train", "--regime", "rotated", "--search", search, "--out", str(tmp_path / "r.pt")]) == 2

@@ -122,3 +122,20 @@ def test_a_run_still_training_is_not_finished(monkeypatch, tmp_path):
     ckpts = {"a": {"epoch": 3, "config": {"epochs": 8}}, "b": {"epoch": 8, "config": {"epochs": 8}}}
     monkeypatch.setattr(cmp, "load_checkpoint", lambda p: ckpts[p.stem])
     assert not cmp.finished(tmp_path / "a.pt") and cmp.finished(tmp_path / "b.pt")
+
+
+def test_the_shipped_model_and_the_default_recipe_are_the_comparisons_winner():
+    """The default TrainConfig, reproduce's avae-transopt and the shipped manifest's avae-transopt
+    all use the training search that the shipped comparison (compare.json) chose."""
+    from dataclasses import asdict
+
+    from avae_tutorial.training import reproduce as repro
+    from avae_tutorial.training.pretrained import pretrained_dir
+
+    winner = json.loads((pretrained_dir() / "compare.json").read_text())["choice"]["winner"]
+    assert cmp.recipe_of(asdict(avae.TrainConfig("aligned"))) == winner
+    assert asdict(repro.recipes(repro.ReproConfig())["avae-transopt"]) == asdict(cmp.recipe_config(winner, 0))
+    shipped = json.loads((pretrained_dir() / "manifest.json").read_text())["models"]
+    assert cmp.recipe_of(shipped["avae-transopt"]["config"]) == winner
+    assert cmp.recipe_of(shipped[repro.WARM]["config"]) == "warm"
+    assert cmp.recipe_of(shipped[repro.CONTROL]["config"]) == "cold"

@@ -50,6 +50,20 @@ def test_affine_comparison_reads_the_family(tiny_vae, digits):
     assert rot["family"] == "rotation" and rot["vae_loss"] == pytest.approx(out["vae_loss"])
 
 
+def test_affine_comparison_gives_standard_errors_over_digits(tiny_vae, digits):
+    """Each mean has its standard error over the digits; the gain's is paired digit by digit, so
+    a search that changes nothing has a gain of 0 with error 0 however much the digits differ."""
+    from avae_tutorial.training.evaluate import random_affines
+
+    x = digits[0][:6]
+    out = affine_comparison(tiny_vae, x, config=avae.AlignConfig(restarts=4, steps=2), progress=False)
+    plain = mean_loss(tiny_vae, random_affines(x, seed=0)[0]).double()
+    assert out["vae_loss_se"] == pytest.approx(float(plain.std() / 6 ** 0.5), rel=1e-5)
+    assert out["gain"] == pytest.approx(out["vae_loss"] - out["avae_loss"]) and out["gain_se"] >= 0
+    same = affine_comparison(tiny_vae, x, config=avae.AlignConfig(restarts=1, steps=0), progress=False)
+    assert same["vae_loss_se"] > 0 and same["gain_se"] == pytest.approx(0.0, abs=1e-4)
+
+
 def test_write_rows_csv_and_json(tmp_path):
     rows = [{"angle_deg": 0.0, "loss": 1.5}, {"angle_deg": 15.0, "loss": 2.5}]
     with open(write_rows(rows, tmp_path / "a" / "r.csv"), newline="") as f:

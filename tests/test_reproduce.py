@@ -67,13 +67,15 @@ def run_copy(tiny_run, tmp_path):
 
 def test_a_tiny_reproduction_writes_models_manifest_and_results(tiny_run):
     out, manifest, _ = tiny_run
-    assert set(manifest["models"]) == {*repro.MAIN_MODELS, repro.CONTROL, repro.AMORTIZED, repro.PEER}
+    assert set(manifest["models"]) == {*repro.MAIN_MODELS, repro.CONTROL, repro.WARM, repro.PEER}
     ckpt = avae.training.checkpoint
     peer = ckpt.model_from_checkpoint(ckpt.load_checkpoint(out / f"{repro.PEER}.pt"))
     assert isinstance(peer, avae.training.peer.AmortizedVAE) and "pose_net" not in manifest["models"][repro.PEER]
     assert manifest["models"][repro.CONTROL]["config"]["warm_start"] is False
-    assert manifest["models"][repro.AMORTIZED]["config"]["pose_online"] is True
-    assert manifest["models"]["avae-transopt"]["config"]["pose_online"] is False
+    assert manifest["models"][repro.CONTROL]["config"]["pose_online"] is False
+    assert manifest["models"][repro.WARM]["config"]["pose_online"] is False
+    assert manifest["models"][repro.WARM]["config"]["align_warm"]["restarts"] == 8  # a grid beside the last pose
+    assert manifest["models"]["avae-transopt"]["config"]["pose_online"] is True  # the chosen search: online
     for name, entry in manifest["models"].items():
         path = out / entry["file"]
         assert sha256_file(path) == entry["sha256"] and entry["epochs"] == 1
@@ -266,3 +268,40 @@ def test_sweep_losses_give_standard_errors_over_digits(template_vae, seven):
     assert up["loss_upright_test_se"] == pytest.approx(float(losses.std() / 2))
     # the same model on both sides: the paired capacity cost is zero on every digit
     assert rot["capacity_upright_se"] == pytest.approx(0.0) and rot["capacity_turned_se"] >= 0
+
+
+def test_iwae_table_gives_standard_errors_over_digits(template_vae, seven):
+    """Each digit's mean over the angles is one sample: two copies of one digit have the same
+    surrogate loss at every angle (error 0), four different digits do not."""
+    same = repro.iwae_table(lambda name: template_vae, seven.expand(2, -1, -1, -1).contiguous(), k=4,
+                            angles=(0, 90), models=("m",))  # fmt: skip
+    assert [(r["model"], r["aligned"], r["n"]) for r in same] == [("m", False, 4), ("m", True, 4)]
+    assert all(r["surrogate_se"] == pytest.approx(0.0, abs=1e-6) for r in same)
+    x = torch.cat([seven, seven.flip(-1), seven.flip(-2), seven.transpose(-1, -2)])
+    rows = repro.iwae_table(lambda name: template_vae, x, k=4, angles=(0, 90), models=("m",))
+    plain = rows[0]
+    per_digit = (repro.mean_loss(template_vae, x).double() + repro.mean_loss(template_vae, repro.rotate(x, math.pi / 2)).double()) / 2
+    assert plain["surrogate"] == pytest.approx(float(per_digit.mean()), rel=1e-3)
+    assert plain["surrogate_se"] == pytest.approx(float(per_digit.std() / 2), rel=1e-3)
+    assert all(r[f"{c}_se"] > 0 for r in rows for c in ("surrogate", "elbo", "iwae"))
+
+
+def test_codes_of_one_model_again_keep_the_others(run_copy, monkeypatch):
+    """--codes-only --only avae-transopt recomputes that model's arrays, keeps the rest as they are."""
+    import numpy as np
+
+    out = run_copy
+    rc = _tiny(monkeypatch)
+    with np.load(out / "codes.npz") as z:
+        before = {k: z[k] for k in z.files}
+    planted = {**before, "vae-upright/none/mu": np.zeros_like(before["vae-upright/none/mu"]),
+               "avae-transopt/none/mu": np.zeros_like(before["avae-transopt/none/mu"])}  # fmt: skip
+    np.savez(out / "codes.npz", **planted)
+    manifest = repro.reproduce(rc, out=out, device="cpu", only=["avae-transopt"], codes_only=True)
+    with np.load(out / "codes.npz") as z:
+        after = {k: z[k] for k in z.files}
+    assert set(after) == set(before) and manifest["results"]["codes"]["models"] == ["avae-transopt"]
+    assert not after["vae-upright/none/mu"].any()  # kept as it was in the folder
+    np.testing.assert_allclose(after["avae-transopt/none/mu"], before["avae-transopt/none/mu"], atol=1e-5)
+    with pytest.raises(ValueError, match="codes.npz holds"):
+        repro.reproduce(rc, out=out, device="cpu", only=["vae-rotated"], codes_only=True)

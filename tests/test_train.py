@@ -205,11 +205,11 @@ def test_aligned_training_uses_the_warm_search_after_the_first_epoch(data, monke
         return real(vae, xb, last, config, guess)
 
     monkeypatch.setattr(train_mod, "search_batch", spy)
-    avae.fit(tiny_config("aligned", epochs=2), data, progress=False)
-    assert configs == [(True, True)] * 3 + [(False, True)] * 3  # warm from epoch 2; no pose net by default
+    _, hist = avae.fit(tiny_config("aligned", epochs=2, **train_mod.training_search("warm")), data, progress=False)
+    assert configs == [(True, True)] * 3 + [(False, True)] * 3  # warm from epoch 2; no pose net
+    assert hist["passes"][1].float().mean() == 13  # a grid of 8, the last pose +- init_span, 2 steps
     configs.clear()
-    amortized = tiny_config("aligned", epochs=2, pose_online=True, align_warm=asdict(train_mod.AMORTIZED_WARM_SEARCH))
-    _, hist = avae.fit(amortized, data, progress=False)
+    _, hist = avae.fit(tiny_config("aligned", epochs=2), data, progress=False)  # the default: online
     assert configs == [(True, True)] * 3 + [(False, False)] * 3  # the online pose net's guess from epoch 2
     assert hist["passes"][1].float().mean() == 4  # the last pose +- init_span and the guess, nothing else
 

@@ -43,7 +43,7 @@ from ..loss import chunked_loss
 from ..training.measure import PeakMemory, conditions, passes_summary, plain_seconds, timed
 from ..model import VAE, for_inference
 from ..training.poses import folder_throughput
-from ..training.train import AMORTIZED_WARM_SEARCH, TrainConfig, fit
+from ..training.train import ONLINE_SEARCH, TrainConfig, fit, training_search
 
 # The seed's searches live in .baselines, the measuring tools in .measure, the verdicts and the report
 # in .bench_report; imported here too (``from avae_tutorial.tools.bench import PeakMemory, conditions`` as
@@ -172,7 +172,7 @@ def _aligned(vae: VAE, x: torch.Tensor, family: str, conf: AlignConfig) -> tuple
 TRAIN_RUNS = MappingProxyType({
     "plain epoch": ("rotated", None, {}), "package (per batch)": ("aligned", None, {}),
     "seed-style (per batch)": ("aligned", seed_train_search, {}),
-    "package (amortized)": ("aligned", None, {"pose_online": True, "align_warm": AMORTIZED_WARM_SEARCH})})  # fmt: skip
+    "package (online)": ("aligned", None, {"pose_online": True, "align_warm": ONLINE_SEARCH})})  # fmt: skip
 
 
 def train_comparison(x_train: torch.Tensor, x_test: torch.Tensor, cfg: BenchConfig, latent_dim: int = 8) -> dict:
@@ -216,10 +216,10 @@ def train_comparison(x_train: torch.Tensor, x_test: torch.Tensor, cfg: BenchConf
 def train_config(cfg: BenchConfig, seed: int, latent_dim: int, canvas: int, test_limit: int) -> TrainConfig:
     """The one-epoch :class:`TrainConfig` every training run starts from (``regime`` set per run):
     ``cfg.train_align`` / ``cfg.train_align_warm`` and the bench's chunk and precision over the
-    default searches."""
+    ``warm`` training search's (the per-batch runs score a grid; ``package (online)`` sets its own)."""
     own = _search_fields(cfg)
     base = TrainConfig("rotated", latent_dim, canvas, epochs=1, batch_size=cfg.train_batch, test_limit=test_limit,
-                       seed=seed)  # fmt: skip
+                       seed=seed, **training_search("warm"))  # fmt: skip
     return replace(base, align={**base.align, **(cfg.train_align or {}), **own},
                    align_warm={**base.align_warm, **(cfg.train_align_warm or {}), **own})
 

@@ -54,19 +54,19 @@ def targets(out: dict) -> list[dict]:
         ("time", "fast: <= 8x a plain VAE evaluation (the model as loaded)", fast["cost_vs_plain"], fast["cost_vs_plain"] <= 8),
     ]  # fmt: skip
     if "training" in out:
-        plain, pkg, seed, amortized = out["training"]["runs"]
+        plain, pkg, seed, online = out["training"]["runs"]
         n_seeds = len(pkg["train_loss_per_seed"])
         mean = " (mean over seeds)" if n_seeds > 1 else ""
         judged = n_seeds >= MIN_SEEDS_ALIGNED  # below: within one run's noise, reported but not judged
         budget = PASS_BUDGET["training"]
         rows += [
-            ("passes", f"training, amortized: <= {budget} passes per image per epoch after the first",
-             amortized["passes_per_image_later"], amortized["passes_per_image_later"] <= budget),
-            ("loss", "training, amortized: final loss on held-out digits (same aligner) <= the per-batch run's" + mean,
-             amortized["test_loss_aligned"] - pkg["test_loss_aligned"],
-             amortized["test_loss_aligned"] <= pkg["test_loss_aligned"] if judged else None),
-            ("time", "training, amortized: aligned epoch after the first <= 3x a plain one", amortized["epoch_vs_plain_later"],
-             amortized["epoch_vs_plain_later"] <= 3),
+            ("passes", f"training, online: <= {budget} passes per image per epoch after the first",
+             online["passes_per_image_later"], online["passes_per_image_later"] <= budget),
+            ("loss", "training, online: final loss on held-out digits (same aligner) <= the per-batch run's" + mean,
+             online["test_loss_aligned"] - pkg["test_loss_aligned"],
+             online["test_loss_aligned"] <= pkg["test_loss_aligned"] if judged else None),
+            ("time", "training, online: aligned epoch after the first <= 3x a plain one", online["epoch_vs_plain_later"],
+             online["epoch_vs_plain_later"] <= 3),
             ("loss", "training: last epoch's train loss (own search's angles) <= the seed-style run's" + mean,
              pkg["train_loss"] - seed["train_loss"], pkg["train_loss"] <= seed["train_loss"]),
             ("loss", "training: final loss on the training digits (same aligner) <= the seed-style run's" + mean,
@@ -168,11 +168,11 @@ def _time_lines(out: dict) -> list[str]:
              f"{r['cost_vs_plain']:.1f}x a plain evaluation, {r['speedup_vs_ref']:.0f}x faster than the reference "
              f"({1e3 * ref['seconds_per_image']:.0f} ms)" for r in (default, fast)]  # fmt: skip
     if "training" in out:
-        plain, pkg, seed, amortized = out["training"]["runs"]
+        plain, pkg, seed, online = out["training"]["runs"]
         lines += [f"training, {name}: {r['passes_per_image_later']:.1f} passes per image per later epoch, "
                   f"{r['seconds_per_epoch_later']:.2f} s per later epoch, {r['epoch_vs_plain_later']:.2f}x a plain one "
                   f"({plain['seconds_per_epoch_later']:.2f} s); all epochs {r['epoch_vs_plain']:.2f}x"
-                  for name, r in (("per batch", pkg), ("amortized", amortized))]
+                  for name, r in (("per batch", pkg), ("online", online))]
         lines.append(f"training, seed-style: {seed['passes_per_image_later']:.1f} passes per image per later epoch, "
                      f"{seed['epoch_vs_plain']:.2f}x a plain epoch")  # fmt: skip
     return lines

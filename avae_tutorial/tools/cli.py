@@ -148,8 +148,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--test-fraction", type=_fraction, default=0.1, help="--images held out for the test loss")
     _image_options(t)
     t.add_argument("--regime", choices=REGIMES, default="upright")
-    t.add_argument("--pose-online", action="store_true",
-                   help="aligned: amortize the later epochs' search with a pose net trained alongside (4 passes per digit)")
+    t.add_argument("--search", choices=("online", "warm", "cold", "lite"),
+                   help="aligned: the later epochs' search (default online: the last pose and an online pose net's "
+                        "guess, 4 passes per digit; warm: a grid of 8 beside the last pose, 13; cold: the first "
+                        "epoch's grid every epoch, 9; lite: the last pose and one step, 4)")
     t.add_argument("--latent", type=_positive_int, default=8)
     t.add_argument("--epochs", type=_positive_int, default=10)
     t.add_argument("--batch-size", type=_positive_int, default=128)
@@ -214,7 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--evaluate-only", action="store_true")
     r.add_argument("--pose-only", action="store_true", help="refit only the pose nets of the shipped (--only) models")
     r.add_argument("--iwae-only", action="store_true", help="write only iwae.csv (the bound beside Table 1)")
-    r.add_argument("--codes-only", action="store_true", help="write only codes.npz (chapter 6's searched codes)")
+    r.add_argument("--affine-only", action="store_true", help="write only affine.json (chapter 3's affine comparison)")
+    r.add_argument("--codes-only", action="store_true", help="write only codes.npz (chapter 6's searched codes; with --only, those models' arrays)")
     r.add_argument("--out", type=Path, help="the folder to write (default: ~/.cache/avae-tutorial/models, "
                    "$XDG_CACHE_HOME/avae-tutorial/models when set); never the package's (see install-models)")
     r.add_argument("--runs", type=Path, default=Path("runs"), help="resumable training checkpoints")

@@ -97,14 +97,14 @@ def cmd_train(a) -> int:
 
     bad = []
     from ..model import check_canvas, check_channels
-    from ..training.train import AMORTIZED_WARM_SEARCH
+    from ..training.train import training_search
 
     cfg = dict(regime=a.regime, latent_dim=a.latent, canvas=a.canvas, channels=a.channels, epochs=a.epochs,
                batch_size=a.batch_size, lr=a.lr, train_limit=a.train_limit, test_limit=a.test_limit, seed=a.seed)
-    if getattr(a, "pose_online", False):
+    if a.search is not None:
         if a.regime != "aligned":
-            raise ValueError(f"--pose-online: the amortized search is part of the aligned regime, not {a.regime!r}")
-        cfg.update(pose_online=True, align_warm=asdict(AMORTIZED_WARM_SEARCH))
+            raise ValueError(f"--search {a.search}: the training search is part of the aligned regime, not {a.regime!r}")
+        cfg.update(training_search(a.search))
 
     check_canvas(a.canvas, "--canvas")  # before any image is read
     check_channels(a.channels, "--channels")
@@ -325,7 +325,7 @@ def cmd_reproduce(a) -> int:
         raise ValueError(f"--only: unknown model(s) {', '.join(unknown)}; valid names: {', '.join(recipes(rc))}")
     out = a.out or models_dir()
     m = reproduce(rc, out=out, only=a.only, device=_device(a.device), runs=a.runs, evaluate_only=a.evaluate_only,
-                  pose_only=a.pose_only, iwae_only=a.iwae_only, codes_only=a.codes_only,
+                  pose_only=a.pose_only, iwae_only=a.iwae_only, codes_only=a.codes_only, affine_only=a.affine_only,
                   command=getattr(a, "command_line", None))  # fmt: skip
     print(json.dumps({k: {"test_loss": v["metrics"]["test_loss"], "train_seconds": v["train_seconds"]}
                       for k, v in m["models"].items()}, indent=2))  # fmt: skip

@@ -63,13 +63,18 @@ def affine_comparison(
     family: str | Family = "affine",
 ) -> dict:  # fmt: skip
     """VAE vs AVAE (``family``, by default ``"affine"``) on random affine perturbations of ``x``
-    (see ``random_affines``)."""
+    (see ``random_affines``): mean losses in nats, each with its standard error over the digits
+    (``_se``), and the gain (VAE minus AVAE) with its standard error paired digit by digit."""
+    from .measure import standard_error
+
     xa, _ = random_affines(x, seed=seed)
-    plain = mean_loss(vae, xa)
-    res = align(vae, xa, family, config, progress=progress)
-    vae_l, avae_l = float(plain.mean()), float(res.loss.mean())
+    plain = mean_loss(vae, xa).double()
+    searched = align(vae, xa, family, config, progress=progress).loss.double()
+    vae_l, avae_l = float(plain.mean()), float(searched.mean())
     return {"n": len(x), "family": get_family(family).name, "vae_loss": vae_l, "avae_loss": avae_l,
-            "reduction": 1 - avae_l / vae_l, "seed": seed}  # fmt: skip
+            "reduction": 1 - avae_l / vae_l, "seed": seed, "vae_loss_se": standard_error(plain),
+            "avae_loss_se": standard_error(searched), "gain": vae_l - avae_l,
+            "gain_se": standard_error(plain - searched)}  # fmt: skip
 
 
 def write_rows(rows: list[dict], path: str | os.PathLike) -> Path:

@@ -39,19 +39,19 @@ from .codes import searched_codes
 from .peer import PeerConfig
 from .peer_fit import fit_peer
 from .pretrained import pretrained_dir, read_rows
-from .train import AMORTIZED_WARM_SEARCH, TrainConfig, evaluation_angles, fit
+from .train import TrainConfig, evaluation_angles, fit, training_search
 from ..align import align
 from ..transforms import rotate, rotation, warp
 
 __all__ = ["ReproConfig", "recipes", "reproduce", "models_dir", "install_models", "MAIN_MODELS", "sweep_losses",
-           "sweep_name", "evaluate_sweep", "iwae_table", "evaluate_iwae", "IWAE_K", "evaluate_codes"]  # fmt: skip
+           "sweep_name", "evaluate_sweep", "iwae_table", "evaluate_iwae", "IWAE_K", "evaluate_codes", "evaluate_affine"]  # fmt: skip
 
 MAIN_MODELS = ("vae-upright", "vae-rotated", "avae-transopt")
 #: The control for chapter 5: aligned training with a cold search every epoch (no warm start).
 CONTROL = "avae-transopt-cold"
-#: The variant for chapter 4: aligned training whose later epochs' search is amortized (an online
-#: pose net's guess and the last pose, 4 passes per image; ``avae-transopt`` scores a grid, 13).
-AMORTIZED = "avae-transopt-amortized"
+#: The ``warm`` training search (chapter 4b): later epochs score a grid of 8 beside the last pose
+#: (13 passes per image); ``avae-transopt`` scores the last pose and an online pose net's guess (4).
+WARM = "avae-transopt-warm"
 #: The amortized peer for chapter 6 (:mod:`avae_tutorial.training.peer`): its encoder predicts the
 #: rotation, at ``avae-transopt``'s budget (same digits, rotations, batches, epochs, latent size).
 PEER = "amortized-peer"
@@ -65,7 +65,7 @@ IWAE_K = 100
 POSE_MODELS = MAIN_MODELS
 POSE_RECIPE = MappingProxyType({"digits": 8192, "epochs": 60, "width": 32, "seed": 0, "half_turn": True})  # read-only
 #: The results files that :func:`evaluate_all` writes beside the models.
-RESULTS_FILES = ("rotation.csv", "table1.csv", "sweep.csv", "affine.json")
+RESULTS_FILES = ("rotation.csv", "table1.csv", "sweep.csv", "affine.json", "iwae.csv", "codes.npz")
 
 
 @dataclass
@@ -89,9 +89,10 @@ def recipes(rc: ReproConfig) -> dict[str, TrainConfig | PeerConfig]:
         "vae-upright": TrainConfig("upright", 8, epochs=rc.epochs, train_limit=rc.train_limit, seed=rc.seed),
         "vae-rotated": TrainConfig("rotated", 8, epochs=rc.epochs, train_limit=rc.train_limit, seed=rc.seed),
         "avae-transopt": TrainConfig("aligned", 8, epochs=rc.epochs, train_limit=rc.train_limit, seed=rc.seed),
-        CONTROL: TrainConfig("aligned", 8, epochs=rc.epochs, train_limit=rc.train_limit, seed=rc.seed, warm_start=False),
-        AMORTIZED: TrainConfig("aligned", 8, epochs=rc.epochs, train_limit=rc.train_limit, seed=rc.seed,
-                               align_warm=asdict(AMORTIZED_WARM_SEARCH), pose_online=True),
+        CONTROL: TrainConfig("aligned", 8, epochs=rc.epochs, train_limit=rc.train_limit, seed=rc.seed,
+                             **training_search("cold")),
+        WARM: TrainConfig("aligned", 8, epochs=rc.epochs, train_limit=rc.train_limit, seed=rc.seed,
+                          **training_search("warm")),
         PEER: PeerConfig(8, epochs=rc.epochs, train_limit=rc.train_limit, seed=rc.seed),
     }
     for latent in SWEEP_LATENTS:
@@ -133,6 +134,7 @@ def reproduce(
     command: str | None = None,
     iwae_only: bool = False,
     codes_only: bool = False,
+    affine_only: bool = False,
 ) -> dict:
     """Train (resumably, checkpoints under ``runs``) and evaluate into ``out``; returns the manifest.
 
@@ -147,12 +149,13 @@ def reproduce(
     ``pose_only`` refits only the pose nets of the shipped ``only`` models (or all of
     :data:`POSE_MODELS`), keeping their weights, and evaluates nothing; ``iwae_only`` writes only
     ``iwae.csv`` (:func:`evaluate_iwae`) from the shipped models, ``codes_only`` only ``codes.npz``
-    (:func:`evaluate_codes`)."""
+    (:func:`evaluate_codes`; with ``only``, only those models' arrays), ``affine_only`` only
+    ``affine.json`` (:func:`evaluate_affine`)."""
     rc = ReproConfig() if rc is None else rc
     out = Path(out).expanduser() if out is not None else models_dir()
     out.mkdir(parents=True, exist_ok=True)
     manifest_path = out / "manifest.json"
-    if (only or evaluate_only or pose_only or iwae_only or codes_only) and not manifest_path.exists() and (pretrained_dir() / "manifest.json").exists():
+    if (only or evaluate_only or pose_only or iwae_only or codes_only or affine_only) and not manifest_path.exists() and (pretrained_dir() / "manifest.json").exists():
         install_models(pretrained_dir(), out)
     dev = torch.device(device or default_device())
     train, test = load_mnist("train"), load_mnist("test")
@@ -160,9 +163,14 @@ def reproduce(
     manifest["repro"] = asdict(rc)
     all_recipes = recipes(rc)
     names = list(all_recipes) if not only else only
-    if codes_only or iwae_only:  # the manifest read again after the (long) evaluation: other runs may have written it
-        key, evaluate = ("codes", evaluate_codes) if codes_only else ("iwae", evaluate_iwae)
-        record = {**evaluate(out, rc, test, dev), "command": command or f"python -m avae_tutorial reproduce --{key}-only"}
+    if codes_only or iwae_only or affine_only:  # the manifest read again after the (long) evaluation: other runs may have written it
+        if codes_only:
+            key, record = "codes", evaluate_codes(out, rc, test, dev, models=only)
+        elif affine_only:
+            key, record = "affine", evaluate_affine(out, rc, test, dev)
+        else:
+            key, record = "iwae", evaluate_iwae(out, rc, test, dev)
+        record["command"] = command or f"python -m avae_tutorial reproduce --{key}-only"
         manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"models": {}}
         manifest.setdefault("results", {})[key] = record
         _write_manifest(manifest_path, manifest)
@@ -343,7 +351,7 @@ def evaluate_all(out: Path, rc: ReproConfig, test, dev, models: list[str] | None
     t0 = time.perf_counter()
     x = test[0][: rc.eval_n].to(dev)
     angles = sorted(set(SWEEP_ANGLES) | set(TABLE1_ANGLES))
-    table_models = [*MAIN_MODELS, *[n for n in (AMORTIZED,) if (out / f"{n}.pt").exists()]]  # and chapter 4's variant
+    table_models = [*MAIN_MODELS, *[n for n in (WARM,) if (out / f"{n}.pt").exists()]]  # and the warm search (chapter 4b)
     unknown = sorted(set(models or ()) - set(table_models))
     if unknown:
         raise ValueError(f"models: expected names among {table_models}, got {unknown}")
@@ -371,10 +379,21 @@ def evaluate_all(out: Path, rc: ReproConfig, test, dev, models: list[str] | None
     iwae = evaluate_iwae(out, rc, test, dev)
     codes = evaluate_codes(out, rc, test, dev)
 
-    aff = {name: affine_comparison(load(name), test[0][: rc.affine_n].to(dev), seed=rc.seed) for name in ("vae-upright",)}
-    atomic_write(out / "affine.json", json.dumps(aff, indent=2).encode())
+    evaluate_affine(out, rc, test, dev)
     return {"eval_seconds": round(time.perf_counter() - t0, 1), "hardware": hardware(dev),
             "eval_n": rc.eval_n, "angles_deg": angles, "iwae": iwae, "codes": codes}  # fmt: skip
+
+
+def evaluate_affine(out: Path, rc: ReproConfig, test, dev) -> dict:
+    """Write affine.json (:func:`~avae_tutorial.training.evaluate.affine_comparison` of
+    ``vae-upright`` on the first ``rc.affine_n`` test digits, perturbations seeded ``rc.seed``, the
+    default search) from ``out``'s model; its record."""
+    t0 = time.perf_counter()
+    vae = model_from_checkpoint(load_checkpoint(out / "vae-upright.pt")).to(dev)
+    aff = {"vae-upright": affine_comparison(vae, test[0][: rc.affine_n].to(dev), seed=rc.seed, progress=False)}
+    atomic_write(out / "affine.json", json.dumps(aff, indent=2).encode())
+    return {"seconds": round(time.perf_counter() - t0, 1), "hardware": hardware(dev), "n": rc.affine_n,
+            "search": "default"}  # fmt: skip
 
 
 def iwae_table(load, x: torch.Tensor, k: int = IWAE_K, angles=TABLE1_ANGLES, seed: int = 0, config="default",
@@ -383,11 +402,13 @@ def iwae_table(load, x: torch.Tensor, k: int = IWAE_K, angles=TABLE1_ANGLES, see
     searched or not, over digits ``x`` turned by each of ``angles`` (degrees), the mean ``z = mu``
     loss (``surrogate``), the ``k``-sample estimate of the negative ELBO (``elbo``) and the
     importance-weighted bound of ``-log p(x)`` (``iwae``, :mod:`~avae_tutorial.training.bounds`),
-    each at the pose the search (``config``) found, or at the identity. Nats, means over all rows."""
+    each at the pose the search (``config``) found, or at the identity. Nats, means over all rows;
+    beside each its standard error over the digits (``<column>_se``: each digit's mean over the
+    angles is one sample, since the angles reuse the same digits)."""
     rows = []
     for name in models:
         vae = load(name)
-        sums = {a: torch.zeros(3, dtype=torch.float64) for a in (False, True)}
+        per_digit = {a: torch.zeros(3, len(x), dtype=torch.float64) for a in (False, True)}
         for i, deg in enumerate(angles):
             xr = rotate(x, math.radians(float(deg)))
             res = align(vae, xr, "rotation", config, progress=False)
@@ -395,11 +416,13 @@ def iwae_table(load, x: torch.Tensor, k: int = IWAE_K, angles=TABLE1_ANGLES, see
                 A = res.A if aligned else None
                 iwae, elbo = bounds_from_weights(log_weights(vae, xr, A, k=k, seed=seed + i))
                 loss = res.loss if aligned else res.loss0
-                sums[aligned] += torch.stack([loss.sum(), elbo.sum(), iwae.sum()]).double().cpu()
-        n = len(x) * len(angles)
-        for aligned, (loss, elbo, iwae) in sums.items():
-            rows.append({"model": name, "aligned": aligned, "n": n, "k": k, "surrogate": float(loss) / n,
-                         "elbo": float(elbo) / n, "iwae": float(iwae) / n})  # fmt: skip
+                per_digit[aligned] += torch.stack([loss, elbo, iwae]).double().cpu()
+        for aligned, v in per_digit.items():
+            v = v / len(angles)  # (3, digits): each digit's mean over the angles
+            cols = dict(zip(("surrogate", "elbo", "iwae"), v))
+            rows.append({"model": name, "aligned": aligned, "n": len(x) * len(angles), "k": k,
+                         **{c: float(d.mean()) for c, d in cols.items()},
+                         **{f"{c}_se": standard_error(d) for c, d in cols.items()}})  # fmt: skip
     return rows
 
 
@@ -418,20 +441,33 @@ def evaluate_iwae(out: Path, rc: ReproConfig, test, dev) -> dict:
 
 
 
-def evaluate_codes(out: Path, rc: ReproConfig, test, dev) -> dict:
+def evaluate_codes(out: Path, rc: ReproConfig, test, dev, models: list[str] | None = None) -> dict:
     """Write codes.npz (:func:`~avae_tutorial.training.codes.searched_codes` on the first
     ``rc.codes_n`` test digits, turns seeded ``rc.seed``, the default search) from the models in
-    ``out``; its record."""
+    ``out``; its record. ``models``: recompute only these models' arrays, keeping the others'
+    from ``out``'s codes.npz (same digits and turns, checked)."""
     import numpy as np
+
+    from .codes import SEARCHED
 
     def load(name):
         return model_from_checkpoint(load_checkpoint(out / f"{name}.pt")).to(dev)
 
+    unknown = sorted(set(models or ()) - set(SEARCHED))
+    if unknown:
+        raise ValueError(f"models: codes.npz holds {', '.join(SEARCHED)}; got {', '.join(unknown)}")
     t0 = time.perf_counter()
     x, y = test[0][: rc.codes_n].to(dev), test[1][: rc.codes_n]
-    arrays = searched_codes(load, x, seed=rc.seed)
+    arrays = searched_codes(load, x, seed=rc.seed, models=tuple(models or SEARCHED))
+    if models:
+        with np.load(out / "codes.npz") as old:
+            kept = {k: old[k] for k in old.files if k.split("/")[0] not in models and k != "labels"}
+        same = all(np.array_equal(kept[f"turn/{t}"], arrays[f"turn/{t}"]) for t in ("uniform", "normal"))
+        if not same or not np.array_equal(np.load(out / "codes.npz")["labels"], y.numpy()):
+            raise ValueError("codes.npz in out was written for other digits or turns; recompute every model")
+        arrays = {**kept, **arrays}
     buf = io.BytesIO()
     np.savez_compressed(buf, labels=y.numpy().astype(np.int64), **arrays)
     atomic_write(out / "codes.npz", buf.getvalue())
     return {"seconds": round(time.perf_counter() - t0, 1), "hardware": hardware(dev), "n": len(x), "seed": rc.seed,
-            "search": "default"}  # fmt: skip
+            "search": "default", "models": list(models or SEARCHED)}  # fmt: skip

@@ -6,9 +6,10 @@
   :func:`avae_tutorial.align` (:func:`search_batch`); the step then trains on ``warp(x, A)``.
   The first epoch searches cold (``TrainConfig.align``); later epochs warm-start at the
   orientation at which each digit was encoded in the previous epoch (``TrainConfig.align_warm``).
-  With ``TrainConfig.pose_online`` a pose net (:class:`~avae_tutorial.pose.PoseNet`) learns the
-  search's answers as training goes, one step per batch, and its guess joins later epochs'
-  candidates: the search is amortized, a few passes per image instead of a grid.
+  By default (``TrainConfig.pose_online``) a pose net (:class:`~avae_tutorial.pose.PoseNet`)
+  learns the search's answers as training goes, one step per batch, and its guess joins later
+  epochs' candidates: 4 passes per image instead of a grid (:data:`ONLINE_SEARCH`, the recipe
+  chosen by measurement in chapter 4b; :data:`TRAINING_SEARCHES` names the others).
   ``fit(..., search=...)`` swaps in another per-batch search (the benchmark's seed-style one).
 
 For ``aligned`` the history records, per epoch, the orientation at which each training digit
@@ -20,6 +21,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import Callable
 
 import torch
@@ -37,17 +39,28 @@ from ..model import VAE, _sizes, check_canvas, check_channels, for_inference, re
 from ..pose import PoseNet
 from ..transforms import _rotation, _warp, wrap_angle
 
-__all__ = ["TrainConfig", "fit", "REGIMES", "evaluation_angles", "epoch_angles", "search_config", "search_batch"]
+__all__ = ["TrainConfig", "fit", "REGIMES", "TRAINING_SEARCHES", "training_search", "evaluation_angles", "epoch_angles", "search_config", "search_batch"]
 
 REGIMES = ("upright", "rotated", "aligned")
 
-#: Later epochs' search (the default; it trained the shipped ``avae-transopt``): a grid of 8
-#: angles, last epoch's orientation +- 0.1 rad, 2 parabolic steps (13 passes per image).
-WARM_SEARCH = AlignConfig(restarts=8, steps=2, init_span=0.1, precision="auto")
-#: Later epochs' search when amortized (``pose_online=True``; it trained ``avae-transopt-amortized``):
+#: Later epochs' search, the default (``pose_online=True``; it trained the shipped ``avae-transopt``):
 #: last epoch's orientation and it +- 0.1 rad, and the online pose net's guess; the best of the
 #: four kept, no grid, no identity, no refinement step (4 passes per image).
-AMORTIZED_WARM_SEARCH = AlignConfig(restarts=0, steps=0, init_span=0.1, identity=False, precision="auto")
+ONLINE_SEARCH = AlignConfig(restarts=0, steps=0, init_span=0.1, identity=False, precision="auto")
+#: Later epochs' search of the ``warm`` recipe (it trained ``avae-transopt-warm``): a grid of 8
+#: angles, last epoch's orientation +- 0.1 rad, 2 parabolic steps (13 passes per image).
+WARM_SEARCH = AlignConfig(restarts=8, steps=2, init_span=0.1, precision="auto")
+#: The ``lite`` recipe's: last orientation +- 0.1 rad, one parabolic step; no grid, no identity (4).
+LITE_SEARCH = AlignConfig(restarts=0, steps=1, init_span=0.1, identity=False, precision="auto")
+#: The aligned regime's training searches that chapter 4b compares: name -> the :class:`TrainConfig`
+#: fields that set it (the first epoch's search is the same for all: 8 grid angles, one step).
+#: ``online`` is the default, chosen on held-out digits over three seeds (``compare-training``).
+TRAINING_SEARCHES = MappingProxyType({
+    "online": {"align_warm": asdict(ONLINE_SEARCH), "pose_online": True, "warm_start": True},  # 4 passes
+    "warm": {"align_warm": asdict(WARM_SEARCH), "pose_online": False, "warm_start": True},  # grid beside, 13
+    "cold": {"align_warm": asdict(WARM_SEARCH), "pose_online": False, "warm_start": False},  # first epoch's each epoch (9)
+    "lite": {"align_warm": asdict(LITE_SEARCH), "pose_online": False, "warm_start": True},  # 4
+})
 #: Adam's step size for the online pose net.
 POSE_LR = 1e-3
 
@@ -66,13 +79,13 @@ class TrainConfig:
     test_limit: int = 1000  # test digits for the per-epoch test loss
     seed: int = 0
     # aligned regime: the search of the first epoch and of the per-epoch test loss (``align``) and
-    # of later epochs, warm-started at each digit's last orientation (``align_warm``): a grid,
-    # that orientation +- init_span, parabolic steps (13 passes); AMORTIZED_WARM_SEARCH with
-    # pose_online=True is the amortized variant (4 passes)
+    # of later epochs, warm-started at each digit's last orientation (``align_warm``): that
+    # orientation +- init_span and the online pose net's guess (ONLINE_SEARCH, 4 passes);
+    # TRAINING_SEARCHES holds the other recipes' fields
     align: dict = field(default_factory=lambda: asdict(AlignConfig(restarts=8, steps=1, precision="auto")))
-    align_warm: dict = field(default_factory=lambda: asdict(WARM_SEARCH))
+    align_warm: dict = field(default_factory=lambda: asdict(ONLINE_SEARCH))
     warm_start: bool = True  # later epochs start from each digit's last orientation (False: cold every epoch)
-    pose_online: bool = False  # aligned: a pose net learns the search's answers online; later epochs score its guess
+    pose_online: bool = True  # aligned: a pose net learns the search's answers online; later epochs score its guess
 
     def __post_init__(self):
         check_choice(self.regime, REGIMES, "regime")
@@ -97,6 +110,13 @@ class TrainConfig:
                 extra = sorted(set(value) - fields) if isinstance(value, dict) else value
                 raise ValueError(f"{name}: expected a dict with keys among {sorted(fields)}, got unknown {extra!r}")
             AlignConfig(**value)  # validates the values
+
+
+def training_search(name: str) -> dict:
+    """The :class:`TrainConfig` fields of training search ``name`` (a key of
+    :data:`TRAINING_SEARCHES`): ``TrainConfig("aligned", **training_search("warm"))``."""
+    check_choice(name, tuple(TRAINING_SEARCHES), "training search")
+    return dict(TRAINING_SEARCHES[name])
 
 
 def evaluation_angles(n: int, seed: int) -> torch.Tensor:
