@@ -53,8 +53,8 @@ def test_json_has_the_device_and_every_job(tiny_check):
 
 def test_passes_are_counted_as_the_searches_ran(tiny_check):
     """No pose net, float32: every image costs exactly what the preset's search costs; the aligned
-    epochs spend the cold search, then the warm-started one (last orientation +- span); the plain
-    epoch none."""
+    epochs spend the cold search, then the warm-started one (last orientation +- span, the online
+    pose net's guess); the plain epoch none."""
     default, fast = tiny_check["align"]
     for row in (default, fast):
         want = search_cost(avae.preset("rotation", row["preset"]))
@@ -63,7 +63,7 @@ def test_passes_are_counted_as_the_searches_ran(tiny_check):
     assert plain["passes_per_image"] == [0.0, 0.0]
     cfg = avae.TrainConfig("aligned")
     assert aligned["passes_per_image"] == [search_cost(search_config(cfg, warm=False)),
-                                           search_cost(search_config(cfg, warm=True), n_init=1)]  # fmt: skip
+                                           search_cost(search_config(cfg, warm=True), n_init=1 + cfg.pose_online)]  # fmt: skip
 
 
 def test_host_reads_are_counted(tiny_check):

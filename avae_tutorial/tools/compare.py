@@ -279,8 +279,8 @@ def recipe_of(config: dict) -> str | None:
         want = recipe_config(name, 0)
         if config.get("warm_start", True) != want.warm_start or config.get("pose_online", False) != want.pose_online:
             continue
-        got = config.get("align_warm", {})
-        if all(got.get(k) == want.align_warm[k] for k in ("restarts", "steps", "init_span")):
+        got = config.get("align_warm", {})  # unused without the warm start
+        if not want.warm_start or all(got.get(k) == want.align_warm[k] for k in ("restarts", "steps", "init_span")):
             return name
     return None
 
