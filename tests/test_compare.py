@@ -139,3 +139,24 @@ def test_the_shipped_model_and_the_default_recipe_are_the_comparisons_winner():
     assert cmp.recipe_of(shipped["avae-transopt"]["config"]) == winner
     assert cmp.recipe_of(shipped[repro.WARM]["config"]) == "warm"
     assert cmp.recipe_of(shipped[repro.CONTROL]["config"]) == "cold"
+
+
+def test_time_here_adds_this_machines_timing_and_keeps_the_report(tmp_path, monkeypatch):
+    """--time-here times the recipes on this machine and appends an entry; the rest is untouched."""
+    from avae_tutorial.data import mnist
+
+    x, y = mnist.synthetic_digits(24, canvas=40, seed=0)
+    monkeypatch.setattr(mnist, "load_mnist", lambda split, **k: (x, y))
+    path = tmp_path / "compare.json"
+    path.write_text(json.dumps({"choice": {"winner": "online"}, "runs": [1, 2]}))
+    entry = cmp.time_here(path, recipes=("online", "lite"), n=16, repeats=2)
+    report = json.loads(path.read_text())
+    assert report["choice"] == {"winner": "online"} and report["runs"] == [1, 2]
+    assert report["timing_elsewhere"] == [entry] and entry["repeats"] == 2 and len(entry["runs"]) == 2
+    for name in ("online", "lite"):
+        lo, hi = entry["later_vs_plain_range"][name]
+        assert 0 < lo <= entry["later_vs_plain_median"][name] <= hi
+    assert entry["conditions"]["cpu"] and entry["bfloat16"]
+    assert main(["compare-training", "--time-here", str(path), "--recipes", "online", "--time-n", "16",
+                 "--repeats", "1"]) == 0  # fmt: skip
+    assert len(json.loads(path.read_text())["timing_elsewhere"]) == 2

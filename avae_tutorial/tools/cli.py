@@ -283,6 +283,10 @@ def build_parser() -> argparse.ArgumentParser:
     ct.add_argument("--score-n", type=_positive_int, default=1000, help="held-out test digits scored per run")
     ct.add_argument("--train-only", action="store_true", help="train (or resume) the runs, score nothing")
     ct.add_argument("--score-only", action="store_true", help="score the runs already in --out")
+    ct.add_argument("--time-here", type=Path, metavar="REPORT",
+                    help="only time each recipe's later epoch against a plain one on this machine (--repeats "
+                         "times) and add it to REPORT's timing_elsewhere (e.g. avae_tutorial/pretrained/compare.json)")
+    ct.add_argument("--repeats", type=_positive_int, default=3, help="--time-here: timings per recipe (median)")
     ct.add_argument("--no-plain", action="store_true", help="do not time a plain epoch (keep compare.json's)")
     ct.add_argument("--time-n", type=int, default=1280,
                     help="time each recipe's second epoch against a plain one on N digits (0: keep compare.json's)")

@@ -396,10 +396,17 @@ def cmd_bench_heldout(a) -> int:
 def cmd_compare_training(a) -> int:
     import torch
 
-    from .compare import compare
+    from .compare import compare, time_here
 
     if a.threads:
         torch.set_num_threads(a.threads)
+    if a.time_here:
+        entry = time_here(a.time_here, recipes=a.recipes, n=a.time_n, repeats=a.repeats, device=_device(a.device))
+        cpu = entry["conditions"].get("cpu") or entry["conditions"].get("device")
+        print(f"{cpu}, {entry['conditions'].get('threads')} threads, AVAE_BFLOAT16={entry['bfloat16']}: "
+              f"a later epoch against a plain one (median of {entry['repeats']}): "
+              + ", ".join(f"{k} {v:.2f}x" for k, v in entry["later_vs_plain_median"].items()))
+        return 0
     compare(a.out, recipes=a.recipes, seeds=a.seeds, device=_device(a.device), train_only=a.train_only,
             score_only=a.score_only, plain=not a.no_plain, score_n=a.score_n, time_n=a.time_n, epochs=a.epochs, train_limit=a.train_limit)  # fmt: skip
     return 0

@@ -34,7 +34,7 @@ from ..training.train import TRAINING_SEARCHES, TrainConfig, fit
 from .heldout import draw_digits
 
 __all__ = ["RECIPES", "SCORE_SEED", "SCORE_N", "SCORE_START", "recipe_config", "train_run",
-           "plain_epoch_seconds", "time_searches", "finished", "score_run", "paired", "summarize", "choose", "format_summary",
+           "plain_epoch_seconds", "time_searches", "time_here", "finished", "score_run", "paired", "summarize", "choose", "format_summary",
            "describe", "table_rows", "recipe_of", "structure_rows"]  # fmt: skip
 
 #: Recipe -> its TrainConfig fields (:data:`~avae_tutorial.training.train.TRAINING_SEARCHES`), in the
@@ -234,6 +234,28 @@ def compare(out: str | os.PathLike, recipes=tuple(RECIPES), seeds=(0, 1, 2), dev
     report_path.write_text(json.dumps(report, indent=1))
     print(format_summary(report["summary"], plain_s, report["choice"]))
     return report
+
+
+def time_here(report_path: str | os.PathLike, recipes=tuple(RECIPES), n: int = 1280, repeats: int = 3,
+              device="cpu") -> dict:  # fmt: skip
+    """Time each recipe's later epoch against a plain one on this machine (:func:`time_searches`,
+    ``repeats`` times, one after the other) and add the result to the report at ``report_path``
+    under ``"timing_elsewhere"`` (one entry per machine, its conditions and the median ratio of
+    each recipe to the plain epoch); the rest of the report is left as it is. Returns the entry."""
+    from ..data.mnist import load_mnist
+
+    report_path = Path(report_path)
+    report = json.loads(report_path.read_text())
+    train, test = load_mnist("train"), load_mnist("test")
+    runs = [time_searches(recipes, train, test, n, device) for _ in range(repeats)]
+    ratios = {name: sorted(r["recipes"][name] / r["plain"] for r in runs) for name in recipes}
+    entry = {"conditions": conditions(torch.device(device)), "bfloat16": os.environ.get("AVAE_BFLOAT16", "auto"),
+             "n": n, "repeats": repeats, "runs": runs,
+             "later_vs_plain_median": {k: v[len(v) // 2] for k, v in ratios.items()},
+             "later_vs_plain_range": {k: [v[0], v[-1]] for k, v in ratios.items()}}  # fmt: skip
+    report.setdefault("timing_elsewhere", []).append(entry)
+    report_path.write_text(json.dumps(report, indent=1))
+    return entry
 
 
 def describe(name: str) -> str:
