@@ -134,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .bench import BenchConfig
     from ..families import families
     from ..training.reproduce import ReproConfig
-    from ..training.train import REGIMES
+    from ..training.train import REGIMES, TRAINING_SEARCHES
     from .gpu_check import GpuCheckConfig
     from .heldout import HeldoutConfig
 
@@ -148,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--test-fraction", type=_fraction, default=0.1, help="--images held out for the test loss")
     _image_options(t)
     t.add_argument("--regime", choices=REGIMES, default="upright")
-    t.add_argument("--search", choices=("online", "warm", "cold", "lite"),
+    t.add_argument("--search", choices=tuple(TRAINING_SEARCHES),
                    help="aligned: the later epochs' search (default online: the last pose and an online pose net's "
                         "guess, 4 passes per digit; warm: a grid of 8 beside the last pose, 13; cold: the first "
                         "epoch's grid every epoch, 9; lite: the last pose and one step, 4)")

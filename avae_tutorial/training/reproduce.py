@@ -379,9 +379,9 @@ def evaluate_all(out: Path, rc: ReproConfig, test, dev, models: list[str] | None
     iwae = evaluate_iwae(out, rc, test, dev)
     codes = evaluate_codes(out, rc, test, dev)
 
-    evaluate_affine(out, rc, test, dev)
+    affine = evaluate_affine(out, rc, test, dev)
     return {"eval_seconds": round(time.perf_counter() - t0, 1), "hardware": hardware(dev),
-            "eval_n": rc.eval_n, "angles_deg": angles, "iwae": iwae, "codes": codes}  # fmt: skip
+            "eval_n": rc.eval_n, "angles_deg": angles, "iwae": iwae, "codes": codes, "affine": affine}  # fmt: skip
 
 
 def evaluate_affine(out: Path, rc: ReproConfig, test, dev) -> dict:
@@ -461,9 +461,10 @@ def evaluate_codes(out: Path, rc: ReproConfig, test, dev, models: list[str] | No
     arrays = searched_codes(load, x, seed=rc.seed, models=tuple(models or SEARCHED))
     if models:
         with np.load(out / "codes.npz") as old:
-            kept = {k: old[k] for k in old.files if k.split("/")[0] not in models and k != "labels"}
+            kept = {k: old[k] for k in old.files if k.split("/")[0] not in models}
+        labels = kept.pop("labels")
         same = all(np.array_equal(kept[f"turn/{t}"], arrays[f"turn/{t}"]) for t in ("uniform", "normal"))
-        if not same or not np.array_equal(np.load(out / "codes.npz")["labels"], y.numpy()):
+        if not same or not np.array_equal(labels, y.numpy()):
             raise ValueError("codes.npz in out was written for other digits or turns; recompute every model")
         arrays = {**kept, **arrays}
     buf = io.BytesIO()
