@@ -138,3 +138,45 @@ def test_cli_bench_heldout_writes_json(monkeypatch, tmp_path, capsys):
     got = json.loads(out.read_text())
     assert got["digits"]["split"] == "test" and got["digits"]["n"] == 6 and got["exhaustive"]["n"] == 2
     assert got["presets"][0]["passes_per_image"] == search_cost(avae.preset("rotation"))  # no pose net: the grid
+
+
+def _result(loss, passes):
+    n = len(loss)
+    z = torch.zeros(n)
+    return avae.AlignResult(torch.zeros(n, 2, 3), torch.tensor(loss), z[:, None], z, "rotation", z,
+                            torch.tensor(passes), torch.zeros(n, dtype=torch.bool))  # fmt: skip
+
+
+def test_gate_bound_sends_the_digits_with_most_gain_per_pass_first():
+    """Four digits, exhaustive loss 100 each: the grid helps digits 0 and 2 most per pass, then 1;
+    digit 3 gains nothing and is never sent."""
+    from avae_tutorial.tools.heldout import gate_bound
+
+    first = _result([104.0, 101.0, 102.0, 100.0], [6, 6, 6, 6])
+    every = _result([100.0, 100.0, 100.0, 100.0], [14, 14, 10, 18])
+    g = gate_bound(first, every, torch.full((4,), 100.0), budget=8.0, target=0.001)
+    assert g["first_passes"] == 6 and g["first_gap"] == pytest.approx(7 / 4 / 100)
+    assert g["every_passes"] == pytest.approx(14) and g["every_gap"] == 0
+    # digit 0 (+8 passes) -> mean 8: the budget; gap (3 / 4) / 100
+    assert g["sent_at_budget"] == 1 and g["gap_at_budget"] == pytest.approx(3 / 4 / 100)
+    # 0.1% needs digits 0, 2 and 1: 6 + (8 + 4 + 8) / 4 passes (digit 3 is never sent)
+    assert g["passes_for_target"] == pytest.approx(11)
+    assert gate_bound(first, every, torch.full((4,), 100.0), target=0.0)["passes_for_target"] == pytest.approx(11)
+    assert gate_bound(first, first, torch.full((4,), 99.0))["passes_for_target"] is None  # nothing gained: never
+    assert gate_bound(first, every, torch.full((4,), 100.0), budget=5.0)["gap_at_budget"] is None
+
+
+def test_heldout_gate_bound_runs_the_default_in_its_two_stages(posed):
+    vae, x, y = posed
+    out = heldout(vae, x, y, HeldoutConfig(n=8, exhaustive_n=6, seed=4, chunk=64, gate_bound=True))
+    g = out["gate_bound"]
+    xs = draw_digits(x, y, 8, seed=4)[0][:6]
+    a = avae.align(vae, xs, "rotation", avae.AlignConfig(**g["first_stage"]))
+    b = avae.align(vae, xs, "rotation", avae.AlignConfig(**g["every_digit_to_grid"]))
+    assert not a.grid.any() and b.grid.all() and (b.passes >= a.passes).all() and (b.loss <= a.loss + 1e-4).all()
+    assert g["first_passes"] == pytest.approx(a.passes.double().mean().item())
+    assert g["first_gap"] >= g["every_gap"] - 1e-6 and g["first_passes"] <= g["every_passes"]
+    assert set(g["guess_off_by_more_than"]) == {10, 30, 150}
+    assert all(0 <= v <= 1 for v in g["guess_off_by_more_than"].values())
+    assert "gate bound" in format_heldout(out) and json.loads(json.dumps(out))["gate_bound"]
+    assert "gate_bound" not in heldout(vae, x, y, HeldoutConfig(n=4, exhaustive_n=2, seed=4, chunk=64))

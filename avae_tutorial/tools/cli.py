@@ -269,6 +269,9 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--seed", type=int, default=hc.seed, help="the draw's seed (default: the held-out one)")
     h.add_argument("--precision", choices=PRECISIONS, help="score the presets in this precision (default: as configured)")
     h.add_argument("--per-digit", action="store_true", help="also write every digit's figures to the JSON")
+    h.add_argument("--gate-bound", action="store_true",
+                   help="also run the default's first stage alone and its grid for every digit (with a pose net): "
+                        "the lowest gap any gate could reach at 8 passes")
     h.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave as is)")
     h.add_argument("--out", type=Path, default=Path("runs/bench_heldout.json"), help="JSON results")
     h.add_argument("--device", default="auto")

@@ -382,7 +382,7 @@ def cmd_bench_heldout(a) -> int:
     if a.threads:
         torch.set_num_threads(a.threads)
     cfg = HeldoutConfig(n=a.n, exhaustive_n=min(a.exhaustive_n, a.n), seed=a.seed, start=a.start, precision=a.precision,
-                        per_digit=a.per_digit)  # fmt: skip
+                        per_digit=a.per_digit, gate_bound=a.gate_bound)  # fmt: skip
     vae = _load_model(a.model).to(dev)
     x, y = load_mnist(a.split, canvas=vae.canvas)
     out = {"model": a.model, **heldout(vae, x.to(dev), y, cfg, split=a.split)}

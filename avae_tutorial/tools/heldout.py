@@ -16,7 +16,15 @@ with seed :data:`HELDOUT_SEED`, a seed that no tuning touched. Per preset (``"de
 * the mean loss, its gap to the 360-angle exhaustive search (:data:`EXHAUSTIVE`: every degree
   scored, the best two basins refined) in percent of the exhaustive loss, on the first
   ``exhaustive_n`` digits, with the paired standard error over those digits;
-* the gain over the identity (``loss0 - loss``), and the fast preset's share of the default's.
+* the gain over the identity (``loss0 - loss``), and the fast preset's share of the default's;
+* with ``gate_bound``, for a model with a pose net: how far any gate could take the default
+  (:func:`gate_bound`). Its first stage alone (every guess trusted) and its grid for every digit
+  are run on the same digits; a search's answer for a digit depends on that digit alone, so a
+  gate that knew in advance which digits the grid helps would spend, digit by digit, one or the
+  other. Sending the digits in order of gain per extra pass traces the lowest gap reachable at
+  each mean cost: the gap at :data:`TARGETS`'s 8 passes, and the passes the 0.1% target needs.
+  The pose net's first guess is compared with the exhaustive answer too (how often it is more
+  than 10, 30 and 150 degrees off).
 
 :func:`targets` judges them against :data:`TARGETS` (issue 31, point 3). Every figure depends only on
 the model, the digits and the seed: one command reproduces it (the time, measured alongside with the
@@ -35,7 +43,7 @@ from ..model import VAE, for_inference
 from ..training.measure import conditions, passes_summary, standard_error as _se, timed
 from ..transforms import _rotation, _warp
 
-__all__ = ["HeldoutConfig", "heldout", "draw_digits", "targets", "format_heldout", "EXHAUSTIVE", "HELDOUT_SEED",
+__all__ = ["HeldoutConfig", "heldout", "draw_digits", "targets", "format_heldout", "gate_bound", "EXHAUSTIVE", "HELDOUT_SEED",
            "TUNING_SEED", "TUNING_START", "TUNING_DIGITS", "TARGETS"]  # fmt: skip
 
 #: The held-out draw's seed (test digits and their angles): never used for tuning.
@@ -69,6 +77,7 @@ class HeldoutConfig:
     chunk: int | None = None
     precision: str | None = None
     per_digit: bool = False  # also each digit's index, angle, class, and per search loss, passes and grid
+    gate_bound: bool = False  # also the default's two stages apart and the best any gate could do (gate_bound)
 
     def __post_init__(self):
         check_positive_int(self.n, "n")
@@ -127,6 +136,8 @@ def heldout(vae: VAE, x: torch.Tensor, y: torch.Tensor, cfg: HeldoutConfig = Hel
         each["exhaustive"] = {"loss": res.loss.tolist(), "angle": res.angle.tolist()}
         for row, name in zip(out["presets"], PRESET_NAMES):
             row.update(_gap(results[name].loss[: cfg.exhaustive_n].cpu().double(), res.loss.cpu().double()))
+        if cfg.gate_bound and has_pose:
+            out["gate_bound"] = _stages(vae, xs[: cfg.exhaustive_n], res, out["presets"][0]["search"], own)
     default, fast = (results[name] for name in ("default", "fast"))
     out["fast_share_of_default_gain"] = _share(fast, default)
     out["targets"] = targets(out)
@@ -134,6 +145,47 @@ def heldout(vae: VAE, x: torch.Tensor, y: torch.Tensor, cfg: HeldoutConfig = Hel
     if cfg.per_digit:
         out["per_digit"] = each
     return out
+
+
+def _stages(vae: VAE, xs: torch.Tensor, exhaustive: AlignResult, search: dict, own: dict) -> dict:
+    """The default's first stage alone and its grid for every digit on ``xs``, and :func:`gate_bound`."""
+    conf = AlignConfig(**search)
+    first = replace(conf, confident=0.0, consistent=None, consistent_axis=None)  # every guess trusted
+    every = replace(conf, confident=1e9)  # every digit on to the grid (no guess is that sure)
+    a, b = (align(vae, xs, "rotation", c, progress=False) for c in (first, every))
+    with torch.no_grad():
+        guess = vae.pose_net(xs).cpu().double()
+    off = torch.rad2deg((guess - exhaustive.angle.cpu().double() + math.pi).remainder(2 * math.pi) - math.pi).abs()
+    return {"first_stage": asdict(first), "every_digit_to_grid": asdict(every),
+            "guess_off_by_more_than": {d: float((off > d).double().mean()) for d in (10, 30, 150)},
+            **gate_bound(a, b, exhaustive.loss)}  # fmt: skip
+
+
+def gate_bound(first: AlignResult, every: AlignResult, exhaustive: torch.Tensor,
+               budget: float = TARGETS["default_passes"], target: float = TARGETS["default_gap"]) -> dict:  # fmt: skip
+    """The best that any gate could do between a search's first stage (``first``: no digit on to
+    the grid) and the same search with every digit on to it (``every``), on the same digits,
+    against the ``exhaustive`` losses ``(N,)``: a gate spends, per digit, either ``first``'s
+    passes and loss or ``every``'s. Sending the digits in order of loss gained per extra pass
+    (a digit whose grid gains nothing is never sent) traces, at each mean cost, the lowest gap
+    such a gate reaches (exactly so up to the last digit sent; what an oracle gate does).
+    Returns both stages' passes and gaps, the gap at ``budget`` passes, and the passes at which
+    the gap first reaches ``target`` (``None``: not even with every digit sent)."""
+    la, lb = first.loss.cpu().double(), every.loss.cpu().double()
+    pa, pb = first.passes.cpu().double(), every.passes.cpu().double()
+    ex = exhaustive.cpu().double()
+    n, scale = len(ex), float(ex.mean())
+    gain, extra = (la - lb).clamp_min(0), (pb - pa).clamp_min(1)
+    order = torch.argsort(gain / extra, descending=True, stable=True)[: int((gain > 0).sum())]
+    passes = torch.cat([pa.mean()[None], pa.mean() + torch.cumsum(extra[order], 0) / n])
+    gaps = torch.cat([(la - ex).mean()[None], (la - ex).mean() - torch.cumsum(gain[order], 0) / n]) / scale
+    within = passes <= budget
+    reach = (gaps <= target).nonzero()
+    return {"first_passes": float(pa.mean()), "first_gap": float((la - ex).mean() / scale),
+            "every_passes": float(pb.mean()), "every_gap": float((lb - ex).mean() / scale),
+            "budget": budget, "target": target,
+            "gap_at_budget": float(gaps[within][-1]) if within.any() else None, "sent_at_budget": int(within.sum()) - 1,
+            "passes_for_target": float(passes[reach[0, 0]]) if len(reach) else None}  # fmt: skip
 
 
 def _summary(res: AlignResult, y: torch.Tensor, seconds: float) -> dict:
@@ -226,4 +278,14 @@ def format_heldout(out: dict) -> str:
         lines += [f"{r['preset']}: digits per pass count {{{counts}}}",
                   f"{r['preset']}: to the grid by class (went/digits) {by_class}"]
     lines += [f"  [{'met' if t['met'] else 'NOT met'}] {t['target']}: {t['value']:.4g}" for t in out["targets"]]
+    if "gate_bound" in out:
+        g = out["gate_bound"]
+        at = "-" if g["gap_at_budget"] is None else f"{g['gap_at_budget']:.3%}"
+        need = "not even with every digit sent" if g["passes_for_target"] is None else f"{g['passes_for_target']:.2f} passes"
+        off = ", ".join(f"{d}: {v:.1%}" for d, v in g["guess_off_by_more_than"].items())
+        lines += [f"gate bound (default, on the exhaustive search's digits): first stage alone {g['first_passes']:.2f} "
+                  f"passes, gap {g['first_gap']:.3%}; every digit to the grid {g['every_passes']:.2f} passes, gap "
+                  f"{g['every_gap']:.3%}; a gate that knew which digits the grid helps: gap {at} "
+                  f"at {g['budget']:g} passes ({g['sent_at_budget']} digits sent), {g['target']:.1%} needs {need}",
+                  f"the pose net's first guess off the exhaustive answer by more than (degrees) {off}"]  # fmt: skip
     return "\n".join(lines)
