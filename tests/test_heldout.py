@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import asdict
 
 import pytest
 import torch
@@ -13,7 +14,7 @@ from avae_tutorial.align import search_cost
 from avae_tutorial.pose import PoseNet
 from avae_tutorial.tools.cli import main
 from avae_tutorial.tools.heldout import (EXHAUSTIVE, HELDOUT_SEED, TARGETS, TUNING_SEED, HeldoutConfig, draw_digits,
-                                         format_heldout, heldout, targets)  # fmt: skip
+                                         format_heldout, heldout, stage_configs, targets)  # fmt: skip
 from avae_tutorial.transforms import wrap_angle
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -180,3 +181,5 @@ def test_heldout_gate_bound_runs_the_default_in_its_two_stages(posed):
     assert all(0 <= v <= 1 for v in g["guess_off_by_more_than"].values())
     assert "gate bound" in format_heldout(out) and json.loads(json.dumps(out))["gate_bound"]
     assert "gate_bound" not in heldout(vae, x, y, HeldoutConfig(n=4, exhaustive_n=2, seed=4, chunk=64))
+    stages = stage_configs(avae.AlignConfig(**out["presets"][0]["search"]))
+    assert [asdict(c) for c in stages] == [g["first_stage"], g["every_digit_to_grid"]]

@@ -37,8 +37,12 @@ METHODS = ("kmeans", "ward")
 N_BOOT = 200  # resamples of the digits per bootstrap standard error
 
 
+def _numpy(values) -> np.ndarray:
+    return values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values)
+
+
 def _array(values, name: str, ndim: int) -> np.ndarray:
-    a = values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values)
+    a = _numpy(values)
     if a.ndim != ndim or len(a) == 0:
         raise ValueError(f"{name}: expected a non-empty {ndim}-d array, got shape {a.shape}")
     return a
@@ -110,7 +114,7 @@ def bootstrap_indices(n: int, n_boot: int = N_BOOT, seed: int = 0) -> np.ndarray
 
 
 def _per_digit(arrays, names: str = "arrays") -> list[np.ndarray]:
-    out = [a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a) for a in arrays]
+    out = [_numpy(a) for a in arrays]
     if not out:
         raise ValueError(f"{names}: expected at least one array of per-digit values, got none")
     for i, a in enumerate(out):
@@ -183,7 +187,7 @@ def accuracy_se(labels, clusters, baseline=None, n_boot: int = N_BOOT, seed: int
     for name, value in (("clusters", clusters), ("baseline", baseline)):
         if value is None:
             continue
-        a = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+        a = _numpy(value)
         a = a[:, None] if a.ndim == 1 else a
         if a.ndim != 2 or a.shape[0] != len(labels) or a.shape[1] == 0:
             raise ValueError(f"{name}: expected ({len(labels)},) or ({len(labels)}, runs), one row per label, "
@@ -233,9 +237,14 @@ def error_by_class(error_deg, labels, near: float = 20.0) -> list[dict]:
     rows = []
     for c in np.unique(labels):
         e = err[labels == c]
-        rows.append({"class": int(c), "n": int(len(e)), "median_abs_deg": float(np.median(e)),
-                     "within": float(np.mean(e <= near)), "half_turn": float(np.mean(e >= 180.0 - near))})  # fmt: skip
+        median, within, half = _error_shares(e, near)
+        rows.append({"class": int(c), "n": int(len(e)), "median_abs_deg": median, "within": within, "half_turn": half})
     return rows
+
+
+def _error_shares(abs_err: np.ndarray, near: float) -> tuple[float, float, float]:
+    """The median of ``|error|`` (degrees) and the shares within ``near`` degrees of 0 and of a half turn."""
+    return float(np.median(abs_err)), float(np.mean(abs_err <= near)), float(np.mean(abs_err >= 180.0 - near))
 
 
 def rotation_stats(recovered_deg, applied_deg, near: float = 20.0) -> dict:
@@ -247,6 +256,6 @@ def rotation_stats(recovered_deg, applied_deg, near: float = 20.0) -> dict:
     if len(rec) != len(applied):
         raise ValueError(f"applied_deg: expected one per recovered turn ({len(rec)}), got {len(applied)}")
     err = np.abs(wrap_degrees(rec.astype(np.float64) - applied.astype(np.float64)))
-    return {"r": circular_correlation(np.radians(rec.astype(np.float64)), np.radians(applied.astype(np.float64))),
-            "median": float(np.median(err)), "within": float(np.mean(err <= near)),
-            "half": float(np.mean(err >= 180.0 - near))}  # fmt: skip
+    median, within, half = _error_shares(err, near)
+    r = circular_correlation(np.radians(rec.astype(np.float64)), np.radians(applied.astype(np.float64)))
+    return {"r": r, "median": median, "within": within, "half": half}

@@ -41,9 +41,9 @@ from .._checks import check_positive_int
 from ..align import PRECISIONS, PRESET_NAMES, AlignConfig, AlignResult, align, for_device, preset
 from ..model import VAE, for_inference
 from ..training.measure import conditions, passes_summary, standard_error as _se, timed
-from ..transforms import _rotation, _warp
+from ..transforms import _rotation, _warp, wrap_angle
 
-__all__ = ["HeldoutConfig", "heldout", "draw_digits", "targets", "format_heldout", "gate_bound", "EXHAUSTIVE", "HELDOUT_SEED",
+__all__ = ["HeldoutConfig", "heldout", "draw_digits", "targets", "format_heldout", "gate_bound", "stage_configs", "EXHAUSTIVE", "HELDOUT_SEED",
            "TUNING_SEED", "TUNING_START", "TUNING_DIGITS", "TARGETS"]  # fmt: skip
 
 #: The held-out draw's seed (test digits and their angles): never used for tuning.
@@ -137,7 +137,7 @@ def heldout(vae: VAE, x: torch.Tensor, y: torch.Tensor, cfg: HeldoutConfig = Hel
         for row, name in zip(out["presets"], PRESET_NAMES):
             row.update(_gap(results[name].loss[: cfg.exhaustive_n].cpu().double(), res.loss.cpu().double()))
         if cfg.gate_bound and has_pose:
-            out["gate_bound"] = _stages(vae, xs[: cfg.exhaustive_n], res, out["presets"][0]["search"], own)
+            out["gate_bound"] = _stages(vae, xs[: cfg.exhaustive_n], res, AlignConfig(**out["presets"][0]["search"]))
     default, fast = (results[name] for name in ("default", "fast"))
     out["fast_share_of_default_gain"] = _share(fast, default)
     out["targets"] = targets(out)
@@ -147,15 +147,22 @@ def heldout(vae: VAE, x: torch.Tensor, y: torch.Tensor, cfg: HeldoutConfig = Hel
     return out
 
 
-def _stages(vae: VAE, xs: torch.Tensor, exhaustive: AlignResult, search: dict, own: dict) -> dict:
-    """The default's first stage alone and its grid for every digit on ``xs``, and :func:`gate_bound`."""
-    conf = AlignConfig(**search)
-    first = replace(conf, confident=0.0, consistent=None, consistent_axis=None)  # every guess trusted
-    every = replace(conf, confident=1e9)  # every digit on to the grid (no guess is that sure)
+def stage_configs(config: AlignConfig) -> tuple[AlignConfig, AlignConfig]:
+    """An adaptive search's two stages as searches of their own: ``(first, every)``, the first stage
+    alone (every guess trusted, no digit on to the grid) and every digit on to the grid; what
+    :func:`gate_bound` compares."""
+    first = replace(config, confident=0.0, consistent=None, consistent_axis=None)
+    every = replace(config, confident=1e9)  # no guess is that sure
+    return first, every
+
+
+def _stages(vae: VAE, xs: torch.Tensor, exhaustive: AlignResult, config: AlignConfig) -> dict:
+    """``config``'s two stages (:func:`stage_configs`) on ``xs``, and :func:`gate_bound`."""
+    first, every = stage_configs(config)
     a, b = (align(vae, xs, "rotation", c, progress=False) for c in (first, every))
     with torch.no_grad():
-        guess = vae.pose_net(xs).cpu().double()
-    off = torch.rad2deg((guess - exhaustive.angle.cpu().double() + math.pi).remainder(2 * math.pi) - math.pi).abs()
+        guess = vae.pose_net(xs)
+    off = torch.rad2deg(wrap_angle(guess.double() - exhaustive.angle.double())).abs().cpu()
     return {"first_stage": asdict(first), "every_digit_to_grid": asdict(every),
             "guess_off_by_more_than": {d: float((off > d).double().mean()) for d in (10, 30, 150)},
             **gate_bound(a, b, exhaustive.loss)}  # fmt: skip
