@@ -7,22 +7,25 @@ Per image, batched over images *and* candidates (no Python loop over either):
    for a family without one, the identity alone. Guesses join them, the first with a neighbour
    ``init_span`` radians to either side when that is set, so that a good guess arrives
    bracketed: caller-supplied ``init`` (last epoch's orientation) and the model's pose net's
-   (``vae.pose_net``, an amortized first guess);
+   (``vae.pose_net``, an amortized first guess; a net with ``bins`` offers its best ``peaks``);
 2. **choose** the best ``top_k`` starts. On the circle of angles these are *basins*:
    candidates whose loss is below both neighbours, ranked by the minimum of the parabola
    through the three (free: no extra forward pass);
-3. **refine** each start for ``steps`` steps (:mod:`avae_tutorial.refine`). A family that is
+3. **refine** each start for ``steps`` steps (with ``settle``, only while it promises to beat
+   the image's best by more than that) (:mod:`avae_tutorial.refine`). A family that is
    one angle and nothing else (rotation): successive parabolic interpolation inside the
    bracket, one no-grad forward pass per step. Any other family: Adam on the transform
    parameters only, within the family's bounds (a forward and a backward pass per step);
 4. **keep** the best loss seen per image. The identity is always scored (unless
    ``identity=False``), so the result is never worse than the plain VAE.
 
-**Adaptive** (``confident`` set, with a pose net): the guess is refined first, alone; only the
-images whose guess fails the test (its vector shorter than ``confident``, or the net, shown the image
-turned by the answer, reading it as turned by more than ``consistent``/``consistent_axis`` radians:
-a guess confidently in the wrong valley) score the grid and a half-turn head's other side, and
-refine the best ``top_k`` basins that promise to beat the first answer (``settle``). Every image's
+**Adaptive** (``confident`` set, with a pose net): the guesses are refined first, alone (the
+best ``top_k`` basins among the identity, the first guess's bracket and a bins net's other peaks);
+only the images whose guess fails the test (its confidence, the length of its vector or a bins
+net's peak mass, below ``confident``, or the net, shown the image turned by the answer, reading it
+as turned by more than ``consistent``/``consistent_axis`` radians: a guess confidently in the wrong
+valley) score the grid and a half-turn head's other side, and refine the best ``top_k`` basins
+that promise to beat the first answer (``settle``). Every image's
 result depends on that image alone; ``AlignResult.passes`` counts what each image cost.
 
 Scoring and parabolic steps need no gradients, so they may run in bfloat16 (``precision``;
@@ -45,6 +48,7 @@ from ._precision import BFLOAT16_CHOICES, BFLOAT16_SWITCH, bfloat16_switch, fast
 from .families import Family, get_family
 from .loss import chunked_loss
 from .model import VAE, for_inference
+from .pose import bin_peaks
 from .refine import _basins, _best_per_image, _fixed_chunks, _parabola, _refine_adam, _refine_angle, _rows_loss
 from .transforms import _angle_of, _rotation, _warp, wrap_angle
 
@@ -65,6 +69,7 @@ class AlignConfig:
     ``identity=False`` does not score the plain VAE (``loss0`` is NaN; the training loop's warm
     search). ``confident``, ``consistent``, ``consistent_axis``: adaptive (the module's docstring;
     ``confident=0.0`` trusts every guess); ``settle``: adaptive refinement (``refine._refine_angle``).
+    ``peaks``: the guesses a pose net with bins offers (its most probable angles).
     """
 
     restarts: int = 24
@@ -82,6 +87,7 @@ class AlignConfig:
     consistent_axis: float | None = None  # ... or where a half-turn head reads its axis as turned by more
     settle: float | None = None  # nats: adaptive refinement (refine._refine_angle); None: every start takes steps
     settle_after: int = 2  # with settle: the steps every start takes before the gate
+    peaks: int = 2  # a bins pose net's guesses: its best peaks
 
     def __post_init__(self):
         check_positive_int(self.top_k, "top_k")
@@ -89,6 +95,7 @@ class AlignConfig:
         check_positive_int(self.restarts, "restarts", minimum=0)
         check_positive_int(self.steps, "steps", minimum=0)
         check_positive_int(self.settle_after, "settle_after", minimum=0)
+        check_positive_int(self.peaks, "peaks")
         for name in ("identity", "exact"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name}: expected True or False, got {getattr(self, name)!r}")
@@ -140,21 +147,29 @@ def for_device(config: AlignConfig, device: torch.device | str) -> AlignConfig:
     return config if torch.device(device).type == "cpu" else replace(config, chunk=GPU_CHUNK)
 
 
-def search_cost(config: AlignConfig, family: str | Family = "rotation", n_init: int = 0, device="cpu") -> int:
+def search_cost(config: AlignConfig, family: str | Family = "rotation", n_init: int = 0, device="cpu",
+                pose_net=None) -> int:  # fmt: skip
     """VAE passes per image of :func:`align`, at most (a backward counts as two), whatever their
     precision; the pose net's own cost (about a tenth of a pass) is left out. A bfloat16 search (on
     ``device``) adds one float32 re-score unless ``exact=False``. An adaptive search spends this only
-    on the images that fail its test: :attr:`AlignResult.passes` counts what each image cost."""
+    on the images that fail its test: :attr:`AlignResult.passes` counts what each image cost.
+    ``pose_net``: the model's, whose guesses a ``pose`` search scores (``None``: a net with bins,
+    ``config.peaks`` guesses; a ``(cos, sin)`` head guesses once, a half-turn head twice)."""
     fam = get_family(family)
-    n_init += bool(config.pose and fam.is_angle)
+    now, later = 0, 0
+    if config.pose and fam.is_angle:
+        half = getattr(pose_net, "half_turn", False) and not getattr(pose_net, "bins", None)
+        now = config.peaks if pose_net is None or getattr(pose_net, "bins", None) else 1 + half
+        now, later = (1, 1) if half and config.confident is not None else (now, 0)  # the other side held back
+    n_init += now
     guesses = n_init + (2 if config.init_span > 0 and n_init and fam.angle is not None else 0)
     grid = max(config.restarts if fam.angle is not None else 1, int(config.identity))
     refine = config.steps if fam.is_angle else 3 * config.steps + 1
     rescore = config.exact and scoring_dtype(config, device) != torch.float32
     if config.confident is None or not n_init:
         return grid + guesses + config.top_k * refine + rescore
-    first = int(config.identity) + guesses + refine  # the guesses, the best refined
-    return first + grid - int(config.identity) + config.top_k * refine + rescore
+    first = int(config.identity) + guesses + config.top_k * refine  # the guesses, the best top_k refined
+    return first + grid - int(config.identity) + later + config.top_k * refine + rescore
 
 
 @dataclass
@@ -295,22 +310,28 @@ def _align_batch(model, x, fam: Family, cfg: AlignConfig, extra):
 
 
 def _pose_guess(model, x: torch.Tensor, cfg: AlignConfig, fam: Family):
-    """``(guesses (B, K, 1), confidence (B,))`` from the pose net, or ``None`` without one or for
-    other families. Its angle is the guess and the length of its ``(cos, sin)`` vector the
-    confidence; a net with a half-turn head guesses its axis on the side it prefers and, as a
-    second guess, half a turn from it (the confidence is then the shorter of its two vectors: the
-    axis' and the side's)."""
+    """``(guesses (B, K, 1), confidence (B,), later (B, K', 1) or None)`` from the pose net, or
+    ``None`` without one or for other families. A ``(cos, sin)`` head: its angle is the guess and
+    the length of its vector the confidence. A half-turn head guesses its axis on the side it
+    prefers and, half a turn from it, a second guess that an adaptive search holds back for the
+    images it sends on (``later``; the confidence is the shorter of its two vectors: the axis' and
+    the side's). A bins head: its best ``cfg.peaks`` peaks, all guessed at once, and the first
+    one's mass as the confidence."""
     pose = getattr(model, "pose_net", None)
     if not (cfg.pose and fam.is_angle and pose is not None):
         return None
     out = _pose_outputs(pose, x, cfg.chunk)
+    if getattr(pose, "bins", None):
+        angle, mass = bin_peaks(out, cfg.peaks)
+        return angle[..., None], mass[:, 0], None
     angle = torch.atan2(out[:, 1], out[:, 0])
     if out.shape[1] == 2:
-        return angle[:, None, None], out.norm(dim=1)
+        return angle[:, None, None], out.norm(dim=1), None
     axis = 0.5 * torch.atan2(out[:, 3], out[:, 2])
     axis = torch.where(torch.cos(axis - angle) < 0, axis + math.pi, axis)
     sure = torch.minimum(out[:, 2:].norm(dim=1), out[:, :2].norm(dim=1))  # of the axis, and of its side
-    return torch.stack([axis, axis + math.pi], 1)[..., None], sure
+    both = torch.stack([axis, axis + math.pi], 1)[..., None]
+    return (both, sure, None) if cfg.confident is None else (both[:, :1], sure, both[:, 1:])
 
 
 def _search(model, x, fam: Family, cfg: AlignConfig, extra, loss0, spent):
@@ -322,18 +343,16 @@ def _search(model, x, fam: Family, cfg: AlignConfig, extra, loss0, spent):
     pose = _pose_guess(model, x, cfg, fam)
     conf, later = None, None
     if pose is not None:
-        guess, conf = pose[0].to(x.dtype), pose[1]  # (B, K, 1), (B,)
-        if cfg.confident is not None:
-            guess, later = guess[:, :1], guess[:, 1:] if guess.shape[1] > 1 else None
-        extra = guess if extra is None else torch.cat([extra, guess], 1)
+        guess, conf, later = pose  # (B, K, 1), (B,), (B, K', 1) or None
+        extra = guess.to(x.dtype) if extra is None else torch.cat([extra, guess.to(x.dtype)], 1)
     if cfg.confident is None or extra is None:
         cand = _starts(fam, cfg, extra, B, x.device, x.dtype)  # (B, R, P)
         p, loss, _ = _descend(model, x, imgs, fam, cfg, cand, _score(model, x, imgs, fam, cfg, cand, loss0, spent), spent)
         return p, loss, torch.full((B,), fam.angle is None or cfg.restarts > 0, dtype=torch.bool, device=x.device)
     first = _starts(fam, replace(cfg, restarts=0), extra, B, x.device, x.dtype)  # identity, guesses
     scores = _score(model, x, imgs, fam, cfg, first, loss0, spent)
-    best_p, best_l, bracket = _descend(model, x, imgs, fam, replace(cfg, top_k=1), first, scores, spent)
-    if bracket is not None:  # the refined bracket joins the candidates (replaces a lone guess's raw one)
+    best_p, best_l, bracket = _descend(model, x, imgs, fam, cfg, first, scores, spent)
+    if bracket is not None:  # the refined brackets join the candidates (replace a lone guess's raw one)
         k = first.shape[1] if first.shape[1] != int(cfg.identity) + 3 else int(cfg.identity)
         first = torch.cat([first[:, :k], torch.stack(bracket[:3], 1)[..., None]], 1)
         scores = torch.cat([scores[:, :k], torch.stack(bracket[3:], 1)], 1)
@@ -344,7 +363,7 @@ def _search(model, x, fam: Family, cfg: AlignConfig, extra, loss0, spent):
     if hard.numel():
         grid = _starts(fam, cfg, None, len(hard), x.device, x.dtype)[:, int(cfg.identity):]  # less the identity
         if later is not None:
-            grid = torch.cat([grid, fam.project(later[hard].clone())], 1)
+            grid = torch.cat([grid, fam.project(later[hard].to(x.dtype).clone())], 1)
         R, P = grid.shape[1:]
         more = _rows_loss(model, x, hard.repeat_interleave(R), grid.reshape(-1, P), fam, cfg.chunk, spent)
         cand, sc = torch.cat([first[hard], grid], 1), torch.cat([scores[hard], more.view(len(hard), R)], 1)
@@ -372,8 +391,11 @@ def _inconsistent(model, x: torch.Tensor, angle: torch.Tensor, cfg: AlignConfig)
     with torch.no_grad():
         turned = _warp(x, _rotation(angle.to(x.dtype)))
     out, no = _pose_outputs(model.pose_net, turned, cfg.chunk), math.inf  # no: a check not asked for
-    off = torch.atan2(out[:, 1], out[:, 0]).abs() > (no if cfg.consistent is None else cfg.consistent)
-    axis = 0.5 * torch.atan2(out[:, 3], out[:, 2]).abs() if out.shape[1] == 4 else torch.zeros_like(off, dtype=out.dtype)
+    bins = getattr(model.pose_net, "bins", None)
+    read = wrap_angle(bin_peaks(out, 1)[0][:, 0]) if bins else torch.atan2(out[:, 1], out[:, 0])
+    off = read.abs() > (no if cfg.consistent is None else cfg.consistent)
+    axis = 0.5 * torch.atan2(out[:, 3], out[:, 2]).abs() if out.shape[1] == 4 and not bins \
+        else torch.zeros_like(off, dtype=out.dtype)  # fmt: skip
     return off | (axis > (no if cfg.consistent_axis is None else cfg.consistent_axis))
 
 
@@ -397,8 +419,10 @@ def _score(model, x, imgs, fam: Family, cfg: AlignConfig, cand, loss0, spent) ->
 
 def _descend(model, x, imgs, fam: Family, cfg: AlignConfig, cand, scores, spent, best=None):
     """Steps 2-3 for images ``imgs (B',)`` with scored candidates ``cand (B', R, P)``, ``scores (B', R)``:
-    the best ``(params (B', P), loss (B',))`` per image and, for one angle, the refined brackets
-    (per start; ``None`` without refinement). ``best (B',)``: the images' best losses found elsewhere."""
+    the best ``(params (B', P), loss (B',))`` per image and, for one angle, the refined bracket of
+    each image's best start (``None`` without refinement). ``best (B',)``: the images' best losses
+    found elsewhere; without it, each image's best-ranked start is refined whenever it holds the
+    image's best score, its other starts only while they promise to beat that by ``settle``."""
     B, (R, P) = len(imgs), cand.shape[1:]
     best_l, j0 = scores.min(1)
     best_p = cand[torch.arange(B, device=x.device), j0]  # (B', P)
@@ -419,9 +443,13 @@ def _descend(model, x, imgs, fam: Family, cfg: AlignConfig, cand, scores, spent,
 
     bracket = None
     if fam.is_angle:
+        lead = None
+        if best is None and j.shape[1] > 1:  # several starts per image: gate all but the leader
+            best, lead = best_l, (keep % j.shape[1] == 0) & (at(fb) <= best_l[rows])
         bracket = _refine_angle(model, x, imgs[rows], at(a), at(b), at(c), at(fa), at(fb), at(fc), fam, cfg, spent,
-                                None if best is None else best[rows])  # fmt: skip
+                                None if best is None else best[rows], lead)  # fmt: skip
         rp, rl = bracket[1][:, None], bracket[4]
+        bracket = tuple(t[_first_best_row(rows, rl, B)] for t in bracket)  # (B',) each: the best start's
     else:
         p0 = cand.gather(1, j[..., None].expand(*j.shape, P)).reshape(-1, P)[keep]  # (N, P)
         if fam.angle is not None:
@@ -429,3 +457,12 @@ def _descend(model, x, imgs, fam: Family, cfg: AlignConfig, cand, scores, spent,
         with torch.autocast(x.device.type, enabled=False):  # gradients in float32
             rp, rl = _refine_adam(model, x, imgs[rows], p0, fam, cfg, spent)
     return *_best_per_image(best_p, best_l, rows, rp, rl), bracket
+
+
+def _first_best_row(rows: torch.Tensor, loss: torch.Tensor, B: int) -> torch.Tensor:
+    """``(B,)``: for each image ``0..B-1``, the first of its rows (``rows (N,)``, every image at least
+    one) with its lowest ``loss (N,)``; no read of the device."""
+    N = rows.numel()
+    low = torch.full((B,), math.inf, device=loss.device, dtype=loss.dtype).scatter_reduce(0, rows, loss, "amin")
+    key = torch.where(loss == low[rows], torch.arange(N, device=rows.device), N)
+    return torch.full((B,), N, device=rows.device, dtype=key.dtype).scatter_reduce(0, rows, key, "amin").clamp(max=N - 1)

@@ -281,7 +281,7 @@ def test_adaptive_search_scores_the_grid_only_for_unsure_guesses(template_vae, s
     assert res.passes.tolist() == [first, first, first + 11 + 3, first], res.passes
     err = wrap_angle(res.angle - truth).abs()
     assert (err[:3] < math.radians(2.0)).all() and err[3] > 1.0, torch.rad2deg(err)
-    assert search_cost(cfg) == first + 11 + 3
+    assert search_cost(cfg, pose_net=vae.pose_net) == first + 11 + 3
     assert res.grid.tolist() == [False, False, True, False]  # which images went on
     vae.pose_net = _OraclePose(guess, length)
     whole = avae.align(vae, x, "rotation", replace(cfg, confident=None))  # not adaptive: everyone scores the grid
@@ -378,3 +378,50 @@ def test_a_half_turn_head_guesses_both_sides(template_vae, seven):
     res = avae.align(vae, x, "rotation", avae.AlignConfig(restarts=0, steps=2, init_span=0.15, pose=True))
     assert (res.passes == 1 + 3 + 1 + 2).all()
     assert (wrap_angle(res.angle - truth).abs() < math.radians(2.0)).all()
+
+
+class _BinsOracle(torch.nn.Module):
+    """A stub pose net with bins: for each image, in order of the batch, peaks at ``mu (B, J)``
+    weighted ``weight (B, J)`` (logits of a mixture of von Mises bumps)."""
+
+    half_turn = False
+
+    def __init__(self, mu: torch.Tensor, weight: torch.Tensor, bins: int = 36):
+        super().__init__()
+        self.mu, self.weight, self.bins, self.seen = mu, weight, bins, 0
+
+    def outputs(self, x):
+        mu, w = self.mu[self.seen : self.seen + len(x)], self.weight[self.seen : self.seen + len(x)]
+        self.seen = (self.seen + len(x)) % len(self.mu)  # the consistency check reads the batch again
+        centers = torch.arange(self.bins) * (2 * math.pi / self.bins)
+        out = (w[:, :, None] * torch.exp(20.0 * (torch.cos(centers - mu[:, :, None]) - 1))).sum(1).clamp_min(1e-30).log()
+        return torch.cat([out, out[-1:].expand(len(x) - len(mu), -1)]) if len(mu) < len(x) else out  # chunk padding
+
+
+def test_a_bins_pose_net_offers_its_peaks_and_the_second_finds_what_the_first_missed(template_vae, seven):
+    """Each peak of a bins net is a guess scored at once; the best basin among them is refined
+    first, another only while it promises to beat the image's best by ``settle``, so a digit whose
+    heavier peak is in the wrong valley is found through its second, without the grid."""
+    import copy
+    from dataclasses import replace
+
+    x, theta = rotated(seven, [100.0, -130.0, 40.0])
+    truth = wrap_angle(-theta)
+    off = torch.tensor([0.03, 2.6, 0.03])  # the second digit's heavier peak is in the wrong valley
+    mu = torch.stack([truth + off, truth + torch.tensor([math.pi, 0.02, math.pi])], 1)
+    weight = torch.tensor([[1.0, 0.5], [1.0, 0.6], [1.0, 0.5]])
+    vae = copy.deepcopy(template_vae)
+    vae.pose_net = _BinsOracle(mu, weight)
+    cfg = avae.AlignConfig(restarts=8, top_k=2, steps=6, init_span=0.15, pose=True, confident=0.0, settle=0.05,
+                           settle_after=2, peaks=2)  # fmt: skip
+    res = avae.align(vae, x, "rotation", cfg)
+    err = wrap_angle(res.angle - truth).abs()
+    assert (err < math.radians(1.5)).all(), torch.rad2deg(err)
+    assert not res.grid.any()  # every guess trusted: no digit scored the grid
+    vae.pose_net = _BinsOracle(mu, weight)
+    one = avae.align(vae, x, "rotation", replace(cfg, peaks=1))  # the heavier peak alone
+    assert wrap_angle(one.angle - truth).abs()[1] > 1.0  # ... misses the second digit's answer
+    # the first and third digits: the second peak is scored (one pass) and, promising nothing, not refined
+    assert res.passes[0] == one.passes[0] + 1 and res.passes[2] == one.passes[2] + 1, (res.passes, one.passes)
+    assert (res.passes <= search_cost(cfg, pose_net=vae.pose_net)).all()
+    assert search_cost(cfg, pose_net=vae.pose_net) == search_cost(cfg) == (1 + 3 + 1 + 2 * 6) + 7 + 2 * 6  # at most

@@ -129,7 +129,8 @@ def inference_rows(vae: VAE, x: torch.Tensor, cfg: BenchConfig) -> list[dict]:
         confs["near-exhaustive"] = replace(EXHAUSTIVE, chunk=cfg.chunk)
     for name, conf in confs.items():
         xs = x[: cfg.exhaustive_n] if name == "near-exhaustive" else x
-        methods.append((name, lambda conf=conf, xs=xs: _aligned(vae, xs, cfg.family, conf), search_cost(conf, cfg.family)))
+        methods.append((name, lambda conf=conf, xs=xs: _aligned(vae, xs, cfg.family, conf),
+                        search_cost(conf, cfg.family, pose_net=getattr(vae, "pose_net", None))))  # fmt: skip
     rows = []
     for name, fn, bound in methods:
         if name != "seed reference":
