@@ -37,15 +37,16 @@ Bounds = tuple[float, float] | None
 #: Search settings (:class:`~avae_tutorial.align.AlignConfig` fields) a family gets for a preset it
 #: does not name, by kind; measured by ``python -m avae_tutorial bench`` and ``bench-heldout``. One
 #: angle: a grid on the circle, then parabolic steps; "+pose" (a model with a pose net, tuned on
-#: training digits the shipped models never saw: ``tools.heldout``), adaptive: its guess +- init_span
-#: refined, the grid only where the net is unsure or reads the answer as still turned ("default");
-#: the guess +- init_span alone, 4 passes ("fast"). An angle and more: grid, Adam. No angle: Adam.
+#: training digits the shipped models never saw: ``tools.heldout``), adaptive: a bins net's two best
+#: peaks scored, the first +- init_span, the best basins refined while they promise more than settle,
+#: the grid only where the best peak's mass is below confident ("default"); the best peak
+#: +- init_span alone, 4 passes ("fast"). An angle and more: grid, Adam. No angle: Adam.
 ANGLE_PRESETS = {
     "default": dict(restarts=24, top_k=1, steps=6, precision="auto"),
     "fast": dict(restarts=14, steps=3, precision="auto"),
-    "default+pose": dict(restarts=8, top_k=2, steps=6, init_span=0.2, pose=True, confident=0.3, consistent=0.6,
-                         consistent_axis=0.3, settle=0.1, settle_after=2, precision="auto"),
-    "fast+pose": dict(restarts=0, steps=0, init_span=0.15, pose=True, confident=0.0, precision="auto"),
+    "default+pose": dict(restarts=8, top_k=2, steps=6, init_span=0.2, pose=True, peaks=2, confident=0.2,
+                         settle=0.02, settle_after=2, precision="auto"),
+    "fast+pose": dict(restarts=0, steps=0, init_span=0.15, pose=True, peaks=1, confident=0.0, precision="auto"),
 }  # fmt: skip
 ANGLE_PLUS_PRESETS = {"default": dict(restarts=24, top_k=2, steps=24, lr=0.05),
                       "fast": dict(restarts=12, top_k=1, steps=8, lr=0.1)}  # fmt: skip

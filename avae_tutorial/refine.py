@@ -98,22 +98,27 @@ def _refine_angle(model, x, img, a, b, c, fa, fb, fc, fam: Family, cfg: AlignCon
     """Successive parabolic interpolation in brackets ``a < b < c``, ``fb <= fa, fc`` (rows ``(N,)``
     of images ``img``): each step evaluates the parabola's minimum and shrinks the bracket around the
     best point; returns the final brackets ``(a, b, c, fa, fb, fc)`` (``b``, ``fb``: each row's best).
-    With ``cfg.settle`` (nats): after ``settle_after`` steps only rows whose parabola still predicts a
-    loss below their image's best by more than that go on; given ``best (N,)`` (the image's best
+    With ``cfg.settle`` (nats): after ``settle_after`` steps, each further step is taken only by the
+    rows whose parabola still predicts a loss below their image's best by more than that (one read
+    of the device per step; none once no row goes on); given ``best (N,)`` (the image's best
     elsewhere), a row starts only if its parabola predicts a loss below it by more than ``settle``,
-    or if ``lead (N,)`` marks it (one read per gate); a step goes at most twice the bracket's nearer
-    side past its best point (an edge guess widens its bracket, not leaps away)."""
+    or if ``lead (N,)`` marks it; a step goes at most twice the bracket's nearer side past its best
+    point (an edge guess widens its bracket, not leaps away)."""
     br, settle = (a, b, c, fa, fb, fc), getattr(cfg, "settle", None)
     if settle is None:
         return _parabolic_steps(model, x, img, br, cfg.steps, fam, cfg.chunk, spent, None)
     first = min(cfg.settle_after, cfg.steps)
     if best is not None:  # a row gated out here stays out at the next gate (its bracket and best are unchanged)
-        br = _gated_steps(model, x, img, br, first, torch.minimum(best, fb), fam, cfg, spent, lead)
+        br = _gated_steps(model, x, img, br, first, torch.minimum(best, fb), fam, cfg, spent, lead)[0]
     else:  # every row takes the first steps
         br = _parabolic_steps(model, x, img, br, first, fam, cfg.chunk, spent, 2.0)
     ref = br[4] if best is None else torch.minimum(best, br[4])
-    ref = torch.minimum(ref, _image_min(br[4], img, x.shape[0]))  # the image's best over its rows
-    return _gated_steps(model, x, img, br, cfg.steps - first, ref, fam, cfg, spent) if cfg.steps > first else br
+    for _ in range(cfg.steps - first):  # a step at a time, for the rows that still promise more than settle
+        ref = torch.minimum(ref, _image_min(br[4], img, x.shape[0]))  # the image's best over its rows
+        br, moved = _gated_steps(model, x, img, br, 1, ref, fam, cfg, spent)
+        if not moved:
+            break
+    return br
 
 
 def _image_min(values: torch.Tensor, img: torch.Tensor, B: int) -> torch.Tensor:
@@ -124,11 +129,11 @@ def _image_min(values: torch.Tensor, img: torch.Tensor, B: int) -> torch.Tensor:
 
 def _gated_steps(model, x, img, br, n: int, ref, fam: Family, cfg: AlignConfig, spent, force=None):
     """``n`` steps for the rows whose parabola predicts a loss below ``ref (N,)`` by more than
-    ``cfg.settle``, and those ``force (N,)`` marks."""
+    ``cfg.settle``, and those ``force (N,)`` marks: the brackets and how many rows went on."""
     go = (ref - _parabola(*br)[1]) > cfg.settle
     go = (go if force is None else go | force).nonzero().squeeze(1)  # one read: which rows go on
     sub = _parabolic_steps(model, x, img[go], tuple(t[go] for t in br), n, fam, cfg.chunk, spent, 2.0)
-    return tuple(t.index_copy(0, go, u) for t, u in zip(br, sub))
+    return tuple(t.index_copy(0, go, u) for t, u in zip(br, sub)), go.numel()
 
 
 def _parabolic_steps(model, x, img, br, n: int, fam: Family, chunk: int, spent, reach: float | None):

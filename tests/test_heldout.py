@@ -44,10 +44,10 @@ def test_draw_is_seeded_without_replacement_and_turns_each_digit():
 
 @pytest.fixture(scope="module")
 def posed():
-    """A tiny VAE with an (untrained) half-turn pose net: the '+pose' presets apply, some digits go on."""
+    """A tiny VAE with an (untrained) pose net with bins: the '+pose' presets apply, some digits go on."""
     torch.manual_seed(0)
     vae = avae.VAE(2, 28).eval()
-    vae.pose_net = PoseNet(28, width=4, half_turn=True).eval()
+    vae.pose_net = PoseNet(28, width=4, bins=24).eval()
     x, y = avae.data.mnist.synthetic_digits(40, canvas=28, seed=1)
     return vae, x, y
 

@@ -85,7 +85,7 @@ def test_a_tiny_reproduction_writes_models_manifest_and_results(tiny_run):
     assert json.loads((out / "manifest.json").read_text()) == manifest
     for name in repro.POSE_MODELS:  # a pose net, recorded with the call that fitted it
         pose = avae.training.checkpoint.model_from_checkpoint(avae.training.checkpoint.load_checkpoint(out / f"{name}.pt")).pose_net
-        assert pose is not None and pose.half_turn and pose.config["width"] == 4
+        assert pose is not None and pose.bins == repro.POSE_RECIPE["bins"] and pose.config["width"] == 4
         assert manifest["models"][name]["pose_net"]["command"].startswith("fit_pose_net(vae, load_mnist('train', limit=16)")
     assert "pose_net" not in manifest["models"][repro.CONTROL]
     table = (out / "table1.csv").read_text().splitlines()
