@@ -180,6 +180,8 @@ def test_heldout_gate_bound_runs_the_default_in_its_two_stages(posed):
     assert g["first_gap"] >= g["every_gap"] - 1e-6 and g["first_passes"] <= g["every_passes"]
     assert set(g["guess_off_by_more_than"]) == {10, 30, 150}
     assert all(0 <= v <= 1 for v in g["guess_off_by_more_than"].values())
+    # the nearest of the net's peaks is never further than its first guess
+    assert all(g["nearest_peak_off_by_more_than"][d] <= g["guess_off_by_more_than"][d] for d in (10, 30, 150))
     assert "gate bound" in format_heldout(out) and json.loads(json.dumps(out))["gate_bound"]
     assert "gate_bound" not in heldout(vae, x, y, HeldoutConfig(n=4, exhaustive_n=2, seed=4, chunk=64))
     stages = stage_configs(avae.AlignConfig(**out["presets"][0]["search"]))
