@@ -81,3 +81,42 @@ def test_adam_keep_best_never_loses_its_start(template_vae, seven):
     assert (loss <= start).all() and loss[:2].lt(start[:2]).all() and p0.abs().sum() == 0
     with torch.no_grad():
         torch.testing.assert_close(loss, avae.avae_loss(template_vae, x, build(p)))
+
+
+def test_image_min_and_first_best_row_work_per_image():
+    from avae_tutorial.align import _first_best_row
+    from avae_tutorial.refine import _image_min
+
+    img = torch.tensor([0, 0, 1, 2, 2, 2])
+    v = torch.tensor([3.0, 1.0, 5.0, 2.0, 0.5, 0.5])
+    assert _image_min(v, img, 3).tolist() == [1.0, 1.0, 5.0, 0.5, 0.5, 0.5]
+    assert _first_best_row(img, v, 3).tolist() == [1, 2, 4]  # ties: the first row
+
+
+def test_a_start_that_cannot_beat_its_images_best_costs_nothing(template_vae, seven):
+    """With ``settle``, the leader of an image refines; a second start whose parabola promises no
+    gain over the image's best by ``settle`` takes no step, so it costs no pass."""
+    from avae_tutorial.align import AlignConfig
+    from avae_tutorial.families import get_family
+    from avae_tutorial.model import for_inference
+    from avae_tutorial.refine import _refine_angle, _rows_loss
+
+    fam, model = get_family("rotation"), for_inference(template_vae)
+    theta = 0.7
+    x = avae.warp(seven, avae.rotation(torch.tensor([theta])))
+    cfg = AlignConfig(steps=6, settle=0.05, settle_after=2)
+
+    def run(centres):
+        b = torch.tensor(centres)
+        a, c = b - 0.3, b + 0.3
+        img = torch.zeros(len(b), dtype=torch.long)
+        spent = torch.zeros(1, dtype=torch.long)
+        fa, fb, fc = (_rows_loss(model, x, img, t[:, None], fam, 64, torch.zeros(1, dtype=torch.long)) for t in (a, b, c))
+        lead = torch.arange(len(b)) == 0
+        br = _refine_angle(model, x, img, a, b, c, fa, fb, fc, fam, cfg, spent, fb.min().expand(len(b)), lead)
+        return br, int(spent)
+
+    alone, spent_alone = run([-theta + 0.1])
+    both, spent_both = run([-theta + 0.1, -theta + math.pi])  # the second start: half a turn off
+    assert spent_alone >= cfg.settle_after and spent_both == spent_alone
+    assert torch.equal(both[1][:1], alone[1]) and abs(float(alone[1][0]) + theta) < 0.02
