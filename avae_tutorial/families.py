@@ -44,7 +44,7 @@ Bounds = tuple[float, float] | None
 ANGLE_PRESETS = {
     "default": dict(restarts=24, top_k=1, steps=6, precision="auto"),
     "fast": dict(restarts=14, steps=3, precision="auto"),
-    "default+pose": dict(restarts=8, top_k=2, steps=6, init_span=0.2, pose=True, peaks=2, confident=0.2,
+    "default+pose": dict(restarts=8, top_k=2, steps=6, init_span=0.25, pose=True, peaks=2, confident=0.2,
                          settle=0.02, settle_after=2, precision="auto"),
     "fast+pose": dict(restarts=0, steps=0, init_span=0.15, pose=True, peaks=1, confident=0.0, precision="auto"),
 }  # fmt: skip
