@@ -48,9 +48,8 @@ from ._precision import BFLOAT16_CHOICES, BFLOAT16_SWITCH, bfloat16_switch, fast
 from .families import Family, get_family
 from .loss import chunked_loss
 from .model import VAE, for_inference
-from .pose import bin_peaks
 from .refine import _basins, _best_per_image, _fixed_chunks, _parabola, _refine_adam, _refine_angle, _rows_loss
-from .transforms import _angle_of, _rotation, _warp, wrap_angle
+from .transforms import _angle_of, _rotation, _warp, bin_peaks, wrap_angle
 
 __all__ = ["align", "AlignConfig", "AlignResult", "preset", "PRESET_NAMES", "search_cost", "for_device"]
 

@@ -18,35 +18,13 @@ from tqdm.auto import tqdm
 
 from ._checks import check_positive_int
 from .activations import ELU
-from .transforms import rotation, warp
+from .align import align, preset
+from .transforms import bin_peaks, rotation, warp
 
 __all__ = ["PoseNet", "fit_pose_net", "bin_peaks"]
 
 #: Sharpness of a bins net's target: ``softmax(kappa * cos(bin - answer))`` (about 9 degrees wide at 40).
 KAPPA = 40.0
-
-
-def bin_peaks(logits: torch.Tensor, m: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
-    """The ``m`` most probable peaks of a distribution over ``K`` equal angle bins (bin ``k`` at
-    ``2 pi k / K``), from its logits ``(B, K)``: ``(angle (B, m), mass (B, m))``, best first.
-
-    A peak is a bin at least as probable as its left neighbour and more than its right; its mass
-    is the probability of the three bins, its angle the vertex of the parabola through their
-    log-probabilities. An image with fewer than ``m`` peaks gets, for each missing one, the first
-    peak's angle plus half a turn, with mass 0. No read of the device."""
-    check_positive_int(m, "m")
-    lp = logits.float().log_softmax(1)
-    K = lp.shape[1]
-    if m > K:
-        raise ValueError(f"m: expected at most the {K} bins, got {m}")
-    prev, nxt, p = lp.roll(1, 1), lp.roll(-1, 1), lp.exp()
-    mass = p + p.roll(1, 1) + p.roll(-1, 1)
-    den = prev - 2 * lp + nxt
-    off = torch.where(den < -1e-9, 0.5 * (prev - nxt) / den.clamp(max=-1e-9), torch.zeros_like(den))
-    score, j = torch.where((lp >= prev) & (lp > nxt), mass, -torch.ones_like(mass)).topk(m, dim=1)
-    angle = (j + off.gather(1, j)) * (2 * math.pi / K)
-    angle = torch.where(score < 0, angle[:, :1] + math.pi, angle).remainder(2 * math.pi)
-    return angle, score.clamp_min(0)
 
 
 class PoseNet(torch.nn.Module):
@@ -139,8 +117,6 @@ def fit_pose_net(
     by cross-entropy to a bump around the answer (:data:`KAPPA`). ``config="grid"``: the full-grid search
     (:func:`~avae_tutorial.align.preset` without a pose net), whatever ``vae`` carries.
     """
-    from .align import align, preset  # align reads a pose net's peaks (bin_peaks) from here
-
     check_positive_int(epochs, "epochs")
     config = preset("rotation", "default", pose=False) if config == "grid" else config
     theta = align(vae, x, "rotation", config, progress=progress).params[:, 0]  # (N,)

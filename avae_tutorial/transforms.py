@@ -11,6 +11,8 @@ Convention
 * ``rotation(angle)`` with a positive angle turns the picture **counter-clockwise as
   displayed**; ``warp(x, rotation(pi/2))`` equals ``torch.rot90(x, 1, dims=(-2, -1))``.
 * Angles are radians. Composition: ``warp(warp(x, A), B) == warp(x, compose(A, B))``.
+  ``wrap_angle`` folds them into ``[-pi, pi)``; ``bin_peaks`` reads angles off a distribution
+  over equal angle bins (a pose net's, :mod:`avae_tutorial.pose`).
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ._checks import _describe
+from ._checks import _describe, check_positive_int
 from ._checks import (check_angles, check_invertible, check_matrices, check_matrix_shape, check_warp_shape,
                       finite_values, matrix_values, verify)
 
@@ -182,3 +184,26 @@ def _angle_of(A: torch.Tensor) -> torch.Tensor:
 def wrap_angle(angle: torch.Tensor) -> torch.Tensor:
     """Wrap radians to ``[-pi, pi)``."""
     return torch.remainder(angle + math.pi, 2 * math.pi) - math.pi
+
+
+def bin_peaks(logits: torch.Tensor, m: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``m`` most probable peaks of a distribution over ``K`` equal angle bins (bin ``k`` at
+    ``2 pi k / K``), from its logits ``(B, K)``: ``(angle (B, m), mass (B, m))``, best first.
+
+    A peak is a bin at least as probable as its left neighbour and more than its right; its mass
+    is the probability of the three bins, its angle the vertex of the parabola through their
+    log-probabilities. An image with fewer than ``m`` peaks gets, for each missing one, the first
+    peak's angle plus half a turn, with mass 0. No read of the device."""
+    check_positive_int(m, "m")
+    lp = logits.float().log_softmax(1)
+    K = lp.shape[1]
+    if m > K:
+        raise ValueError(f"m: expected at most the {K} bins, got {m}")
+    prev, nxt, p = lp.roll(1, 1), lp.roll(-1, 1), lp.exp()
+    mass = p + p.roll(1, 1) + p.roll(-1, 1)
+    den = prev - 2 * lp + nxt
+    off = torch.where(den < -1e-9, 0.5 * (prev - nxt) / den.clamp(max=-1e-9), torch.zeros_like(den))
+    score, j = torch.where((lp >= prev) & (lp > nxt), mass, -torch.ones_like(mass)).topk(m, dim=1)
+    angle = (j + off.gather(1, j)) * (2 * math.pi / K)
+    angle = torch.where(score < 0, angle[:, :1] + math.pi, angle).remainder(2 * math.pi)
+    return angle, score.clamp_min(0)
