@@ -48,7 +48,8 @@ from ._precision import BFLOAT16_CHOICES, BFLOAT16_SWITCH, bfloat16_switch, fast
 from .families import Family, get_family
 from .loss import chunked_loss
 from .model import VAE, for_inference
-from .refine import _basins, _best_per_image, _fixed_chunks, _parabola, _refine_adam, _refine_angle, _rows_loss
+from .refine import (_basins, _best_per_image, _first_best_row, _fixed_chunks, _parabola, _refine_adam, _refine_angle,
+                     _rows_loss)
 from .transforms import _angle_of, _rotation, _warp, bin_peaks, wrap_angle
 
 __all__ = ["align", "AlignConfig", "AlignResult", "preset", "PRESET_NAMES", "search_cost", "for_device"]
@@ -157,9 +158,9 @@ def search_cost(config: AlignConfig, family: str | Family = "rotation", n_init: 
     fam = get_family(family)
     now, later = 0, 0
     if config.pose and fam.is_angle:
-        half = getattr(pose_net, "half_turn", False) and not getattr(pose_net, "bins", None)
-        now = config.peaks if pose_net is None or getattr(pose_net, "bins", None) else 1 + half
-        now, later = (1, 1) if half and config.confident is not None else (now, 0)  # the other side held back
+        bins = pose_net is None or bool(getattr(pose_net, "bins", None))
+        half = not bins and getattr(pose_net, "half_turn", False)  # a net with bins has no half-turn head
+        now, later = (1, 1) if half and config.confident is not None else (config.peaks if bins else 1 + half, 0)
     n_init += now
     guesses = n_init + (2 if config.init_span > 0 and n_init and fam.angle is not None else 0)
     grid = max(config.restarts if fam.angle is not None else 1, int(config.identity))
@@ -448,7 +449,8 @@ def _descend(model, x, imgs, fam: Family, cfg: AlignConfig, cand, scores, spent,
         bracket = _refine_angle(model, x, imgs[rows], at(a), at(b), at(c), at(fa), at(fb), at(fc), fam, cfg, spent,
                                 None if best is None else best[rows], lead)  # fmt: skip
         rp, rl = bracket[1][:, None], bracket[4]
-        bracket = tuple(t[_first_best_row(rows, rl, B)] for t in bracket)  # (B',) each: the best start's
+        best_row = _first_best_row(rows, rl, B).clamp(max=rows.numel() - 1)  # every image has a start
+        bracket = tuple(t[best_row] for t in bracket)  # (B',) each: the best start's
     else:
         p0 = cand.gather(1, j[..., None].expand(*j.shape, P)).reshape(-1, P)[keep]  # (N, P)
         if fam.angle is not None:
@@ -457,11 +459,3 @@ def _descend(model, x, imgs, fam: Family, cfg: AlignConfig, cand, scores, spent,
             rp, rl = _refine_adam(model, x, imgs[rows], p0, fam, cfg, spent)
     return *_best_per_image(best_p, best_l, rows, rp, rl), bracket
 
-
-def _first_best_row(rows: torch.Tensor, loss: torch.Tensor, B: int) -> torch.Tensor:
-    """``(B,)``: for each image ``0..B-1``, the first of its rows (``rows (N,)``, every image at least
-    one) with its lowest ``loss (N,)``; no read of the device."""
-    N = rows.numel()
-    low = torch.full((B,), math.inf, device=loss.device, dtype=loss.dtype).scatter_reduce(0, rows, loss, "amin")
-    key = torch.where(loss == low[rows], torch.arange(N, device=rows.device), N)
-    return torch.full((B,), N, device=rows.device, dtype=key.dtype).scatter_reduce(0, rows, key, "amin").clamp(max=N - 1)

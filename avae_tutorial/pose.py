@@ -123,7 +123,7 @@ def fit_pose_net(
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     pose = PoseNet(x.shape[-1], width, half_turn, channels=x.shape[1], bins=bins).to(x.device)
-    centers = torch.arange(bins or 1, device=x.device) * (2 * math.pi / (bins or 1))
+    centers = torch.arange(bins, device=x.device) * (2 * math.pi / bins) if bins else None  # the bins' angles
     opt = torch.optim.Adam(pose.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs * math.ceil(len(x) / batch_size))
     for _ in tqdm(range(epochs), desc="pose net", disable=not progress):

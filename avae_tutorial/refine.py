@@ -114,17 +114,28 @@ def _refine_angle(model, x, img, a, b, c, fa, fb, fc, fam: Family, cfg: AlignCon
         br = _parabolic_steps(model, x, img, br, first, fam, cfg.chunk, spent, 2.0)
     ref = br[4] if best is None else torch.minimum(best, br[4])
     for _ in range(cfg.steps - first):  # a step at a time, for the rows that still promise more than settle
-        ref = torch.minimum(ref, _image_min(br[4], img, x.shape[0]))  # the image's best over its rows
+        ref = torch.minimum(ref, _per_image_min(br[4], img, x.shape[0])[img])  # the image's best over its rows
         br, moved = _gated_steps(model, x, img, br, 1, ref, fam, cfg, spent)
         if not moved:
             break
     return br
 
 
-def _image_min(values: torch.Tensor, img: torch.Tensor, B: int) -> torch.Tensor:
-    """``(N,)``: for each row, the lowest of ``values (N,)`` over the rows of its image ``img (N,)``."""
+def _per_image_min(values: torch.Tensor, img: torch.Tensor, B: int) -> torch.Tensor:
+    """``(B,)``: for each image ``0..B-1``, the lowest of ``values (N,)`` over its rows ``img (N,)``
+    (``inf`` for an image without rows)."""
     low = torch.full((B,), math.inf, device=values.device, dtype=values.dtype)
-    return low.scatter_reduce(0, img, values, "amin")[img]
+    return low.scatter_reduce(0, img, values, "amin")
+
+
+def _first_best_row(img: torch.Tensor, values: torch.Tensor, B: int, low: torch.Tensor | None = None) -> torch.Tensor:
+    """``(B,)``: for each image ``0..B-1``, the first of its rows ``img (N,)`` holding its lowest
+    ``values (N,)`` (``low``: :func:`_per_image_min`, if known); ``N`` for an image without rows.
+    No read of the device."""
+    N = img.numel()
+    low = _per_image_min(values, img, B) if low is None else low
+    key = torch.where(values == low[img], torch.arange(N, device=img.device), N)
+    return torch.full((B,), N, device=img.device, dtype=key.dtype).scatter_reduce(0, img, key, "amin")
 
 
 def _gated_steps(model, x, img, br, n: int, ref, fam: Family, cfg: AlignConfig, spent, force=None):
@@ -219,10 +230,8 @@ def _best_per_image(best_p, best_l, img, rp, rl):
     B, N = best_l.shape[0], rl.shape[0]
     if N == 0:
         return best_p, best_l
-    low = torch.full((B,), math.inf, device=rl.device, dtype=rl.dtype).scatter_reduce(0, img, rl, "amin")
+    low = _per_image_min(rl, img, B)
     better = low < best_l
-    # the first row achieving its image's new best (index N: none), found without a read of the device
-    key = torch.where(rl == low[img], torch.arange(N, device=rl.device), N)
-    first = torch.full((B,), N, device=rl.device, dtype=key.dtype).scatter_reduce(0, img, key, "amin")
+    first = _first_best_row(img, rl, B, low)  # the first row achieving its image's new best (N: none)
     row = rp[first.clamp(max=N - 1)].to(best_p.dtype)  # (B, P)
     return torch.where(better[:, None], row, best_p), torch.where(better, low, best_l)

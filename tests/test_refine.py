@@ -83,13 +83,12 @@ def test_adam_keep_best_never_loses_its_start(template_vae, seven):
         torch.testing.assert_close(loss, avae.avae_loss(template_vae, x, build(p)))
 
 
-def test_image_min_and_first_best_row_work_per_image():
-    from avae_tutorial.align import _first_best_row
-    from avae_tutorial.refine import _image_min
+def test_per_image_min_and_first_best_row_work_per_image():
+    from avae_tutorial.refine import _first_best_row, _per_image_min
 
     img = torch.tensor([0, 0, 1, 2, 2, 2])
     v = torch.tensor([3.0, 1.0, 5.0, 2.0, 0.5, 0.5])
-    assert _image_min(v, img, 3).tolist() == [1.0, 1.0, 5.0, 0.5, 0.5, 0.5]
+    assert _per_image_min(v, img, 3)[img].tolist() == [1.0, 1.0, 5.0, 0.5, 0.5, 0.5]
     assert _first_best_row(img, v, 3).tolist() == [1, 2, 4]  # ties: the first row
 
 
