@@ -107,3 +107,49 @@ def test_fit_pose_net_with_bins_learns_where_the_answer_is(template_vae, seven):
         got = pose(avae.warp(seven.expand(4, -1, -1, -1), avae.rotation(turns)))
     err = torch.rad2deg(wrap_angle(got - (-turns)).abs())
     assert (err < 25.0).all(), err
+
+
+def test_fit_pose_net_on_the_posterior_learns_where_the_answer_is(template_vae, seven):
+    """With ``temperature`` the target is the model's own posterior over the bins (no search):
+    the best peak still lands near the known answer at turns the net was not trained on."""
+    x = seven.expand(32, -1, -1, -1).contiguous()
+    pose = avae.pose.fit_pose_net(template_vae, x, epochs=40, batch_size=32, lr=1e-2, bins=36, width=8,
+                                  temperature=1.0)  # fmt: skip
+    turns = torch.tensor([-2.0, -0.7, 0.4, 1.9])
+    with torch.no_grad():
+        got = pose(avae.warp(seven.expand(4, -1, -1, -1), avae.rotation(turns)))
+    err = torch.rad2deg(wrap_angle(got - (-turns)).abs())
+    assert (err < 25.0).all(), err
+
+
+def test_angle_losses_are_the_loss_at_each_bin(tiny_vae, digits):
+    x = digits[0][:3]
+    got = avae.pose.angle_losses(tiny_vae, x, 8, chunk=10)  # chunks that split the bins of a digit
+    assert got.shape == (3, 8)
+    for k in range(8):
+        want = avae.avae_loss(tiny_vae, x, avae.rotation(torch.full((3,), 2 * math.pi * k / 8)))
+        assert torch.allclose(got[:, k], want, rtol=1e-4, atol=1e-3), k
+
+
+def test_the_posterior_follows_the_turn_and_sharpens_with_a_lower_temperature():
+    from avae_tutorial.pose import _posterior
+
+    k = 36
+    d = (torch.arange(k) - 10 + k // 2) % k - k // 2  # bins from bin 10, wrapped
+    curves = d.double().pow(2)[None].repeat(3, 1)  # one valley at bin 10
+    step = 2 * math.pi / k
+    p = _posterior(curves, torch.tensor([0.0, 3 * step, 2.5 * step], dtype=torch.float64), 1.0)
+    assert torch.allclose(p.sum(1), torch.ones(3, dtype=torch.float64))
+    # the turned digit at bin angle c is the digit at c + alpha: the valley moves to 10 - 3
+    assert p[0].argmax() == 10 and p[1].argmax() == 7
+    assert torch.isclose(p[2, 7], p[2, 8]) and p[2, 7] > p[2, 6]  # half a bin: shared
+    cold = _posterior(curves[:1], torch.zeros(1, dtype=torch.float64), 0.25)
+    assert cold[0, 10] > p[0, 10]
+
+
+@pytest.mark.parametrize("kw, match", [({"temperature": 1.0}, "bins"), ({"bins": 8, "temperature": 0.0}, "positive"),
+                                       ({"bins": 8, "temperature": float("nan")}, "positive"),
+                                       ({"bins": 8, "temperature": True}, "positive")])  # fmt: skip
+def test_fit_pose_net_refuses_a_bad_temperature(tiny_vae, digits, kw, match):
+    with pytest.raises(ValueError, match=match):
+        avae.pose.fit_pose_net(tiny_vae, digits[0][:4], epochs=1, **kw)
