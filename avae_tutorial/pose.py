@@ -1,4 +1,4 @@
-"""An amortized first guess for the rotation search: a small CNN that predicts where a model fits.
+"""An amortized first guess for the rotation search: a small CNN that predicts ``align``'s answer.
 
 A model carries one as ``vae.pose_net`` (the shipped models do; checkpoints save it). The
 ``"default"`` and ``"fast"`` rotation presets then score its guesses and a tight bracket around
@@ -7,9 +7,7 @@ the first instead of a full grid; a model without one gets the grid.
 Three heads: ``(cos, sin)`` of the answer (the plain one); with ``half_turn``, of twice it too
 (a "6" read as a "9" does not contradict it); with ``bins``, a distribution over ``bins`` angles
 whose best peaks (:func:`bin_peaks`) are the guesses. A digit with two valleys of nearly equal
-loss (a "0", an "8", a "1" either way up) gets a peak at each instead of a guess between them;
-fitted to the model's own posterior over the angles (``fit_pose_net(..., temperature=1.0)``, the
-shipped recipe), each peak weighs what its valley's fit earns.
+loss (a "0", an "8", a "1" either way up) gets a peak at each instead of a guess between them.
 """
 from __future__ import annotations
 
@@ -21,11 +19,9 @@ from tqdm.auto import tqdm
 from ._checks import check_positive_int
 from .activations import ELU
 from .align import align, preset
-from .loss import chunked_loss
-from .model import for_inference
 from .transforms import bin_peaks, rotation, warp
 
-__all__ = ["PoseNet", "fit_pose_net", "angle_losses", "bin_peaks"]
+__all__ = ["PoseNet", "fit_pose_net", "bin_peaks"]
 
 #: Sharpness of a bins net's target: ``softmax(kappa * cos(bin - answer))`` (about 9 degrees wide at 40).
 KAPPA = 40.0
@@ -109,9 +105,8 @@ class PoseNet(torch.nn.Module):
 def fit_pose_net(
     vae, x: torch.Tensor, config="grid", epochs: int = 30, batch_size: int = 128, lr: float = 3e-3, seed: int = 0,
     progress: bool = False, half_turn: bool = False, width: int = 16, bins: int | None = None,
-    temperature: float | None = None,
 ) -> PoseNet:  # fmt: skip
-    """Train a :class:`PoseNet` to predict where ``vae`` fits digits ``x`` best.
+    """Train a :class:`PoseNet` to predict the search's own answer on digits ``x``.
 
     The search runs once on ``x``; rotation makes the rest free: if ``theta`` is the answer for
     ``x``, ``theta - alpha`` is (up to the search's precision) the answer for ``x`` turned by
@@ -121,30 +116,14 @@ def fit_pose_net(
     either way up) does not contradict; with ``bins``, a distribution over ``bins`` angles is fitted
     by cross-entropy to a bump around the answer (:data:`KAPPA`). ``config="grid"``: the full-grid search
     (:func:`~avae_tutorial.align.preset` without a pose net), whatever ``vae`` carries.
-
-    With ``bins`` and ``temperature``, no search runs: each digit is scored at the ``bins`` angles
-    (:func:`angle_losses`, ``bins`` VAE passes per digit, once), and the target is the model's own
-    posterior over them, ``softmax(-loss / temperature)`` (a turn shifts it). A digit with two
-    valleys then teaches both, each weighted by how well it fits; at ``temperature=1`` the weights
-    are the likelihoods the loss stands for.
     """
     check_positive_int(epochs, "epochs")
-    if temperature is not None:
-        if not bins:
-            raise ValueError("temperature: expected bins as well (the posterior is a distribution over "
-                             "angle bins), e.g. fit_pose_net(..., bins=72, temperature=1.0)")  # fmt: skip
-        number = isinstance(temperature, (int, float)) and not isinstance(temperature, bool)
-        if not (number and math.isfinite(temperature) and temperature > 0):
-            raise ValueError(f"temperature: expected a positive number, got {temperature!r}")
+    config = preset("rotation", "default", pose=False) if config == "grid" else config
+    theta = align(vae, x, "rotation", config, progress=progress).params[:, 0]  # (N,)
     g = torch.Generator().manual_seed(seed)
-    centers = torch.arange(bins, device=x.device) * (2 * math.pi / bins) if bins else None  # the bins' angles
-    if temperature is None:
-        config = preset("rotation", "default", pose=False) if config == "grid" else config
-        theta = align(vae, x, "rotation", config, progress=progress).params[:, 0]  # (N,)
-    else:
-        curves = angle_losses(vae, x, bins, progress=progress)  # (N, bins)
     torch.manual_seed(seed)
     pose = PoseNet(x.shape[-1], width, half_turn, channels=x.shape[1], bins=bins).to(x.device)
+    centers = torch.arange(bins, device=x.device) * (2 * math.pi / bins) if bins else None  # the bins' angles
     opt = torch.optim.Adam(pose.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs * math.ceil(len(x) / batch_size))
     for _ in tqdm(range(epochs), desc="pose net", disable=not progress):
@@ -152,13 +131,12 @@ def fit_pose_net(
         order = torch.randperm(len(x), generator=g).to(x.device)
         for s in range(0, len(x), batch_size):
             i = order[s : s + batch_size]
+            target = theta[i] - alpha[i]
             pred = pose.outputs(warp(x[i], rotation(alpha[i])))
             if bins:
-                goal = (_posterior(curves[i], alpha[i], temperature) if temperature is not None
-                        else torch.softmax(KAPPA * torch.cos((theta[i] - alpha[i])[:, None] - centers), 1))
+                goal = torch.softmax(KAPPA * torch.cos(target[:, None] - centers), 1)
                 loss = -(goal * pred.log_softmax(1)).sum(1).mean()
             else:
-                target = theta[i] - alpha[i]
                 turns = (target, 2 * target) if half_turn else (target,)
                 goal = torch.stack([f(t) for t in turns for f in (torch.cos, torch.sin)], 1)
                 loss = (pred - goal).pow(2).sum(1).mean()
@@ -167,29 +145,3 @@ def fit_pose_net(
             opt.step()
             sched.step()
     return pose.eval()
-
-
-def angle_losses(vae, x: torch.Tensor, bins: int, chunk: int = 1024, progress: bool = False) -> torch.Tensor:
-    """``(N, bins)``: each digit's loss (float32, no grad) with the turn ``2 pi k / bins`` undone,
-    ``avae_loss(vae, x, rotation(2 pi k / bins))``; ``bins`` VAE passes per digit."""
-    check_positive_int(bins, "bins", minimum=3)
-    model = for_inference(vae)
-    th = torch.arange(bins, device=x.device, dtype=x.dtype) * (2 * math.pi / bins)
-    per = max(1, chunk // bins)  # digits per chunk
-    out = torch.empty(len(x), bins, device=x.device, dtype=x.dtype)
-    for s in tqdm(range(0, len(x), per), desc="angle losses", disable=not progress):
-        b = x[s : s + per]
-        idx = torch.arange(len(b), device=x.device).repeat_interleave(bins)
-        out[s : s + len(b)] = chunked_loss(model, b, rotation(th.repeat(len(b))), idx=idx, chunk=chunk).view(-1, bins)
-    return out
-
-
-def _posterior(curves: torch.Tensor, alpha: torch.Tensor, temperature: float) -> torch.Tensor:
-    """``softmax(-loss / temperature)`` over the bins for the digits turned by ``alpha``: the turned
-    digit at bin angle ``c`` is the digit at ``c + alpha``, read off ``curves (B, K)`` linearly."""
-    k = curves.shape[1]
-    pos = (torch.arange(k, device=curves.device) + alpha[:, None] * (k / (2 * math.pi))).remainder(k)
-    i0 = pos.floor().long()
-    w = pos - i0
-    lo, hi = curves.gather(1, i0 % k), curves.gather(1, (i0 + 1) % k)
-    return torch.softmax(-((1 - w) * lo + w * hi) / temperature, 1)
