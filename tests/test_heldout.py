@@ -13,8 +13,8 @@ import avae_tutorial as avae
 from avae_tutorial.align import search_cost
 from avae_tutorial.pose import PoseNet
 from avae_tutorial.tools.cli import main
-from avae_tutorial.tools.heldout import (EXHAUSTIVE, HELDOUT_SEED, TARGETS, TUNING_SEED, HeldoutConfig, draw_digits,
-                                         format_heldout, heldout, stage_configs, targets)  # fmt: skip
+from avae_tutorial.tools.heldout import (EXHAUSTIVE, HELDOUT_SEED, TARGETS, TUNING_SEED, HeldoutConfig, against,
+                                         draw_digits, format_heldout, heldout, stage_configs, targets)  # fmt: skip
 from avae_tutorial.transforms import wrap_angle
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -133,12 +133,44 @@ def test_cli_bench_heldout_writes_json(monkeypatch, tmp_path, capsys):
     capsys.readouterr()
     out = tmp_path / "h.json"
     assert main(["bench-heldout", "--model", str(path), "--n", "6", "--exhaustive-n", "2", "--out", str(out),
-                 "--device", "cpu"]) == 0  # fmt: skip
+                 "--device", "cpu", "--per-digit"]) == 0  # fmt: skip
     text = capsys.readouterr().out
     assert "held out" in text and "pose net: no" in text
     got = json.loads(out.read_text())
     assert got["digits"]["split"] == "test" and got["digits"]["n"] == 6 and got["exhaustive"]["n"] == 2
     assert got["presets"][0]["passes_per_image"] == search_cost(avae.preset("rotation"))  # no pose net: the grid
+    # the same model again, against the first run: the same digits, so no change at all
+    again = tmp_path / "h2.json"
+    assert main(["bench-heldout", "--model", str(path), "--n", "6", "--exhaustive-n", "2", "--out", str(again),
+                 "--device", "cpu", "--against", str(out)]) == 0  # fmt: skip
+    assert "default against" in capsys.readouterr().out
+    rows = json.loads(again.read_text())["against"]["presets"]
+    assert set(rows) == {"default", "fast"}
+    assert all(r["loss_change"] == 0 and r["passes_change"] == 0 for r in rows.values())
+    # another seed draws other digits: refused before the run
+    assert main(["bench-heldout", "--model", str(path), "--n", "6", "--exhaustive-n", "0", "--seed", "5", "--out",
+                 str(tmp_path / "h3.json"), "--device", "cpu", "--against", str(out)]) == 2  # fmt: skip
+    assert "same digits" in capsys.readouterr().err and not (tmp_path / "h3.json").exists()
+
+
+def test_against_gives_the_paired_change_per_preset():
+    def run(loss, passes, ex=None):
+        each = {"index": [3, 1, 4], "angle": [0.1, 0.2, 0.3], "default": {"loss": loss, "passes": passes}}
+        return {"per_digit": {**each, **({"exhaustive": {"loss": ex}} if ex else {})}}
+
+    new, old = run([10.0, 12.0, 14.0], [7, 8, 9], ex=[10.0, 10.0, 10.0]), run([11.0, 12.0, 16.0], [7, 7, 7])
+    got = against(new, old)["default"]
+    diff = torch.tensor([-1.0, 0.0, -2.0], dtype=torch.float64)
+    assert got["loss_change"] == pytest.approx(-1.0 / 10.0)  # in percent of the exhaustive loss (as a fraction)
+    assert got["loss_change_se"] == pytest.approx(float(diff.std() / math.sqrt(3)) / 10.0)
+    assert got["passes_change"] == pytest.approx(1.0) and got["passes_change_se"] > 0
+    assert against(run([10.0, 12.0, 14.0], [7, 8, 9]), old)["default"]["loss_change"] == pytest.approx(-1.0 / 12.0)
+    with pytest.raises(ValueError, match="per-digit"):
+        against({"presets": []}, old)
+    other = run([10.0, 12.0, 14.0], [7, 8, 9])
+    other["per_digit"]["index"] = [3, 1, 5]
+    with pytest.raises(ValueError, match="same digits"):
+        against(other, old)
 
 
 def _result(loss, passes):

@@ -272,6 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--gate-bound", action="store_true",
                    help="also run the default's first stage alone and its grid for every digit (with a pose net): "
                         "the lowest gap any gate could reach at 8 passes")
+    h.add_argument("--against", type=Path,
+                   help="an earlier run's JSON (--per-digit, same digits): the change in loss and passes")
     h.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave as is)")
     h.add_argument("--out", type=Path, default=Path("runs/bench_heldout.json"), help="JSON results")
     h.add_argument("--device", default="auto")

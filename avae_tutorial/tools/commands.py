@@ -375,17 +375,26 @@ def cmd_bench_heldout(a) -> int:
     import torch
 
     from .bench_report import write_json
-    from .heldout import HeldoutConfig, format_heldout, heldout
+    from .heldout import HeldoutConfig, against, format_heldout, heldout
     from ..data.mnist import load_mnist
 
     dev = _device(a.device)
     if a.threads:
         torch.set_num_threads(a.threads)
+    earlier = json.loads(Path(a.against).read_text()) if a.against else None  # checked first: fail before the run
+    if earlier is not None:
+        want = {"split": a.split, "n": a.n, "seed": a.seed, "start": a.start}
+        got = {k: earlier.get("digits", {}).get(k) for k in want}
+        if "per_digit" not in earlier or got != want:
+            raise ValueError(f"--against: expected a run with --per-digit on the same digits {want}; {a.against} "
+                             f"has {got}" + ("" if "per_digit" in earlier else ", without per-digit figures"))
     cfg = HeldoutConfig(n=a.n, exhaustive_n=min(a.exhaustive_n, a.n), seed=a.seed, start=a.start, precision=a.precision,
-                        per_digit=a.per_digit, gate_bound=a.gate_bound)  # fmt: skip
+                        per_digit=a.per_digit or bool(a.against), gate_bound=a.gate_bound)  # fmt: skip
     vae = _load_model(a.model).to(dev)
     x, y = load_mnist(a.split, canvas=vae.canvas)
     out = {"model": a.model, **heldout(vae, x.to(dev), y, cfg, split=a.split)}
+    if earlier is not None:
+        out["against"] = {"file": str(a.against), "model": earlier.get("model"), "presets": against(out, earlier)}
     print(a.model)
     print(format_heldout(out))
     if a.out:

@@ -2,8 +2,8 @@
 
 The presets (:data:`~avae_tutorial.families.ANGLE_PRESETS`) were chosen on the *tuning* digits:
 :data:`TUNING_DIGITS` MNIST training digits drawn from index :data:`TUNING_START` on (digits that
-neither the shipped VAEs, trained on the first 12,800, nor their pose nets, on the first 8,192,
-saw), turned uniformly, all drawn with seed :data:`TUNING_SEED`. They are judged here on
+neither the shipped VAEs nor their pose nets, both fitted on the first 12,800, saw), turned
+uniformly, all drawn with seed :data:`TUNING_SEED`. They are judged here on
 *held-out* digits: ``n`` MNIST **test** digits drawn (without replacement) and turned uniformly
 with seed :data:`HELDOUT_SEED`, a seed that no tuning touched. Per preset (``"default"`` and
 ``"fast"``, with the model's pose net where it has one):
@@ -26,7 +26,9 @@ with seed :data:`HELDOUT_SEED`, a seed that no tuning touched. Per preset (``"de
   The pose net's first guess is compared with the exhaustive answer too (how often it is more
   than 10, 30 and 150 degrees off), and so is the nearest of a bins net's guessed peaks.
 
-:func:`targets` judges them against :data:`TARGETS` (issue 31, point 3). Every figure depends only on
+:func:`against` compares two runs on the same digits digit by digit (another pose net, another
+preset): the change in loss and passes with the paired standard error, far smaller than either
+run's own spread. :func:`targets` judges them against :data:`TARGETS` (issue 31, point 3). Every figure depends only on
 the model, the digits and the seed: one command reproduces it (the time, measured alongside with the
 CPU and its load, does not; judge by passes).
 """
@@ -43,7 +45,7 @@ from ..model import VAE, for_inference
 from ..training.measure import conditions, passes_summary, standard_error as _se, timed
 from ..transforms import _rotation, _warp, wrap_angle
 
-__all__ = ["HeldoutConfig", "heldout", "draw_digits", "targets", "format_heldout", "gate_bound", "stage_configs", "EXHAUSTIVE", "HELDOUT_SEED",
+__all__ = ["HeldoutConfig", "heldout", "draw_digits", "targets", "against", "format_heldout", "gate_bound", "stage_configs", "EXHAUSTIVE", "HELDOUT_SEED",
            "TUNING_SEED", "TUNING_START", "TUNING_DIGITS", "TARGETS"]  # fmt: skip
 
 #: The held-out draw's seed (test digits and their angles): never used for tuning.
@@ -233,6 +235,27 @@ def _share(fast: AlignResult, default: AlignResult) -> dict:
     return {"share": share, "se": _se(resid), "fast_gain": float(gf.mean()), "default_gain": float(gd.mean())}
 
 
+def against(out: dict, earlier: dict) -> dict:
+    """``out``'s searches against ``earlier``'s on the same digits (two :func:`heldout` runs with
+    ``per_digit``), per preset in both: the mean change in loss (``out`` minus ``earlier``) in
+    percent of ``out``'s mean exhaustive loss (or, without it, of the preset's own), and the change
+    in mean passes, each with its paired standard error over the digits."""
+    a, b = out.get("per_digit"), earlier.get("per_digit")
+    if a is None or b is None:
+        raise ValueError("against: expected two runs with per-digit figures (bench-heldout --per-digit)")
+    if a["index"] != b["index"] or a["angle"] != b["angle"]:
+        raise ValueError("against: expected the same digits and turns in both runs (the same --split, --n, "
+                         f"--seed and --start); got {len(a['index'])} and {len(b['index'])} digits, drawn differently")
+    rows = {}
+    for name in (n for n in PRESET_NAMES if n in a and n in b):
+        new, old = (torch.tensor(r[name]["loss"], dtype=torch.float64) for r in (a, b))
+        scale = float(torch.tensor(a["exhaustive"]["loss"] if "exhaustive" in a else a[name]["loss"]).double().mean())
+        dp = torch.tensor(a[name]["passes"]).double() - torch.tensor(b[name]["passes"]).double()
+        rows[name] = {"loss_change": float((new - old).mean()) / scale, "loss_change_se": _se(new - old) / scale,
+                      "passes_change": float(dp.mean()), "passes_change_se": _se(dp)}  # fmt: skip
+    return rows
+
+
 def targets(out: dict) -> list[dict]:
     """Issue 31's targets on the held-out digits, each ``{kind, target, value, met}`` (as
     :func:`~avae_tutorial.tools.bench_report.targets`): the default at most 8 mean passes per image
@@ -288,6 +311,10 @@ def format_heldout(out: dict) -> str:
         lines += [f"{r['preset']}: digits per pass count {{{counts}}}",
                   f"{r['preset']}: to the grid by class (went/digits) {by_class}"]
     lines += [f"  [{'met' if t['met'] else 'NOT met'}] {t['target']}: {t['value']:.4g}" for t in out["targets"]]
+    for name, r in out.get("against", {}).get("presets", {}).items():
+        lines.append(f"{name} against {out['against']['file']} (same digits): loss {r['loss_change']:+.3%} "
+                     f"+- {r['loss_change_se']:.3%} of the exhaustive loss, passes {r['passes_change']:+.2f} "
+                     f"+- {r['passes_change_se']:.2f} (paired standard errors over the digits)")  # fmt: skip
     if "gate_bound" in out:
         g = out["gate_bound"]
         at = "-" if g["gap_at_budget"] is None else f"{g['gap_at_budget']:.3%}"
