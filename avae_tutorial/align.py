@@ -158,9 +158,9 @@ def search_cost(config: AlignConfig, family: str | Family = "rotation", n_init: 
     fam = get_family(family)
     now, later = 0, 0
     if config.pose and fam.is_angle:
-        bins = pose_net is None or bool(getattr(pose_net, "bins", None))
-        half = not bins and getattr(pose_net, "half_turn", False)  # a net with bins has no half-turn head
-        now, later = (1, 1) if half and config.confident is not None else (config.peaks if bins else 1 + half, 0)
+        by_peaks = pose_net is None or bool(getattr(pose_net, "bins", None))  # no net known: count config.peaks
+        half = not by_peaks and getattr(pose_net, "half_turn", False)  # a net with bins has no half-turn head
+        now, later = (1, 1) if half and config.confident is not None else (config.peaks if by_peaks else 1 + half, 0)
     n_init += now
     guesses = n_init + (2 if config.init_span > 0 and n_init and fam.angle is not None else 0)
     grid = max(config.restarts if fam.angle is not None else 1, int(config.identity))

@@ -28,9 +28,9 @@ with seed :data:`HELDOUT_SEED`, a seed that no tuning touched. Per preset (``"de
 
 :func:`against` compares two runs on the same digits digit by digit (another pose net, another
 preset): the change in loss and passes with the paired standard error, far smaller than either
-run's own spread. :func:`targets` judges them against :data:`TARGETS` (issue 31, point 3). Every figure depends only on
-the model, the digits and the seed: one command reproduces it (the time, measured alongside with the
-CPU and its load, does not; judge by passes).
+run's own spread. :func:`targets` judges them against :data:`TARGETS` (issue 31, point 3). Every
+figure depends only on the model, the digits and the seed: one command reproduces it (the time,
+measured alongside with the CPU and its load, does not; judge by passes).
 """
 from __future__ import annotations
 
@@ -246,10 +246,11 @@ def against(out: dict, earlier: dict) -> dict:
     if a["index"] != b["index"] or a["angle"] != b["angle"]:
         raise ValueError("against: expected the same digits and turns in both runs (the same --split, --n, "
                          f"--seed and --start); got {len(a['index'])} and {len(b['index'])} digits, drawn differently")
+    exhaustive = a.get("exhaustive", {}).get("loss")
     rows = {}
     for name in (n for n in PRESET_NAMES if n in a and n in b):
         new, old = (torch.tensor(r[name]["loss"], dtype=torch.float64) for r in (a, b))
-        scale = float(torch.tensor(a["exhaustive"]["loss"] if "exhaustive" in a else a[name]["loss"]).double().mean())
+        scale = float(torch.tensor(exhaustive, dtype=torch.float64).mean()) if exhaustive else float(new.mean())
         dp = torch.tensor(a[name]["passes"]).double() - torch.tensor(b[name]["passes"]).double()
         rows[name] = {"loss_change": float((new - old).mean()) / scale, "loss_change_se": _se(new - old) / scale,
                       "passes_change": float(dp.mean()), "passes_change_se": _se(dp)}  # fmt: skip
